@@ -1,0 +1,45 @@
+"""chatworker: AI chat conversations as durable, long-lived Celery tasks.
+
+``chat.task`` defines a chat; each run loops over turns on a Celery worker, streams AI SDK UI
+message chunks into a Redis Stream, waits warm, then suspends until the next message.
+"""
+
+from __future__ import annotations
+
+from . import chat, runs
+from .app import configure, create_app
+from .context import (
+    ChatRunContext,
+    ChatStartEvent,
+    PreloadEvent,
+    TurnCompleteEvent,
+    TurnStartEvent,
+)
+from .errors import ChatworkerError, InvalidPayload, RunEnded, RunNotFound, TaskNotFound
+from .messages import ModelMessage, UIMessage
+from .payload import ChatWirePayload
+from .signals import AbortController, AbortSignal
+from .task import ChatTask
+
+__all__ = [
+    "AbortController",
+    "AbortSignal",
+    "ChatRunContext",
+    "ChatStartEvent",
+    "ChatTask",
+    "ChatWirePayload",
+    "ChatworkerError",
+    "InvalidPayload",
+    "ModelMessage",
+    "PreloadEvent",
+    "RunEnded",
+    "RunNotFound",
+    "TaskNotFound",
+    "TurnCompleteEvent",
+    "TurnStartEvent",
+    "UIMessage",
+    "chat",
+    "configure",
+    "create_app",
+    "runs",
+]

@@ -1,0 +1,78 @@
+"""The Celery app chat runs execute on, configured from the environment.
+
+The settings keep a long-lived task from being delivered twice (early acks, no prefetch; see
+docs/architecture.md): recovery from a dead worker is chatworker's own lease and checkpoint,
+never broker redelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from .config import env, redis_url
+
+if TYPE_CHECKING:
+    from .registry import AnyTask
+
+log = logging.getLogger("chatworker.app")
+
+#: The Celery queue chat runs travel on unless a task names another.
+CHAT_QUEUE = env("CHATWORKER_QUEUE", "chat")
+
+SETTINGS: dict[str, Any] = {
+    "task_acks_late": False,
+    "worker_prefetch_multiplier": 1,
+    "worker_disable_prefetch": True,
+    "task_default_queue": CHAT_QUEUE,
+    "task_ignore_result": True,
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "broker_connection_retry_on_startup": True,
+    "worker_cancel_long_running_tasks_on_connection_loss": True,
+    "broker_transport_options": {"visibility_timeout": 3600},
+    "worker_hijack_root_logger": False,
+}
+
+_app: Celery | None = None
+_bound: list[AnyTask] = []
+
+
+def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:
+    """A Celery app with chatworker's settings, using ``CHATWORKER_REDIS_URL`` as broker."""
+    app = Celery(name, broker=broker or redis_url())
+    app.conf.update(SETTINGS)
+    return app
+
+
+def get_app() -> Celery:
+    """The app chat tasks register on: the one given to :func:`configure`, or a default one."""
+    global _app
+    if _app is None:
+        _app = create_app()
+        for task in _bound:
+            task.bind(_app)
+    return _app
+
+
+def configure(app: Celery | None = None) -> Celery:
+    """Use ``app`` (your own Celery app) for every chat task that was not given one."""
+    global _app
+    if app is not None:
+        app.conf.update({k: v for k, v in SETTINGS.items() if k not in app.conf.changes})
+    _app = app or create_app()
+    for task in _bound:
+        task.bind(_app)
+    return _app
+
+
+def attach(task: AnyTask, app: Celery | None) -> None:
+    """Register ``task`` on ``app``, or on the default app now or when it is created."""
+    if app is not None:
+        task.bind(app)
+        return
+    _bound.append(task)
+    if _app is not None:
+        task.bind(_app)

@@ -1,0 +1,87 @@
+"""Where a turn's chunks leave: written to the run's output stream and folded into the response.
+
+Every turn reaches clients as one complete AI SDK message stream, whatever ``run`` produced:
+exactly one ``start`` carrying the response ``messageId`` (added when missing), the chunks, and
+one closing ``finish`` (or ``abort`` for a stopped turn). Several pipes in one turn therefore
+make one message, and the captured response's id is the id the browser shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .assemble import MessageAssembler
+from .chunks import to_chunk_dict
+from .messages import UIMessage
+from .streams import OutputStream
+
+log = logging.getLogger("chatworker.capture")
+
+
+class TurnOutput:
+    """One turn's output: the stream writer plus the response being assembled from it."""
+
+    def __init__(self, stream: OutputStream, message_id: str) -> None:
+        self.stream = stream
+        self.message_id = message_id
+        self.assembler = MessageAssembler(message_id)
+        self.started = False
+        self.finish: dict[str, Any] | None = None
+        self.aborted = False
+        self.closed = False
+        self.last_id: str | None = None
+
+    def write(self, chunk: Any) -> None:
+        """Send one chunk (a dict or chunk model) to clients and capture it."""
+        if self.closed:
+            raise RuntimeError("this turn is over: write chunks only while it runs")
+        data = to_chunk_dict(chunk)
+        kind = data.get("type")
+        if kind == "start":
+            if self.started:
+                if "messageMetadata" in data:
+                    self._emit({"type": "message-metadata", "messageMetadata": data["messageMetadata"]})
+                return
+            if data.get("messageId"):
+                self.message_id = str(data["messageId"])
+            else:
+                data = {**data, "messageId": self.message_id}
+            self.started = True
+        elif kind == "finish":
+            # Held back: several sources may finish within one turn; one finish closes it.
+            self.finish = data
+            return
+        elif not self.started and not str(kind).startswith("__"):
+            self._emit({"type": "start", "messageId": self.message_id})
+            self.started = True
+        if kind == "abort":
+            if self.aborted:
+                return
+            self.aborted = True
+        self._emit(data)
+
+    def _emit(self, data: dict[str, Any]) -> None:
+        self.assembler.feed(data)
+        self.last_id = self.stream.write(data)
+
+    def close(self, stopped: bool) -> None:
+        """End the message: ``abort`` for a stopped turn, otherwise ``finish``."""
+        if self.closed:
+            return
+        if not self.started:
+            self._emit({"type": "start", "messageId": self.message_id})
+            self.started = True
+        if stopped or self.aborted:
+            if not self.aborted:
+                self._emit({"type": "abort", "reason": "stopped"})
+                self.aborted = True
+        else:
+            self._emit(self.finish or {"type": "finish", "finishReason": "stop"})
+        self.closed = True
+
+    @property
+    def response(self) -> UIMessage | None:
+        """The captured response, or None when the turn produced no parts."""
+        message = self.assembler.message
+        return message if message.parts else None

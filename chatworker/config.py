@@ -1,0 +1,109 @@
+"""Settings read from the environment, durations, and the shared Redis connections.
+
+Every setting has a documented default (see the README's table). Values are read when first
+needed, so tests and ``chatworker dev`` can set the environment before anything connects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+import redis
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+Duration = int | float | str
+
+
+def parse_duration(value: Duration) -> float:
+    """Seconds from a number of seconds or a string like ``"30s"``, ``"15m"``, ``"2h"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use seconds, or e.g. '30s', '15m', '2h')")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def env(name: str, default: str) -> str:
+    """The environment variable ``name``, or ``default`` when unset or empty."""
+    return os.environ.get(name) or default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a number") from exc
+
+
+def redis_url() -> str:
+    """``CHATWORKER_REDIS_URL``, default ``redis://localhost:6379/0``."""
+    return env("CHATWORKER_REDIS_URL", "redis://localhost:6379/0")
+
+
+def stream_maxlen() -> int:
+    """``CHATWORKER_STREAM_MAXLEN``: entries kept per output stream (approximate trim)."""
+    return int(env_float("CHATWORKER_STREAM_MAXLEN", 20000))
+
+
+def retention_seconds() -> float:
+    """``CHATWORKER_RETENTION``: how long an ended run's keys are kept (default 1 day)."""
+    return parse_duration(env("CHATWORKER_RETENTION", "1d"))
+
+
+def lease_seconds() -> float:
+    """``CHATWORKER_LEASE``: how long a run's owner lease lasts without renewal (default 4 s)."""
+    return parse_duration(env("CHATWORKER_LEASE", "4s"))
+
+
+_lock = threading.Lock()
+_clients: dict[tuple[int, str, bool], redis.Redis] = {}
+
+
+def get_redis(*, blocking: bool = False) -> redis.Redis:
+    """The process's shared Redis client for the configured URL.
+
+    ``blocking=True`` gives a client without a socket timeout, for ``BLPOP``/``XREAD BLOCK``
+    and Pub/Sub (redis-py 8 otherwise times those out after 5 s). Clients are per process, so
+    a forked worker child makes its own.
+    """
+    url = redis_url()
+    key = (os.getpid(), url, blocking)
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                options: dict[str, Any] = {
+                    "decode_responses": True,
+                    "health_check_interval": 30,
+                    "socket_connect_timeout": 5,
+                    "retry_on_timeout": not blocking,
+                }
+                options["socket_timeout"] = None if blocking else 10
+                client = redis.Redis.from_url(url, **options)
+                _clients[key] = client
+    return client
+
+
+def reset_redis() -> None:
+    """Forget cached clients (after the URL changed, e.g. in tests)."""
+    with _lock:
+        for client in _clients.values():
+            try:
+                client.close()
+            except Exception:
+                pass
+        _clients.clear()

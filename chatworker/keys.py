@@ -1,0 +1,83 @@
+"""Every Redis key and channel chatworker uses, in one place.
+
+All keys share the ``cw:`` prefix (``CHATWORKER_KEY_PREFIX`` changes it) so that one Redis
+can serve several deployments and an operator can find everything with ``SCAN cw:*``.
+"""
+
+from __future__ import annotations
+
+import os
+
+PREFIX = os.environ.get("CHATWORKER_KEY_PREFIX", "cw")
+
+
+def run(run_id: str) -> str:
+    """Hash: the run record (task, chat, status, turn, owner, overrides...)."""
+    return f"{PREFIX}:run:{run_id}"
+
+
+def checkpoint(run_id: str) -> str:
+    """String (JSON): the state a run needs to resume on another worker."""
+    return f"{PREFIX}:run:{run_id}:state"
+
+
+def output(run_id: str) -> str:
+    """Stream: the UI message chunks and control chunks of the run, one field ``c``."""
+    return f"{PREFIX}:run:{run_id}:out"
+
+
+def inbox(run_id: str) -> str:
+    """List: wire payloads sent to the run and not yet taken by a turn."""
+    return f"{PREFIX}:run:{run_id}:in"
+
+
+def processing(run_id: str) -> str:
+    """List: the payload the current turn is answering (reliable-queue move target)."""
+    return f"{PREFIX}:run:{run_id}:processing"
+
+
+def lease(run_id: str) -> str:
+    """String with TTL: which worker owns the run right now."""
+    return f"{PREFIX}:run:{run_id}:lease"
+
+
+def idempotency(task_id: str, key: str) -> str:
+    """String: the run id created by a trigger with this ``Idempotency-Key``."""
+    return f"{PREFIX}:idem:{task_id}:{key}"
+
+
+def token_use(jti: str) -> str:
+    """String with TTL: marks a one-time trigger token as spent."""
+    return f"{PREFIX}:jti:{jti}"
+
+
+def wake_channel(worker_id: str) -> str:
+    """Pub/Sub channel: tells one worker process that a run it owns has news."""
+    return f"{PREFIX}:wake:{worker_id}"
+
+
+#: Sorted set: suspended runs scored by the time their turn timeout ends them.
+DEADLINES = f"{PREFIX}:deadlines"
+#: Sorted set: runs flipped to ``resuming`` scored by when; cleared when a worker takes them.
+RESUMING = f"{PREFIX}:resuming"
+#: Sorted set: every known run scored by creation time (for ``chatworker runs``).
+RUNS = f"{PREFIX}:runs"
+#: Sorted set: live worker processes scored by their last heartbeat.
+WORKERS = f"{PREFIX}:workers"
+#: String: the signing secret generated in dev mode, shared by workers and gateways.
+DEV_SECRET = f"{PREFIX}:dev-secret"
+
+
+def queue_slots(name: str) -> str:
+    """Sorted set: run ids holding a slot of a concurrency-limited queue, scored by lease expiry."""
+    return f"{PREFIX}:queue:{name}:slots"
+
+
+def queue_waiting(name: str) -> str:
+    """List: run ids waiting for a slot of a concurrency-limited queue, oldest first."""
+    return f"{PREFIX}:queue:{name}:waiting"
+
+
+def chat_run(task_id: str, chat_id: str) -> str:
+    """String: the latest run of a chat (used by the AI SDK compatible ``/ui`` routes)."""
+    return f"{PREFIX}:chat:{task_id}:{chat_id}"

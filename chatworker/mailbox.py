@@ -1,0 +1,219 @@
+"""The per-process mailbox: how runs owned by this worker process hear about news.
+
+One Pub/Sub connection per worker process (not one per run) receives "a message arrived",
+"stop" and "cancel" notices for the runs this process owns, and one maintenance thread renews
+their leases, re-checks Redis in case a notice was missed, ends suspended runs whose turn
+timeout passed, and re-enqueues resumes that were flipped but never started. So 1,000
+warm-waiting runs cost two Redis connections, not 1,000.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from . import keys
+from .config import get_redis, lease_seconds, stream_maxlen
+from .signals import AbortController
+from .state import now_ms, scripts
+
+log = logging.getLogger("chatworker.mailbox")
+
+POLL_SECONDS = 1.0
+RESUME_GRACE_MS = 30_000
+
+
+@dataclass
+class LocalRun:
+    """A run this process owns: its lease token and the signals the mailbox fires."""
+
+    run_id: str
+    token: str
+    wake: threading.Event = field(default_factory=threading.Event)
+    cancel: AbortController = field(default_factory=AbortController)
+    stop: AbortController | None = None
+    current_input: str | None = None
+    streaming: bool = False
+    lost: bool = False
+
+    def on_stop(self, input_id: str, reason: str) -> None:
+        if self.streaming and self.current_input == input_id and self.stop is not None:
+            if self.stop.abort(reason or "stopped"):
+                log.info("run %s: stop received for %s", self.run_id, input_id)
+
+
+class Mailbox:
+    """Owns the runs of this process and keeps them informed; started on first use."""
+
+    def __init__(self) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.runs: dict[str, LocalRun] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopping = threading.Event()
+        self.on_resume_due: Callable[[str], None] | None = None
+
+    # -- ownership -----------------------------------------------------------------------
+    def claim(self, run_id: str) -> tuple[str, LocalRun | None]:
+        """Take the run's lease; returns ``("ok", run)`` or the reason it cannot be taken."""
+        self.start()
+        client = get_redis()
+        token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        result = scripts(client).claim(
+            keys=[keys.run(run_id), keys.lease(run_id), keys.RESUMING],
+            args=[token, int(lease_seconds() * 1000), self.worker_id, now_ms(), run_id],
+        )
+        verdict = str(result[0])
+        if verdict != "ok":
+            return verdict, None
+        local = LocalRun(run_id, token)
+        with self._lock:
+            self.runs[run_id] = local
+        return "ok", local
+
+    def release(self, run_id: str) -> None:
+        """Forget a run (after it suspended or ended); its lease is dropped by the caller."""
+        with self._lock:
+            self.runs.pop(run_id, None)
+
+    # -- background threads ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the listener and maintenance threads once per process (after any fork)."""
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        for target in (self._listen, self._maintain):
+            threading.Thread(target=target, name=f"chatworker-{target.__name__}", daemon=True).start()
+        log.info("worker %s: mailbox started", self.worker_id)
+
+    def _listen(self) -> None:
+        channel = keys.wake_channel(self.worker_id)
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                pubsub = get_redis(blocking=True).pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(channel)
+                backoff = 0.5
+                # A reconnect may have missed notices: re-check everything once.
+                self._check_all()
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        self._dispatch(str(message["data"]))
+            except redis.RedisError as exc:
+                log.warning("mailbox: Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("mailbox listener error")
+                time.sleep(1.0)
+
+    def _dispatch(self, data: str) -> None:
+        kind, _, rest = data.partition(" ")
+        run_id, _, rest = rest.partition(" ")
+        local = self.runs.get(run_id)
+        if local is None:
+            return
+        if kind == "m":
+            local.wake.set()
+        elif kind == "s":
+            input_id, _, reason = rest.partition(" ")
+            local.on_stop(input_id, reason)
+        elif kind == "c":
+            local.cancel.abort("canceled")
+            local.wake.set()
+
+    def _maintain(self) -> None:
+        last_renew = 0.0
+        while not self._stopping.wait(POLL_SECONDS):
+            try:
+                now = time.monotonic()
+                if now - last_renew >= lease_seconds() / 4:
+                    self._renew()
+                    last_renew = now
+                self._check_all()
+                self._sweep()
+            except redis.RedisError as exc:
+                log.warning("mailbox maintenance: Redis unreachable (%s)", exc)
+            except Exception:
+                log.exception("mailbox maintenance error")
+
+    def _renew(self) -> None:
+        client = get_redis()
+        client.zadd(keys.WORKERS, {self.worker_id: time.time()})
+        runs = list(self.runs.values())
+        if not runs:
+            return
+        lost = scripts(client).renew(
+            keys=[keys.lease(r.run_id) for r in runs],
+            args=[*(r.token for r in runs), int(lease_seconds() * 1000)],
+        )
+        lost_keys = set(lost or [])
+        for local in runs:
+            if keys.lease(local.run_id) in lost_keys and not local.lost:
+                local.lost = True
+                log.error("run %s: lease lost; another worker may own it now", local.run_id)
+                local.cancel.abort("lease lost")
+                local.wake.set()
+
+    def _check_all(self) -> None:
+        """Catch up on notices a dropped Pub/Sub connection may have missed."""
+        runs = list(self.runs.values())
+        if not runs:
+            return
+        pipe = get_redis().pipeline(transaction=False)
+        for local in runs:
+            pipe.llen(keys.inbox(local.run_id))
+            pipe.hmget(keys.run(local.run_id), "stop_input", "stop_reason", "cancel")
+        results = pipe.execute()
+        for i, local in enumerate(runs):
+            waiting, (stop_input, stop_reason, cancel) = results[2 * i], results[2 * i + 1]
+            if cancel == "1":
+                local.cancel.abort("canceled")
+                local.wake.set()
+            elif waiting:
+                local.wake.set()
+            if stop_input:
+                local.on_stop(stop_input, stop_reason or "stopped")
+
+    def _sweep(self) -> None:
+        """End suspended runs whose turn timeout passed; re-enqueue resumes never started."""
+        client = get_redis()
+        now = now_ms()
+        due = client.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=100)
+        for run_id in due:
+            ended = scripts(client).expire(
+                keys=[keys.run(run_id), keys.inbox(run_id), keys.output(run_id), keys.DEADLINES],
+                args=[now, stream_maxlen(), run_id],
+            )
+            if ended:
+                log.info("run %s: completed (turn timeout while suspended)", run_id)
+        stale = client.zrangebyscore(keys.RESUMING, "-inf", now - RESUME_GRACE_MS, start=0, num=50)
+        for run_id in stale:
+            if client.zadd(keys.RESUMING, {run_id: now}, xx=True) and self.on_resume_due:
+                log.warning("run %s: resume was never picked up; enqueueing it again", run_id)
+                self.on_resume_due(run_id)
+
+
+_mailbox: Mailbox | None = None
+_mailbox_pid: int | None = None
+
+
+def get_mailbox() -> Mailbox:
+    """This process's mailbox (a forked child gets its own)."""
+    global _mailbox, _mailbox_pid
+    if _mailbox is None or _mailbox_pid != os.getpid():
+        _mailbox = Mailbox()
+        _mailbox_pid = os.getpid()
+    return _mailbox

@@ -1,0 +1,230 @@
+"""Drive runs from Python: trigger, send, stop, cancel, inspect, read. The gateway uses this too.
+
+Everything here talks to Redis only (plus the Celery broker to start or resume a run), so any
+process that can reach Redis can drive any run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import keys, streams
+from .config import get_redis, retention_seconds, stream_maxlen
+from .errors import RedisUnavailable, RunEnded, RunNotFound
+from .payload import ChatWirePayload, parse_payload
+from .registry import get_task
+from .state import ENDED, RunInfo, load_info, now_ms, scripts
+from .tokens import create_run_token
+
+log = logging.getLogger("chatworker.runs")
+
+__all__ = [
+    "RunInfo",
+    "TriggerResult",
+    "cancel",
+    "find_chat_run",
+    "list_runs",
+    "read_stream",
+    "send_message",
+    "status",
+    "stop",
+    "tail_id",
+    "trigger",
+]
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """A new (or, for a retried request, the existing) run and a token to read and write it."""
+
+    run_id: str
+    public_access_token: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"runId": self.run_id, "publicAccessToken": self.public_access_token}
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_urlsafe(15).replace("-", "a").replace("_", "b")
+
+
+def _client() -> redis.Redis:
+    return get_redis()
+
+
+def _guard(exc: redis.RedisError) -> RedisUnavailable:
+    return RedisUnavailable(f"Redis is unreachable ({exc}); check CHATWORKER_REDIS_URL")
+
+
+def trigger(
+    task_id: str, payload: dict[str, Any] | ChatWirePayload, *, idempotency_key: str | None = None
+) -> TriggerResult:
+    """Start a run of ``task_id`` answering ``payload`` (a wire payload with the full history).
+
+    With ``idempotency_key``, a retried call returns the run the first call created.
+    """
+    task = get_task(task_id)
+    parsed = parse_payload(payload, task)
+    client = _client()
+    try:
+        run_id = new_run_id()
+        if idempotency_key:
+            idem = keys.idempotency(task_id, idempotency_key)
+            if not client.set(idem, run_id, nx=True, ex=86400):
+                existing = str(client.get(idem))
+                return TriggerResult(existing, create_run_token(existing, task.chat_access_token_ttl))
+        _create(client, task, run_id, parsed)
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    enqueue(run_id, task_id)
+    log.info("run %s: queued (task %s, chat %s)", run_id, task_id, parsed.chat_id)
+    return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
+
+
+def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload) -> None:
+    preload = payload.trigger == "preload"
+    now = now_ms()
+    record = {
+        "task_id": task.id,
+        "chat_id": payload.chat_id,
+        "status": "queued",
+        "turn": 0,
+        "accepted": 0 if preload else 1,
+        "input_seq": 0,
+        "max_turns": getattr(task, "max_turns", 0) or 0,
+        "is_streaming": 0,
+        "created_at": now,
+        "updated_at": now,
+        "continuation": int(payload.continuation),
+        "previous_run_id": payload.previous_run_id or "",
+        "initial": json.dumps(payload.to_wire()),
+    }
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(keys.run(run_id), mapping=record)
+    if not preload:
+        pipe.rpush(keys.inbox(run_id), "i0 " + record["initial"])  # type: ignore[operator]
+    pipe.zadd(keys.RUNS, {run_id: now})
+    pipe.set(keys.chat_run(task.id, payload.chat_id), run_id, ex=int(retention_seconds()) + 86400)
+    pipe.execute()
+
+
+def enqueue(run_id: str, task_id: str | None = None) -> None:
+    """Send the Celery message that makes a worker start or resume the run."""
+    if task_id is None:
+        task_id = str(_client().hget(keys.run(run_id), "task_id") or "")
+    task = get_task(task_id)
+    task.enqueue(run_id)
+
+
+def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
+    """Queue a message for the run; returns its ``inputId``.
+
+    Raises :class:`RunEnded` when the run will not answer it (ended, or ``max_turns`` reached
+    counting messages already queued): start a continuation run instead.
+    """
+    client = _client()
+    try:
+        task_id = client.hget(keys.run(run_id), "task_id")
+        if task_id is None:
+            raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
+        parsed = parse_payload(payload, get_task(str(task_id)))
+        result = scripts(client).send(
+            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES],
+            args=[json.dumps(parsed.to_wire()), now_ms(), keys.PREFIX, run_id],
+        )
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    verdict = str(result[0])
+    if verdict == "missing":
+        raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
+    if verdict == "ended":
+        raise RunEnded(
+            f"run {run_id} has {result[1]}; trigger a continuation run with the full history"
+        )
+    if verdict == "full":
+        raise RunEnded(
+            f"run {run_id} reached its limit of {result[1]} turns; trigger a continuation run"
+        )
+    input_id = str(result[1])
+    if verdict == "resume":
+        log.info("run %s: resuming for %s", run_id, input_id)
+        enqueue(run_id, str(task_id))
+    return input_id
+
+
+def stop(run_id: str, message: str | None = None) -> bool:
+    """Stop the generation in progress (the run stays alive); False if nothing was streaming."""
+    try:
+        verdict = scripts(_client()).stop(
+            keys=[keys.run(run_id)], args=[message or "stopped", keys.PREFIX, run_id]
+        )
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    if verdict == "missing":
+        raise RunNotFound(f"no run {run_id!r}")
+    return verdict == "ok"
+
+
+def cancel(run_id: str, reason: str = "canceled") -> None:
+    """End the run; its stream gets ``__run_end{status:"canceled"}``."""
+    try:
+        verdict = scripts(_client()).cancel(
+            keys=[keys.run(run_id), keys.output(run_id), keys.DEADLINES, keys.RESUMING],
+            args=[reason, now_ms(), stream_maxlen(), keys.PREFIX, run_id],
+        )
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    if verdict == "missing":
+        raise RunNotFound(f"no run {run_id!r}")
+    if verdict == "ended-now":
+        log.info("run %s: canceled", run_id)
+
+
+def status(run_id: str) -> RunInfo:
+    """The run's current record."""
+    try:
+        info = load_info(_client(), run_id)
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    if info is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    return info
+
+
+def read_stream(
+    run_id: str, after: str | None = None, count: int | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Output entries ``(id, chunk)`` strictly after ``after`` (from the start when None)."""
+    try:
+        return streams.read(_client(), run_id, after, count)
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+
+
+def tail_id(run_id: str) -> str:
+    """The id of the run's last output entry (``"0-0"`` when there is none)."""
+    return streams.tail_id(_client(), run_id)
+
+
+def find_chat_run(task_id: str, chat_id: str) -> str | None:
+    """The latest run started for this chat of this task, if Redis still remembers it."""
+    value = _client().get(keys.chat_run(task_id, chat_id))
+    return str(value) if value else None
+
+
+def list_runs(limit: int = 50, *, include_ended: bool = True) -> list[RunInfo]:
+    """The most recent runs, newest first."""
+    client = _client()
+    ids = client.zrevrange(keys.RUNS, 0, max(0, limit - 1))
+    out = []
+    for run_id in ids:
+        info = load_info(client, str(run_id))
+        if info is not None and (include_ended or info.status not in ENDED):
+            out.append(info)
+    return out

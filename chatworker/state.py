@@ -1,0 +1,290 @@
+"""Run records in Redis and the atomic scripts that move a run between states.
+
+A run is a hash (:func:`keys.run`) plus an input list, a processing list, an output stream, a
+checkpoint and a lease. Every transition that can race with an arriving message (send, take,
+suspend, stop, cancel, expire) is one Lua script, so "suspend only if no message is waiting" and
+"push the message and, if the run is suspended, flip it to resuming" cannot interleave.
+
+Statuses: queued → running ⇄ waiting → suspended → resuming → running … → completed | canceled |
+failed. ``is_streaming`` is 1 from the moment a turn takes its input until its marker is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import keys
+
+ENDED = ("completed", "canceled", "failed")
+STATUSES = ("queued", "running", "waiting", "suspended", "resuming", *ENDED)
+
+# Shared Lua prelude: append a chunk to the run's output stream.
+_XADD = """
+local function xadd(stream, maxlen, chunk)
+  return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'c', chunk)
+end
+"""
+
+# KEYS: run, inbox, deadlines ; ARGV: item (payload json), now_ms, prefix, run_id
+SEND = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st == 'completed' or st == 'canceled' or st == 'failed' then return {'ended', st} end
+local accepted = tonumber(redis.call('HGET', KEYS[1], 'accepted') or '0')
+local maxt = tonumber(redis.call('HGET', KEYS[1], 'max_turns') or '0')
+if maxt > 0 and accepted >= maxt then return {'full', tostring(maxt)} end
+local seq = redis.call('HINCRBY', KEYS[1], 'input_seq', 1)
+local input_id = 'i' .. seq
+redis.call('HSET', KEYS[1], 'accepted', accepted + 1, 'updated_at', ARGV[2])
+redis.call('RPUSH', KEYS[2], input_id .. ' ' .. ARGV[1])
+if st == 'suspended' then
+  redis.call('HSET', KEYS[1], 'status', 'resuming')
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZADD', ARGV[3] .. ':resuming', ARGV[2], ARGV[4])
+  return {'resume', input_id}
+end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then
+  redis.call('PUBLISH', ARGV[3] .. ':wake:' .. owner, 'm ' .. ARGV[4])
+end
+return {'ok', input_id}
+"""
+
+# KEYS: run, inbox, processing, output ; ARGV: turn, now_ms, maxlen
+# Takes the oldest waiting input for a new turn and writes the turn's __turn_start chunk.
+TAKE = _XADD + """
+local item = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+if not item then return false end
+local sp = string.find(item, ' ', 1, true)
+local input_id = string.sub(item, 1, sp - 1)
+local start = {type='__turn_start', turn=tonumber(ARGV[1])}
+if input_id ~= 'i0' then start['inputId'] = input_id end
+local id = xadd(KEYS[4], ARGV[3], cjson.encode(start))
+redis.call('HSET', KEYS[1], 'status', 'running', 'is_streaming', '1', 'turn', ARGV[1],
+  'current_input', input_id, 'turn_start_id', id, 'updated_at', ARGV[2])
+local stop = redis.call('HGET', KEYS[1], 'stop_input')
+local stopped = ''
+if stop == input_id then stopped = redis.call('HGET', KEYS[1], 'stop_reason') or 'stopped' end
+return {item, stopped}
+"""
+
+# KEYS: run, inbox, deadlines, lease ; ARGV: lease token, deadline_ms, now_ms, run_id
+# Suspends only if nothing is waiting in the inbox and we still own the run.
+SUSPEND = """
+if redis.call('LLEN', KEYS[2]) > 0 then return 0 end
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[1], 'status', 'suspended', 'owner', '', 'is_streaming', '0',
+  'suspended_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
+# KEYS: run ; ARGV: reason, prefix, run_id
+STOP = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+local target
+if redis.call('HGET', KEYS[1], 'is_streaming') == '1' then
+  target = redis.call('HGET', KEYS[1], 'current_input')
+elseif st == 'queued' then
+  target = 'i0'
+else
+  return 'idle'
+end
+redis.call('HSET', KEYS[1], 'stop_input', target, 'stop_reason', ARGV[1])
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then
+  redis.call('PUBLISH', ARGV[2] .. ':wake:' .. owner, 's ' .. ARGV[3] .. ' ' .. target .. ' ' .. ARGV[1])
+end
+return 'ok'
+"""
+
+# KEYS: run, output, deadlines, resuming ; ARGV: reason, now_ms, maxlen, prefix, run_id
+# A run nobody is executing ends here at once; a live one is told to end itself.
+CANCEL = _XADD + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st == 'completed' or st == 'canceled' or st == 'failed' then return 'ended' end
+redis.call('HSET', KEYS[1], 'cancel', '1', 'cancel_reason', ARGV[1])
+if st == 'suspended' or st == 'queued' or st == 'resuming' then
+  redis.call('HSET', KEYS[1], 'status', 'canceled', 'is_streaming', '0', 'owner', '',
+    'ended_at', ARGV[2], 'updated_at', ARGV[2], 'reason', ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('ZREM', KEYS[4], ARGV[5])
+  xadd(KEYS[2], ARGV[3], cjson.encode({type='__run_end', status='canceled', reason=ARGV[1]}))
+  return 'ended-now'
+end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then
+  redis.call('PUBLISH', ARGV[4] .. ':wake:' .. owner, 'c ' .. ARGV[5])
+end
+return 'ok'
+"""
+
+# KEYS: run, inbox, output, deadlines ; ARGV: now_ms, maxlen, run_id
+# Ends a suspended run whose turn timeout passed, unless a message arrived meanwhile.
+EXPIRE = _XADD + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'suspended' then redis.call('ZREM', KEYS[4], ARGV[3]) return 0 end
+if redis.call('LLEN', KEYS[2]) > 0 then return 0 end
+local due = redis.call('ZSCORE', KEYS[4], ARGV[3])
+if due and tonumber(due) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'completed', 'ended_at', ARGV[1], 'updated_at', ARGV[1],
+  'reason', 'turn_timeout')
+redis.call('ZREM', KEYS[4], ARGV[3])
+xadd(KEYS[3], ARGV[2], cjson.encode({type='__run_end', status='completed', reason='turn_timeout'}))
+return 1
+"""
+
+# KEYS: run, lease, resuming ; ARGV: token, lease_ms, owner, now_ms, run_id
+# Takes ownership of a run for a worker. Refuses while another owner's lease is alive.
+CLAIM = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st == 'completed' or st == 'canceled' or st == 'failed' then return {'ended', st} end
+if st == 'suspended' then return {'suspended'} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return {'busy'} end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'updated_at', ARGV[4])
+if st == 'resuming' then redis.call('HSET', KEYS[1], 'status', 'waiting') end
+redis.call('ZREM', KEYS[3], ARGV[5])
+return {'ok', st}
+"""
+
+# KEYS: lease... ; ARGV: token, lease_ms (per key, in order: token1, token2, ..., then lease_ms)
+RENEW = """
+local ms = ARGV[#ARGV]
+local lost = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    redis.call('PEXPIRE', key, ms)
+  else
+    table.insert(lost, key)
+  end
+end
+return lost
+"""
+
+# KEYS: run, lease, output, deadlines, resuming ; ARGV: status, reason, now_ms, maxlen, token, run_id
+END = _XADD + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'completed' or st == 'canceled' or st == 'failed' then return false end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'is_streaming', '0',
+  'owner', '', 'ended_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[6])
+redis.call('ZREM', KEYS[5], ARGV[6])
+if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
+return xadd(KEYS[3], ARGV[4], cjson.encode({type='__run_end', status=ARGV[1], reason=ARGV[2]}))
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Scripts:
+    """The Lua scripts registered on one Redis client (EVALSHA with automatic reload)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.send = client.register_script(SEND)
+        self.take = client.register_script(TAKE)
+        self.suspend = client.register_script(SUSPEND)
+        self.stop = client.register_script(STOP)
+        self.cancel = client.register_script(CANCEL)
+        self.expire = client.register_script(EXPIRE)
+        self.claim = client.register_script(CLAIM)
+        self.renew = client.register_script(RENEW)
+        self.end = client.register_script(END)
+
+
+_scripts: dict[int, Scripts] = {}
+
+
+def scripts(client: redis.Redis) -> Scripts:
+    """The scripts bound to ``client`` (cached per client)."""
+    found = _scripts.get(id(client))
+    if found is None:
+        found = _scripts[id(client)] = Scripts(client)
+    return found
+
+
+@dataclass
+class RunInfo:
+    """A snapshot of a run record, as ``GET /runs/<id>`` and ``chatworker runs`` show it."""
+
+    run_id: str
+    task_id: str
+    chat_id: str
+    status: str
+    turn: int
+    is_streaming: bool
+    last_event_id: str | None
+    turn_start_id: str | None
+    owner: str | None
+    created_at: float
+    updated_at: float
+    reason: str | None
+    previous_run_id: str | None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    @classmethod
+    def from_hash(cls, run_id: str, data: dict[str, Any]) -> RunInfo:
+        def opt(name: str) -> str | None:
+            value = data.get(name)
+            return str(value) if value else None
+
+        return cls(
+            run_id=run_id,
+            task_id=str(data.get("task_id", "")),
+            chat_id=str(data.get("chat_id", "")),
+            status=str(data.get("status", "")),
+            turn=int(data.get("turn", 0) or 0),
+            is_streaming=data.get("is_streaming") == "1",
+            last_event_id=opt("last_event_id"),
+            turn_start_id=opt("turn_start_id") if data.get("is_streaming") == "1" else None,
+            owner=opt("owner"),
+            created_at=int(data.get("created_at", 0) or 0) / 1000,
+            updated_at=int(data.get("updated_at", 0) or 0) / 1000,
+            reason=opt("reason"),
+            previous_run_id=opt("previous_run_id"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase shape of ``GET /runs/<runId>``."""
+        body: dict[str, Any] = {
+            "runId": self.run_id,
+            "taskId": self.task_id,
+            "chatId": self.chat_id,
+            "status": self.status,
+            "turn": self.turn,
+            "isStreaming": self.is_streaming,
+            "lastEventId": self.last_event_id,
+        }
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+def load_info(client: redis.Redis, run_id: str) -> RunInfo | None:
+    """The run's record, or None if there is no such run."""
+    data = client.hgetall(keys.run(run_id))
+    return RunInfo.from_hash(run_id, data) if data else None  # type: ignore[arg-type]
+
+
+def load_checkpoint(client: redis.Redis, run_id: str) -> dict[str, Any] | None:
+    raw = client.get(keys.checkpoint(run_id))
+    return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+
+def split_item(item: str) -> tuple[str, str]:
+    """``"i3 {json}"`` → ``("i3", "{json}")``: an inbox entry is the input id and the payload."""
+    input_id, _, body = item.partition(" ")
+    return input_id, body

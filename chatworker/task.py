@@ -1,0 +1,152 @@
+"""``chat.task``: a chat run definition — its run function, hooks and options."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from pydantic import BaseModel
+
+from . import app as app_module
+from .config import Duration, parse_duration
+from .registry import register
+
+log = logging.getLogger("chatworker.task")
+
+HOOKS = ("on_preload", "on_chat_start", "on_turn_start", "on_turn_complete")
+
+RunFunction = Callable[[Any], Any]
+Hook = Callable[[Any], Any]
+
+
+class ChatTask:
+    """A chat task: register hooks with ``@task.on_turn_complete`` etc.; start runs with
+    :meth:`trigger`. Each run is one Celery task execution that loops over turns."""
+
+    def __init__(
+        self,
+        id: str,
+        run: RunFunction | None = None,
+        *,
+        client_data_schema: type[BaseModel] | None = None,
+        on_preload: Hook | None = None,
+        on_chat_start: Hook | None = None,
+        on_turn_start: Hook | None = None,
+        on_turn_complete: Hook | None = None,
+        warm_timeout_in_seconds: float = 30,
+        turn_timeout: Duration = "1h",
+        max_turns: int = 100,
+        preload_warm_timeout_in_seconds: float | None = None,
+        preload_timeout: Duration | None = None,
+        chat_access_token_ttl: Duration = "1h",
+        ui_message_stream_options: dict[str, Any] | None = None,
+        queue: dict[str, Any] | str | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        if not id or not isinstance(id, str):
+            raise ValueError("a chat task needs a non-empty string id")
+        if max_turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        parse_duration(turn_timeout)  # fail at definition time, not in a run
+        parse_duration(chat_access_token_ttl)
+        if preload_timeout is not None:
+            parse_duration(preload_timeout)
+        self.id = id
+        self.run_fn: RunFunction = run or _missing_run
+        self.client_data_schema = client_data_schema
+        self.hooks: dict[str, Hook | None] = {
+            "on_preload": on_preload,
+            "on_chat_start": on_chat_start,
+            "on_turn_start": on_turn_start,
+            "on_turn_complete": on_turn_complete,
+        }
+        self.warm_timeout_in_seconds = float(warm_timeout_in_seconds)
+        self.turn_timeout = turn_timeout
+        self.max_turns = max_turns
+        self.preload_warm_timeout_in_seconds = preload_warm_timeout_in_seconds
+        self.preload_timeout = preload_timeout
+        self.chat_access_token_ttl = chat_access_token_ttl
+        self.ui_message_stream_options = _stream_options(ui_message_stream_options)
+        self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
+        self.celery_queue = app_module.CHAT_QUEUE
+        self.celery_name = f"chatworker.run.{id}"
+        self.app: Celery | None = None
+        register(self)
+        app_module.attach(self, app)
+
+    def __call__(self, fn: RunFunction) -> ChatTask:
+        """Decorator form: ``@chat.task(id=...)`` on the run function."""
+        self.run_fn = fn
+        return self
+
+    def bind(self, app: Celery) -> None:
+        """Register this task's Celery task on ``app``."""
+        from .runtime import execute
+
+        task = self
+
+        def run_chat(run_id: str) -> None:
+            execute(task, run_id)
+
+        run_chat.__name__ = run_chat.__qualname__ = f"chat_{self.id}"
+        app.task(name=self.celery_name, ignore_result=True, acks_late=False)(run_chat)
+        self.app = app
+
+    def enqueue(self, run_id: str) -> None:
+        """Send the Celery message that starts or resumes ``run_id`` on some worker."""
+        app = self.app or app_module.get_app()
+        app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
+
+    def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        """Start a run answering ``payload``; returns ``TriggerResult(run_id, public_access_token)``."""
+        from .runs import trigger
+
+        return trigger(self.id, payload, idempotency_key=idempotency_key)
+
+    # Hook decorators: @my_chat.on_turn_complete
+    def on_preload(self, fn: Hook) -> Hook:
+        self.hooks["on_preload"] = fn
+        return fn
+
+    def on_chat_start(self, fn: Hook) -> Hook:
+        self.hooks["on_chat_start"] = fn
+        return fn
+
+    def on_turn_start(self, fn: Hook) -> Hook:
+        self.hooks["on_turn_start"] = fn
+        return fn
+
+    def on_turn_complete(self, fn: Hook) -> Hook:
+        self.hooks["on_turn_complete"] = fn
+        return fn
+
+    def __repr__(self) -> str:
+        return f"<ChatTask {self.id!r}>"
+
+
+def _missing_run(context: Any) -> Any:
+    raise RuntimeError("this chat task has no run function: decorate one with @chat.task(...)")
+
+
+_STREAM_KEYS = {
+    "on_error": "on_error", "onError": "on_error",
+    "send_reasoning": "send_reasoning", "sendReasoning": "send_reasoning",
+    "send_sources": "send_sources", "sendSources": "send_sources",
+    "send_start": "send_start", "send_finish": "send_finish",
+    "message_metadata": "message_metadata",
+}
+
+
+def _stream_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Normalise ``ui_message_stream_options`` keys (snake or camel case); reject unknown ones."""
+    out: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if key not in _STREAM_KEYS:
+            raise ValueError(
+                f"unknown ui_message_stream_options key {key!r} "
+                f"(known: on_error, send_reasoning, send_sources)"
+            )
+        out[_STREAM_KEYS[key]] = value
+    return out

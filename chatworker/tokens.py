@@ -1,0 +1,146 @@
+"""Scoped access tokens: HS256 JWTs signed with ``CHATWORKER_SECRET_KEY``, via PyJWT.
+
+Trigger tokens (``trigger:tasks:<id>``) let a browser start a run of one task; run tokens
+(``read:runs:<id>``, ``write:inputStreams:<id>``) let it read and write that one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from . import keys
+from .config import Duration, get_redis, parse_duration
+
+log = logging.getLogger("chatworker.tokens")
+
+ALGORITHM = "HS256"
+ISSUER = "chatworker"
+
+
+class TokenError(Exception):
+    """A token was missing, malformed, badly signed or expired (HTTP 401)."""
+
+    status = 401
+    code = "invalid_token"
+
+
+class TokenScopeError(TokenError):
+    """A valid token that does not grant this action (another run or task: HTTP 403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class SecretMissing(RuntimeError):
+    """No ``CHATWORKER_SECRET_KEY`` and not in dev mode."""
+
+
+def dev_mode() -> bool:
+    """True when ``CHATWORKER_DEV=1``: a signing secret is generated and shared through Redis."""
+    return os.environ.get("CHATWORKER_DEV", "") in {"1", "true", "yes"}
+
+
+_secret_cache: dict[str, str] = {}
+
+
+def get_secret() -> str:
+    """The signing secret: ``CHATWORKER_SECRET_KEY``, or in dev mode one kept in Redis.
+
+    Dev mode never turns authentication off; it only saves you from choosing a secret. The
+    generated secret lives in Redis so that every worker and gateway of the deployment agree.
+    """
+    secret = os.environ.get("CHATWORKER_SECRET_KEY")
+    if secret:
+        return secret
+    if not dev_mode():
+        raise SecretMissing(
+            "CHATWORKER_SECRET_KEY is not set. Set it to a long random string shared by every "
+            "worker and gateway (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            ", or set CHATWORKER_DEV=1 to have a development secret generated for you."
+        )
+    cached = _secret_cache.get("dev")
+    if cached:
+        return cached
+    client = get_redis()
+    candidate = secrets.token_urlsafe(32)
+    if client.set(keys.DEV_SECRET, candidate, nx=True):
+        log.warning("CHATWORKER_DEV=1: generated a development signing secret (kept in Redis)")
+    value = client.get(keys.DEV_SECRET)
+    _secret_cache["dev"] = str(value)
+    return str(value)
+
+
+def _encode(claims: dict[str, Any], ttl: Duration) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "iat": now, "exp": now + int(parse_duration(ttl)), **claims}
+    return jwt.encode(body, get_secret(), algorithm=ALGORITHM)
+
+
+def create_trigger_token(task_id: str, ttl: Duration = "24h", multiple_use: bool = False) -> str:
+    """A token that may trigger runs of ``task_id``; one-time use unless ``multiple_use``."""
+    claims: dict[str, Any] = {"scopes": [f"trigger:tasks:{task_id}"], "jti": uuid.uuid4().hex}
+    if not multiple_use:
+        claims["otu"] = True
+    return _encode(claims, ttl)
+
+
+def create_run_token(run_id: str, ttl: Duration = "1h") -> str:
+    """A token that may read run ``run_id`` and write to its input streams."""
+    return _encode({"scopes": [f"read:runs:{run_id}", f"write:inputStreams:{run_id}"]}, ttl)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """A verified token's scopes and expiry."""
+
+    scopes: tuple[str, ...]
+    expires_at: int
+    jti: str | None = None
+    one_time: bool = False
+
+
+def verify(token: str | None) -> Claims:
+    """Check the signature and expiry of ``token``; raise :class:`TokenError` if it fails."""
+    if not token:
+        raise TokenError("missing access token: send `Authorization: Bearer <token>`")
+    try:
+        body = jwt.decode(
+            token,
+            get_secret(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "iss"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("access token expired: renew it with POST /runs/<runId>/token") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"invalid access token ({exc})") from exc
+    scopes = body.get("scopes")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise TokenError("invalid access token (no scopes)")
+    return Claims(tuple(scopes), int(body["exp"]), body.get("jti"), bool(body.get("otu")))
+
+
+def require_scope(token: str | None, scope: str) -> Claims:
+    """Verify ``token`` and check it grants ``scope``; 403 when it is valid but for another."""
+    claims = verify(token)
+    if scope not in claims.scopes:
+        raise TokenScopeError(f"this token does not grant `{scope}`")
+    return claims
+
+
+def spend_one_time(claims: Claims) -> None:
+    """Mark a one-time trigger token as used; raise :class:`TokenError` if it already was."""
+    if not claims.one_time or not claims.jti:
+        return
+    ttl = max(1, claims.expires_at - int(time.time()))
+    if not get_redis().set(keys.token_use(claims.jti), "1", nx=True, ex=ttl):
+        raise TokenError("this one-time trigger token was already used: create a new one")

@@ -1,0 +1,31 @@
+"""The worker entry point: ``celery -A chatworker.worker worker -P gevent -Q chat``.
+
+Exposes the Celery ``app`` configured from the environment, with the chat tasks of the modules
+in ``CHATWORKER_TASKS`` loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_ready
+
+from .app import get_app
+from .config import redis_url
+from .registry import load_tasks
+
+log = logging.getLogger("chatworker.worker")
+
+app = get_app()
+tasks = load_tasks()
+if not tasks:
+    log.warning("no chat tasks loaded: set CHATWORKER_TASKS to the modules that define them")
+
+
+@worker_ready.connect
+def _announce(**_: object) -> None:
+    log.info("chatworker worker ready: tasks %s, redis %s", ", ".join(sorted(tasks)) or "none",
+             redis_url())
+
+
+__all__ = ["app"]

@@ -1,0 +1,76 @@
+"""Session fixtures: a real redis-server, a real celery worker process, a scripted model."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from chatworker import config
+from chatworker.registry import load_tasks
+
+from .support import RedisServer, Worker
+
+SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    os.environ["CHATWORKER_REDIS_URL"] = server.url
+    os.environ["CHATWORKER_SECRET_KEY"] = SECRET
+    os.environ.setdefault("CHATWORKER_TASKS", "tests.tasks")
+    config.reset_redis()
+    load_tasks("tests.tasks")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[object]:
+    from chatworker.testing.model_server import ModelServer
+
+    server = ModelServer(port=0)
+    server.start()
+    os.environ["OPENAI_BASE_URL"] = server.base_url
+    os.environ["OPENAI_API_KEY"] = "test-key"
+    yield server
+    server.stop()
+
+
+def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "CHATWORKER_REDIS_URL": redis_url,
+        "CHATWORKER_SECRET_KEY": SECRET,
+        "CHATWORKER_TASKS": "tests.tasks",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url: str) -> Iterator[Worker]:
+    """One gevent worker shared by the integration tests."""
+    w = Worker(worker_env(redis_url), pool="gevent", concurrency=100, name="main").start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def chat_id() -> str:
+    return "chat-" + uuid.uuid4().hex[:10]

