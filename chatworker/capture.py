@@ -41,7 +41,8 @@ class TurnOutput:
         if kind == "start":
             if self.started:
                 if "messageMetadata" in data:
-                    self._emit({"type": "message-metadata", "messageMetadata": data["messageMetadata"]})
+                    metadata = data["messageMetadata"]
+                    self._emit({"type": "message-metadata", "messageMetadata": metadata})
                 return
             if data.get("messageId"):
                 self.message_id = str(data["messageId"])

@@ -62,7 +62,7 @@ def is_stopped() -> bool:
 
 
 def set_turn_timeout(duration: Duration) -> None:
-    """How long this run stays suspended waiting for a message, from now on (survives suspension)."""
+    """How long this run stays suspended waiting for a message, from now on."""
     _scope("set_turn_timeout").run.turn_timeout_override = parse_duration(duration)
 
 

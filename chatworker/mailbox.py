@@ -45,9 +45,11 @@ class LocalRun:
     lost: bool = False
 
     def on_stop(self, input_id: str, reason: str) -> None:
-        if self.streaming and self.current_input == input_id and self.stop is not None:
-            if self.stop.abort(reason or "stopped"):
-                log.info("run %s: stop received for %s", self.run_id, input_id)
+        stop = self.stop
+        if self.streaming and self.current_input == input_id and stop is not None and (
+            stop.abort(reason or "stopped")
+        ):
+            log.info("run %s: stop received for %s", self.run_id, input_id)
 
 
 class Mailbox:
@@ -94,7 +96,8 @@ class Mailbox:
                 return
             self._started = True
         for target in (self._listen, self._maintain):
-            threading.Thread(target=target, name=f"chatworker-{target.__name__}", daemon=True).start()
+            name = f"chatworker-{target.__name__}"
+            threading.Thread(target=target, name=name, daemon=True).start()
         log.info("worker %s: mailbox started", self.worker_id)
 
     def _listen(self) -> None:

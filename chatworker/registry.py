@@ -45,7 +45,7 @@ def all_tasks() -> dict[str, AnyTask]:
 
 
 def load_tasks(modules: str | None = None) -> dict[str, AnyTask]:
-    """Import the comma-separated ``modules`` (default ``CHATWORKER_TASKS``) and return the tasks."""
+    """Import the comma-separated ``modules`` (default ``CHATWORKER_TASKS``); return all tasks."""
     spec = os.environ.get("CHATWORKER_TASKS", "") if modules is None else modules
     for name in (m.strip() for m in spec.split(",")):
         if name:

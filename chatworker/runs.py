@@ -78,7 +78,8 @@ def trigger(
             idem = keys.idempotency(task_id, idempotency_key)
             if not client.set(idem, run_id, nx=True, ex=86400):
                 existing = str(client.get(idem))
-                return TriggerResult(existing, create_run_token(existing, task.chat_access_token_ttl))
+                token = create_run_token(existing, task.chat_access_token_ttl)
+                return TriggerResult(existing, token)
         _create(client, task, run_id, parsed)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
@@ -90,7 +91,8 @@ def trigger(
 def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload) -> None:
     preload = payload.trigger == "preload"
     now = now_ms()
-    record = {
+    initial = json.dumps(payload.to_wire())
+    record: dict[str, str | int] = {
         "task_id": task.id,
         "chat_id": payload.chat_id,
         "status": "queued",
@@ -103,12 +105,12 @@ def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayloa
         "updated_at": now,
         "continuation": int(payload.continuation),
         "previous_run_id": payload.previous_run_id or "",
-        "initial": json.dumps(payload.to_wire()),
+        "initial": initial,
     }
     pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.run(run_id), mapping=record)
+    pipe.hset(keys.run(run_id), mapping=record)  # type: ignore[arg-type]
     if not preload:
-        pipe.rpush(keys.inbox(run_id), "i0 " + record["initial"])  # type: ignore[operator]
+        pipe.rpush(keys.inbox(run_id), "i0 " + initial)
     pipe.zadd(keys.RUNS, {run_id: now})
     pipe.set(keys.chat_run(task.id, payload.chat_id), run_id, ex=int(retention_seconds()) + 86400)
     pipe.execute()

@@ -131,15 +131,15 @@ class ChatRun:
     def restore(self) -> bool:
         """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
         record = self.redis.hgetall(keys.run(self.run_id))
-        self.chat_id = str(record.get("chat_id", ""))  # type: ignore[union-attr]
-        self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))  # type: ignore[index]
-        self.continuation = record.get("continuation") == "1"  # type: ignore[union-attr]
-        self.previous_run_id = record.get("previous_run_id") or None  # type: ignore[union-attr]
+        self.chat_id = str(record.get("chat_id", ""))
+        self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
+        self.continuation = record.get("continuation") == "1"
+        self.previous_run_id = record.get("previous_run_id") or None
         self.preloaded = self.initial.trigger == "preload"
         raw = self.redis.get(keys.checkpoint(self.run_id))
         if not raw:
             return False
-        state = json.loads(raw)  # type: ignore[arg-type]
+        state = json.loads(raw)
         self.turn_number = state["turn"]
         self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
         self.warm_override = state.get("warm")
@@ -310,7 +310,7 @@ class ChatRun:
         return generate_id()
 
     def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str) -> str:
-        """Write ``__turn_complete`` and the checkpoint in one transaction; returns the marker id."""
+        """Write ``__turn_complete`` and the checkpoint in one transaction; return the marker id."""
         marker: dict[str, Any] = {"type": "__turn_complete", "turn": number, "stopped": stopped}
         if input_id != "i0":
             marker["inputId"] = input_id

@@ -16,7 +16,7 @@ from .errors import AbortError
 
 log = logging.getLogger("chatworker.signals")
 
-Listener = Callable[[Any], None]
+Listener = Callable[[Any], object]
 
 
 class AbortSignal:

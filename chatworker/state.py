@@ -100,7 +100,8 @@ end
 redis.call('HSET', KEYS[1], 'stop_input', target, 'stop_reason', ARGV[1])
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner and owner ~= '' then
-  redis.call('PUBLISH', ARGV[2] .. ':wake:' .. owner, 's ' .. ARGV[3] .. ' ' .. target .. ' ' .. ARGV[1])
+  local notice = 's ' .. ARGV[3] .. ' ' .. target .. ' ' .. ARGV[1]
+  redis.call('PUBLISH', ARGV[2] .. ':wake:' .. owner, notice)
 end
 return 'ok'
 """
@@ -170,7 +171,8 @@ end
 return lost
 """
 
-# KEYS: run, lease, output, deadlines, resuming ; ARGV: status, reason, now_ms, maxlen, token, run_id
+# KEYS: run, lease, output, deadlines, resuming
+# ARGV: status, reason, now_ms, maxlen, token, run_id
 END = _XADD + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'completed' or st == 'canceled' or st == 'failed' then return false end
@@ -276,12 +278,12 @@ class RunInfo:
 def load_info(client: redis.Redis, run_id: str) -> RunInfo | None:
     """The run's record, or None if there is no such run."""
     data = client.hgetall(keys.run(run_id))
-    return RunInfo.from_hash(run_id, data) if data else None  # type: ignore[arg-type]
+    return RunInfo.from_hash(run_id, data) if data else None
 
 
 def load_checkpoint(client: redis.Redis, run_id: str) -> dict[str, Any] | None:
     raw = client.get(keys.checkpoint(run_id))
-    return json.loads(raw) if raw else None  # type: ignore[arg-type]
+    return json.loads(raw) if raw else None
 
 
 def split_item(item: str) -> tuple[str, str]:

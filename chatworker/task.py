@@ -100,7 +100,7 @@ class ChatTask:
         app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
 
     def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
-        """Start a run answering ``payload``; returns ``TriggerResult(run_id, public_access_token)``."""
+        """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``."""
         from .runs import trigger
 
         return trigger(self.id, payload, idempotency_key=idempotency_key)

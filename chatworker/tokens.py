@@ -63,8 +63,8 @@ def get_secret() -> str:
     if not dev_mode():
         raise SecretMissing(
             "CHATWORKER_SECRET_KEY is not set. Set it to a long random string shared by every "
-            "worker and gateway (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            ", or set CHATWORKER_DEV=1 to have a development secret generated for you."
+            "worker and gateway (`python -c 'import secrets;print(secrets.token_urlsafe(32))'`),"
+            " or set CHATWORKER_DEV=1 to have a development secret generated for you."
         )
     cached = _secret_cache.get("dev")
     if cached:

@@ -89,7 +89,7 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child process keeps it open
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "chatworker.worker", "worker",
              "-P", self.pool, "-c", str(self.concurrency), "-Q", "chat",
@@ -196,3 +196,25 @@ def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any
 def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
     """Hook events the test tasks recorded for ``chat_id`` (see tests/tasks.py)."""
     return [json.loads(e) for e in client.lrange(f"test:events:{chat_id}", 0, -1)]
+
+
+@contextmanager
+def isolated_db(redis_url: str, db: int) -> Iterator[str]:
+    """Point this process (Redis state and Celery broker) at another database of the server,
+    so a dedicated worker there sees only this test's runs."""
+    from chatworker import app as app_module
+    from chatworker import config
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    old_app = app_module.get_app()
+    previous = os.environ["CHATWORKER_REDIS_URL"]
+    os.environ["CHATWORKER_REDIS_URL"] = url
+    config.reset_redis()
+    redis.Redis.from_url(url).flushdb()
+    app_module.configure(app_module.create_app(broker=url))
+    try:
+        yield url
+    finally:
+        os.environ["CHATWORKER_REDIS_URL"] = previous
+        config.reset_redis()
+        app_module.configure(old_app)

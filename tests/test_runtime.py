@@ -41,7 +41,7 @@ def test_multi_turn_accumulates_and_streams_complete_messages(
     last = completes[1]
     roles = [m["role"] for m in last["ui_messages"]]
     assert roles == ["user", "assistant", "user", "assistant"]
-    assert [m["id"] for m in last["new_ui_messages"]][0] == second["id"]
+    assert next(m["id"] for m in last["new_ui_messages"]) == second["id"]
     # The captured response id is the messageId the browser saw in `start`.
     start = next(c for _, c in turn1 if c["type"] == "start")
     assert last["response_message"]["id"] == start["messageId"]
@@ -97,7 +97,7 @@ def test_stop_mid_turn_then_next_turn(worker: object, r: redis.Redis, chat_id: s
                          [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"])
     stopped_turn = completes[0]
     assert stopped_turn["stopped"] is True
-    text_part = [p for p in stopped_turn["response_message"]["parts"] if p["type"] == "text"][0]
+    text_part = next(p for p in stopped_turn["response_message"]["parts"] if p["type"] == "text")
     assert text_part["state"] == "done"  # cleaned
     assert stopped_turn["raw_response_message"]["parts"][-1]["state"] == "streaming"
     # The partial reply was accumulated: the next turn sees it.
