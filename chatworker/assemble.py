@@ -381,7 +381,9 @@ class MessageAssembler:
         self._open("text", self._active_text, chunk)
 
     def _reasoning_start(self, chunk: dict[str, Any]) -> None:
-        self._open("reasoning", self._active_reasoning, chunk)
+        part = self._open("reasoning", self._active_reasoning, chunk)
+        if "id" in chunk:
+            part["id"] = chunk["id"]  # the AI SDK keeps the id on reasoning parts (not on text)
 
     def _delta(self, part: Part, chunk: dict[str, Any]) -> None:
         delta = chunk.get("delta")

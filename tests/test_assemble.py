@@ -53,7 +53,7 @@ EXPECTED_MESSAGE: dict[str, Any] = {
     "metadata": {"model": "gpt-4o", "usage": {"total": 99}},
     "parts": [
         {"type": "step-start"},
-        {"type": "reasoning", "text": "The user wants the weather.", "state": "done"},
+        {"type": "reasoning", "id": "r1", "text": "The user wants the weather.", "state": "done"},
         {
             "type": "tool-weather",
             "toolCallId": "call_1",
@@ -337,7 +337,7 @@ def test_stopped_stream_is_cleaned_for_history() -> None:
     cleaned = dump(cleanup_aborted_parts(assembler.message))
     assert cleaned["parts"] == [
         {"type": "step-start"},
-        {"type": "reasoning", "text": "hmm", "state": "done"},
+        {"type": "reasoning", "id": "r", "text": "hmm", "state": "done"},
     ]
 
 

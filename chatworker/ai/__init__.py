@@ -1,0 +1,32 @@
+"""Model calls for chat tasks: ``stream_text`` (the AI SDK's ``streamText``), tools, providers."""
+
+from .providers import LanguageModel, OpenAIChatModel, openai
+from .steps import FinishEvent, StepResult
+from .stream import StreamTextResult, default_error_text, stream_text
+from .tools import (
+    InvalidToolInputError,
+    NoSuchToolError,
+    Tool,
+    ToolCallOptions,
+    ToolExecutionError,
+    step_count_is,
+    tool,
+)
+
+__all__ = [
+    "FinishEvent",
+    "InvalidToolInputError",
+    "LanguageModel",
+    "NoSuchToolError",
+    "OpenAIChatModel",
+    "StepResult",
+    "StreamTextResult",
+    "Tool",
+    "ToolCallOptions",
+    "ToolExecutionError",
+    "default_error_text",
+    "openai",
+    "step_count_is",
+    "stream_text",
+    "tool",
+]

@@ -1,0 +1,398 @@
+"""The ``stream_text`` loop: model call, tool calls, tool execution, next step.
+
+It yields UI-message-chunk-shaped parts; error-carrying parts hold the exception under
+``"error"`` so that each UI stream can render it with its own ``on_error``. It never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chatworker.signals import AbortSignal
+
+from .call import OPENED, ModelCall
+from .convert import (
+    map_finish_reason,
+    map_usage,
+    model_message_dict,
+    to_openai_messages,
+    to_openai_tools,
+)
+from .providers import LanguageModel
+from .steps import FinishEvent, StepResult, add_usage, empty_usage
+from .tools import (
+    InvalidToolInputError,
+    NoSuchToolError,
+    StopCondition,
+    Tool,
+    ToolCallOptions,
+    ToolExecutionError,
+    parse_tool_input,
+    to_jsonable,
+)
+
+__all__ = ["Runner"]
+
+log = logging.getLogger("chatworker.ai")
+
+Part = dict[str, Any]
+
+
+@dataclass
+class _PendingCall:
+    tool_call_id: str
+    tool_name: str
+    arguments: str = ""
+
+
+class _StepState:
+    """What one model call has produced so far."""
+
+    def __init__(self) -> None:
+        self.result = StepResult()
+        self.content: list[dict[str, Any]] = []
+        self.text_id: str | None = None
+        self.reasoning_id: str | None = None
+        self.calls: dict[int, _PendingCall] = {}
+        self.raw_finish: str | None = None
+
+
+class Runner:
+    """Runs the step loop once; results are read from its attributes when it is done."""
+
+    def __init__(
+        self,
+        *,
+        model: LanguageModel,
+        system: str | None,
+        messages: Sequence[Any],
+        tools: Mapping[str, Tool] | None,
+        stop_conditions: list[StopCondition],
+        abort_signal: AbortSignal | None,
+        settings: dict[str, Any],
+        on_finish: Callable[[FinishEvent], Any] | None,
+    ) -> None:
+        self.model = model
+        self.system = system
+        self.input_messages = list(messages)
+        self.tools = dict(tools or {})
+        self.stop_conditions = stop_conditions
+        self.signal = abort_signal
+        self.settings = settings
+        self.on_finish = on_finish
+        self.steps: list[StepResult] = []
+        self.response_messages: list[dict[str, Any]] = []
+        self.finish_reason = "other"
+        self.aborted = False
+        self.error: BaseException | None = None
+        self._ids = 0
+        self._source_urls: set[str] = set()
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> Iterator[Part]:
+        """Yield the parts of the whole run: start, steps, then finish or abort."""
+        yield {"type": "start"}
+        try:
+            while (yield from self._step()):
+                pass
+        except Exception as exc:  # a bug in this module must still end the turn cleanly
+            log.exception("stream_text failed unexpectedly")
+            self.error = exc
+            self.finish_reason = "error"
+            yield {"type": "error", "error": exc}
+            yield {"type": "finish", "finishReason": "error"}
+            self._call_on_finish()
+
+    def _step(self) -> Generator[Part, None, bool]:
+        state = _StepState()
+        started = False
+        call: ModelCall | None = None
+        try:
+            request = self._request()
+            call = ModelCall(lambda: self.model.open_stream(request), self.signal)
+            for item in call:
+                if item is OPENED:
+                    started = True
+                    yield {"type": "start-step"}
+                else:
+                    yield from self._on_chunk(item, state)
+        except Exception as exc:
+            log.error("stream_text: model request failed: %r", exc, exc_info=exc)
+            yield from self._close_parts(state)
+            yield {"type": "error", "error": exc}
+            if started:
+                yield {"type": "finish-step"}
+            self.error = exc
+            self._end_step(state, "error")
+            yield from self._finish()
+            return False
+        if call.aborted or self._is_aborted():
+            yield from self._abort(state)
+            return False
+        yield from self._close_parts(state)
+        yield from self._finish_tool_calls(state)
+        yield from self._execute_tools(state)
+        if self._is_aborted():
+            yield from self._abort(state)
+            return False
+        if started:
+            yield {"type": "finish-step"}
+        self._end_step(state, map_finish_reason(state.raw_finish))
+        if self._should_continue(state.result):
+            return True
+        yield from self._finish()
+        return False
+
+    def _request(self) -> dict[str, Any]:
+        messages = [*self.input_messages, *self.response_messages]
+        request: dict[str, Any] = {
+            "messages": to_openai_messages(messages, self.system),
+            "tools": to_openai_tools(self.tools),
+        }
+        request.update(self.settings)
+        return request
+
+    def _should_continue(self, step: StepResult) -> bool:
+        if not step.tool_calls or len(step.tool_results) < len(step.tool_calls):
+            return False
+        return not any(condition(self.steps) for condition in self.stop_conditions)
+
+    def _is_aborted(self) -> bool:
+        return self.signal is not None and self.signal.aborted
+
+    # ---------------------------------------------------------------- model chunks
+
+    def _on_chunk(self, chunk: Any, state: _StepState) -> Iterator[Part]:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            state.result.usage = map_usage(usage)
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "index", 0) != 0:
+                continue
+            delta = choice.delta
+            reasoning = _extra(delta, "reasoning_content") or _extra(delta, "reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                yield from self._reasoning_delta(state, reasoning)
+            content = delta.content or getattr(delta, "refusal", None)
+            if content:
+                yield from self._text_delta(state, content)
+            for tool_call in delta.tool_calls or []:
+                yield from self._tool_call_delta(state, tool_call)
+            for annotation in _extra(delta, "annotations") or []:
+                yield from self._source(state, annotation)
+            if choice.finish_reason:
+                state.raw_finish = str(choice.finish_reason)
+
+    def _reasoning_delta(self, state: _StepState, delta: str) -> Iterator[Part]:
+        if state.reasoning_id is None:
+            yield from self._close_text(state)
+            state.reasoning_id = self._new_id("reasoning")
+            state.content.append({"type": "reasoning", "text": ""})
+            yield {"type": "reasoning-start", "id": state.reasoning_id}
+        state.content[-1]["text"] += delta
+        state.result.reasoning_text += delta
+        yield {"type": "reasoning-delta", "id": state.reasoning_id, "delta": delta}
+
+    def _text_delta(self, state: _StepState, delta: str) -> Iterator[Part]:
+        if state.text_id is None:
+            yield from self._close_reasoning(state)
+            state.text_id = self._new_id("txt")
+            state.content.append({"type": "text", "text": ""})
+            yield {"type": "text-start", "id": state.text_id}
+        state.content[-1]["text"] += delta
+        state.result.text += delta
+        yield {"type": "text-delta", "id": state.text_id, "delta": delta}
+
+    def _tool_call_delta(self, state: _StepState, delta: Any) -> Iterator[Part]:
+        function = getattr(delta, "function", None)
+        fragment = (getattr(function, "arguments", None) or "") if function else ""
+        pending = state.calls.get(delta.index)
+        if pending is None:
+            yield from self._close_reasoning(state)
+            name = (getattr(function, "name", None) or "") if function else ""
+            call_id = delta.id or f"call_{uuid.uuid4().hex[:24]}"
+            pending = state.calls[delta.index] = _PendingCall(call_id, name)
+            yield {"type": "tool-input-start", "toolCallId": call_id, "toolName": name}
+        if fragment:
+            pending.arguments += fragment
+            yield {
+                "type": "tool-input-delta",
+                "toolCallId": pending.tool_call_id,
+                "inputTextDelta": fragment,
+            }
+
+    def _source(self, state: _StepState, annotation: Any) -> Iterator[Part]:
+        data = annotation if isinstance(annotation, Mapping) else _dump(annotation)
+        if data.get("type") != "url_citation":
+            return
+        citation = data.get("url_citation") or data
+        url = citation.get("url")
+        if not isinstance(url, str) or url in self._source_urls:
+            return
+        self._source_urls.add(url)
+        part: Part = {"type": "source-url", "sourceId": self._new_id("source"), "url": url}
+        if isinstance(citation.get("title"), str):
+            part["title"] = citation["title"]
+        state.result.sources.append({k: v for k, v in part.items() if k != "type"})
+        yield part
+
+    def _close_reasoning(self, state: _StepState) -> Iterator[Part]:
+        if state.reasoning_id is not None:
+            yield {"type": "reasoning-end", "id": state.reasoning_id}
+            state.reasoning_id = None
+
+    def _close_text(self, state: _StepState) -> Iterator[Part]:
+        if state.text_id is not None:
+            yield {"type": "text-end", "id": state.text_id}
+            state.text_id = None
+
+    def _close_parts(self, state: _StepState) -> Iterator[Part]:
+        yield from self._close_reasoning(state)
+        yield from self._close_text(state)
+
+    # ---------------------------------------------------------------- tools
+
+    def _finish_tool_calls(self, state: _StepState) -> Iterator[Part]:
+        for index in sorted(state.calls):
+            pending = state.calls[index]
+            base = {"toolCallId": pending.tool_call_id, "toolName": pending.tool_name}
+            try:
+                _tool, decoded, _args = parse_tool_input(
+                    self.tools, pending.tool_name, pending.arguments
+                )
+            except (InvalidToolInputError, NoSuchToolError) as exc:
+                log.warning("stream_text: %s", exc)
+                state.result.tool_calls.append(
+                    {**base, "input": pending.arguments, "invalid": True}
+                )
+                state.result.tool_results.append(
+                    {**base, "output": {"type": "error-text", "value": str(exc)}}
+                )
+                yield {"type": "tool-input-error", **base, "input": pending.arguments, "error": exc}
+                continue
+            state.result.tool_calls.append({**base, "input": decoded})
+            yield {"type": "tool-input-available", **base, "input": decoded}
+
+    def _execute_tools(self, state: _StepState) -> Iterator[Part]:
+        history = [model_message_dict(m) for m in self.input_messages] + self.response_messages
+        for call in list(state.result.tool_calls):
+            if call.get("invalid"):
+                continue
+            spec = self.tools[call["toolName"]]
+            if spec.execute is None:
+                continue
+            if self._is_aborted():
+                return
+            base = {"toolCallId": call["toolCallId"], "toolName": call["toolName"]}
+            options = ToolCallOptions(call["toolCallId"], history, self.signal)
+            try:
+                output = to_jsonable(spec.run(spec.parse_input(call["input"]), options))
+            except Exception as exc:
+                error = ToolExecutionError(call["toolName"], call["toolCallId"], exc)
+                log.error("stream_text: %s", error, exc_info=exc)
+                state.result.tool_results.append(
+                    {**base, "output": {"type": "error-text", "value": str(error)}}
+                )
+                yield {
+                    "type": "tool-output-error",
+                    "toolCallId": call["toolCallId"],
+                    "error": error,
+                }
+                continue
+            kind = "text" if isinstance(output, str) else "json"
+            state.result.tool_results.append({**base, "output": {"type": kind, "value": output}})
+            yield {
+                "type": "tool-output-available",
+                "toolCallId": call["toolCallId"],
+                "output": output,
+            }
+
+    # ---------------------------------------------------------------- endings
+
+    def _end_step(self, state: _StepState, finish_reason: str) -> None:
+        step = state.result
+        step.finish_reason = finish_reason
+        content: list[dict[str, Any]] = [p for p in state.content if p["text"]]
+        for call in step.tool_calls:
+            content.append(
+                {
+                    "type": "tool-call",
+                    "toolCallId": call["toolCallId"],
+                    "toolName": call["toolName"],
+                    "input": call["input"],
+                }
+            )
+        if content:
+            step.response_messages.append({"role": "assistant", "content": content})
+        if step.tool_results:
+            results = [{"type": "tool-result", **result} for result in step.tool_results]
+            step.response_messages.append({"role": "tool", "content": results})
+        self.response_messages.extend(step.response_messages)
+        self.steps.append(step)
+        self.finish_reason = finish_reason
+
+    def _abort(self, state: _StepState) -> Iterator[Part]:
+        self.aborted = True
+        # keep what was produced; tool calls still streaming are dropped
+        self._end_step(state, "other")
+        reason = self.signal.reason if self.signal is not None else None
+        part: Part = {"type": "abort"}
+        if isinstance(reason, str):
+            part["reason"] = reason
+        yield part
+
+    def _finish(self) -> Iterator[Part]:
+        yield {"type": "finish", "finishReason": self.finish_reason}
+        self._call_on_finish()
+
+    def _call_on_finish(self) -> None:
+        if self.on_finish is None:
+            return
+        last = self.steps[-1] if self.steps else StepResult()
+        total = empty_usage()
+        for step in self.steps:
+            total = add_usage(total, step.usage)
+        event = FinishEvent(
+            text=last.text,
+            finish_reason=self.finish_reason,
+            usage=last.usage,
+            total_usage=total,
+            steps=list(self.steps),
+            response_messages=list(self.response_messages),
+            error=self.error,
+        )
+        try:
+            self.on_finish(event)
+        except Exception:
+            log.exception("stream_text: on_finish callback failed")
+
+    def _new_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids}"
+
+
+def _extra(model: Any, name: str) -> Any:
+    """A field the openai types do not declare (``reasoning_content``, ``annotations``...)."""
+    extra = getattr(model, "model_extra", None)
+    if isinstance(extra, dict) and name in extra:
+        return extra[name]
+    return getattr(model, name, None)
+
+
+def _dump(value: Any) -> dict[str, Any]:
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        data = dump()
+        if isinstance(data, dict):
+            return data
+    try:
+        data = json.loads(json.dumps(value, default=vars))
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

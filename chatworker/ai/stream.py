@@ -1,0 +1,298 @@
+"""``stream_text``: the Python twin of the AI SDK's ``streamText``, over OpenAI-like models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from chatworker.signals import AbortSignal
+
+from .convert import ModelMessageLike
+from .providers import LanguageModel
+from .runner import Runner
+from .steps import FinishEvent, StepResult, add_usage, empty_usage
+from .tools import (
+    InvalidToolInputError,
+    NoSuchToolError,
+    StopCondition,
+    Tool,
+    ToolExecutionError,
+    step_count_is,
+)
+
+__all__ = ["StreamTextResult", "default_error_text", "stream_text"]
+
+log = logging.getLogger("chatworker.ai")
+
+ErrorHandler = Callable[[BaseException], str]
+
+
+def default_error_text(error: BaseException) -> str:
+    """The text sent to clients for an error when no ``on_error`` is given: safe, no details."""
+    if isinstance(error, ToolExecutionError):
+        return f"The tool '{error.tool_name}' failed."
+    if isinstance(error, NoSuchToolError):
+        return f"The model called an unknown tool '{error.tool_name}'."
+    if isinstance(error, InvalidToolInputError):
+        return f"The model called the tool '{error.tool_name}' with invalid input."
+    return "The model request failed."
+
+
+def stream_text(
+    *,
+    model: LanguageModel,
+    system: str | None = None,
+    messages: Sequence[ModelMessageLike] | None = None,
+    prompt: str | None = None,
+    tools: Mapping[str, Tool] | None = None,
+    stop_when: StopCondition | Sequence[StopCondition] | None = None,
+    max_steps: int | None = None,
+    abort_signal: AbortSignal | None = None,
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    provider_options: Mapping[str, Any] | None = None,
+    on_finish: Callable[[FinishEvent], Any] | None = None,
+) -> StreamTextResult:
+    """Stream a model answer, calling tools for up to ``max_steps`` model calls (default 1).
+
+    As in the AI SDK, one step is the default even with tools: pass ``max_steps=n`` or
+    ``stop_when=step_count_is(n)`` to let the model answer after its tool results. The model is
+    called lazily, when the UI stream (or ``.text`` etc.) is first read. Model and tool failures
+    never raise: they become ``error`` / ``tool-output-error`` chunks. ``provider_options``
+    ``{"openai": {...}}`` entries are merged into the request body.
+    """
+    history: list[ModelMessageLike] = list(messages or [])
+    if prompt is not None:
+        history.append({"role": "user", "content": prompt})
+    conditions: list[StopCondition] = []
+    if stop_when is not None:
+        conditions.extend([stop_when] if callable(stop_when) else stop_when)
+    if max_steps is not None or not conditions:
+        conditions.append(step_count_is(max_steps if max_steps is not None else 1))
+    options = dict(provider_options or {})
+    settings = {
+        "temperature": temperature,
+        "max_output_tokens": max_output_tokens,
+        "tool_choice": tool_choice,
+        "provider_options": dict(options.get("openai") or {}),
+    }
+    runner = Runner(
+        model=model,
+        system=system,
+        messages=history,
+        tools=tools,
+        stop_conditions=conditions,
+        abort_signal=abort_signal,
+        settings=settings,
+        on_finish=on_finish,
+    )
+    return StreamTextResult(runner)
+
+
+class StreamTextResult:
+    """The running (lazy) result of :func:`stream_text`.
+
+    ``to_ui_message_stream()`` is meant for one consumer; the blocking properties (``text``,
+    ``finish_reason``...) work during, after or without iterating it, and drive the run to its end.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._source = runner.run()
+        self._parts: list[dict[str, Any]] = []
+        self._done = False
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- streams
+
+    def to_ui_message_stream(
+        self,
+        message_id: str | None = None,
+        send_reasoning: bool = True,
+        send_sources: bool = False,
+        on_error: ErrorHandler | None = None,
+        send_start: bool = True,
+        send_finish: bool = True,
+        message_metadata: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """AI SDK UI message chunks (JSON-ready dicts, absent optional keys omitted), in order.
+
+        ``on_error(exc)`` gives the ``errorText`` of error chunks (default: a generic message;
+        details go to the ``chatworker.ai`` log). ``message_metadata(chunk)`` is called for the
+        ``start`` and ``finish`` chunks; a non-None result is sent as their ``messageMetadata``.
+        """
+        for part in self._iter_parts():
+            chunk = _to_chunk(
+                part,
+                message_id=message_id,
+                send_reasoning=send_reasoning,
+                send_sources=send_sources,
+                on_error=on_error,
+                send_start=send_start,
+                send_finish=send_finish,
+            )
+            if chunk is None:
+                continue
+            if message_metadata is not None and chunk["type"] in ("start", "finish"):
+                metadata = _call_metadata(message_metadata, chunk)
+                if metadata is not None:
+                    chunk["messageMetadata"] = metadata
+            yield chunk
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """The text deltas of every step, as they arrive."""
+        return (p["delta"] for p in self._iter_parts() if p["type"] == "text-delta")
+
+    def consume_stream(self) -> None:
+        """Run to the end without reading the chunks."""
+        for _ in self._iter_parts():
+            pass
+
+    # ---------------------------------------------------------------- results (blocking)
+
+    @property
+    def text(self) -> str:
+        """The text of the last step (what the model finally said; partial if aborted)."""
+        steps = self.steps
+        return steps[-1].text if steps else ""
+
+    @property
+    def reasoning_text(self) -> str:
+        """The reasoning text of the last step."""
+        steps = self.steps
+        return steps[-1].reasoning_text if steps else ""
+
+    @property
+    def finish_reason(self) -> str:
+        """AI SDK finish reason: stop, length, content-filter, tool-calls, error, other (abort)."""
+        self.consume_stream()
+        return self._runner.finish_reason
+
+    @property
+    def usage(self) -> dict[str, int | None]:
+        """Token usage of the last step: ``{inputTokens, outputTokens, totalTokens}``."""
+        steps = self.steps
+        return dict(steps[-1].usage) if steps else empty_usage()
+
+    @property
+    def total_usage(self) -> dict[str, int | None]:
+        """Token usage summed over all steps."""
+        total = empty_usage()
+        for step in self.steps:
+            total = add_usage(total, step.usage)
+        return total
+
+    @property
+    def steps(self) -> list[StepResult]:
+        """One record per model call."""
+        self.consume_stream()
+        return list(self._runner.steps)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls of the last step."""
+        steps = self.steps
+        return list(steps[-1].tool_calls) if steps else []
+
+    @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The tool results of the last step."""
+        steps = self.steps
+        return list(steps[-1].tool_results) if steps else []
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """URL sources cited in all steps (``{sourceId, url, title?}``)."""
+        return [source for step in self.steps for source in step.sources]
+
+    @property
+    def response_messages(self) -> list[dict[str, Any]]:
+        """The assistant and tool ModelMessages produced, to append to the conversation."""
+        self.consume_stream()
+        return list(self._runner.response_messages)
+
+    @property
+    def aborted(self) -> bool:
+        """True if the abort signal ended the run."""
+        self.consume_stream()
+        return self._runner.aborted
+
+    @property
+    def error(self) -> BaseException | None:
+        """The model error that ended the run, if any."""
+        self.consume_stream()
+        return self._runner.error
+
+    # ---------------------------------------------------------------- internals
+
+    def _iter_parts(self) -> Iterator[dict[str, Any]]:
+        index = 0
+        while True:
+            if index < len(self._parts):
+                yield self._parts[index]
+                index += 1
+            elif not self._advance():
+                return
+
+    def _advance(self) -> bool:
+        """Pull one more part from the run (one puller at a time); False once it is over."""
+        with self._lock:
+            if self._done:
+                return False
+            try:
+                part = next(self._source)
+            except StopIteration:
+                self._done = True
+                return False
+            self._parts.append(part)
+            return True
+
+
+def _to_chunk(
+    part: dict[str, Any],
+    *,
+    message_id: str | None,
+    send_reasoning: bool,
+    send_sources: bool,
+    on_error: ErrorHandler | None,
+    send_start: bool,
+    send_finish: bool,
+) -> dict[str, Any] | None:
+    kind = part["type"]
+    if kind == "start":
+        if not send_start:
+            return None
+        return {"type": "start", "messageId": message_id} if message_id else {"type": "start"}
+    if kind == "finish" and not send_finish:
+        return None
+    if kind.startswith("reasoning-") and not send_reasoning:
+        return None
+    if kind == "source-url" and not send_sources:
+        return None
+    chunk = {key: value for key, value in part.items() if key != "error"}
+    if "error" in part:
+        chunk["errorText"] = _error_text(on_error, part["error"])
+    return chunk
+
+
+def _error_text(on_error: ErrorHandler | None, error: BaseException) -> str:
+    if on_error is None:
+        return default_error_text(error)
+    try:
+        text = on_error(error)
+    except Exception:
+        log.exception("on_error callback failed")
+        return default_error_text(error)
+    return text if isinstance(text, str) else str(text)
+
+
+def _call_metadata(fn: Callable[[dict[str, Any]], Any], chunk: dict[str, Any]) -> Any:
+    try:
+        return fn(dict(chunk))
+    except Exception:
+        log.exception("message_metadata callback failed")
+        return None

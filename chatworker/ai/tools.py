@@ -1,0 +1,214 @@
+"""Tools the model may call: definitions, argument validation and execution (sync or async)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from chatworker.signals import AbortSignal
+
+__all__ = [
+    "InvalidToolInputError",
+    "NoSuchToolError",
+    "StopCondition",
+    "Tool",
+    "ToolCallOptions",
+    "ToolExecutionError",
+    "step_count_is",
+    "tool",
+]
+
+
+@dataclass(frozen=True)
+class ToolCallOptions:
+    """Passed as the second argument to an ``execute`` that accepts two parameters."""
+
+    tool_call_id: str
+    messages: list[dict[str, Any]]
+    abort_signal: AbortSignal | None = None
+
+
+@dataclass
+class Tool:
+    """A tool the model can call; without ``execute`` it is answered by the client."""
+
+    description: str | None
+    parameters: type[BaseModel] | dict[str, Any]
+    execute: Callable[..., Any] | None = None
+    _wants_options: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.execute is not None:
+            self._wants_options = _positional_arity(self.execute) >= 2
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments, as sent to the model."""
+        if isinstance(self.parameters, dict):
+            return self.parameters
+        return self.parameters.model_json_schema()
+
+    def parse_input(self, value: Any) -> Any:
+        """Validate decoded JSON arguments: a model instance, or the dict for a JSON schema."""
+        if isinstance(self.parameters, dict):
+            if not isinstance(value, dict):
+                raise TypeError(f"tool arguments must be a JSON object, got {type(value).__name__}")
+            return value
+        return self.parameters.model_validate(value)
+
+    def run(self, args: Any, options: ToolCallOptions) -> Any:
+        """Call ``execute`` (awaiting it if it is a coroutine function) and return its result."""
+        if self.execute is None:
+            raise RuntimeError("this tool has no execute function; the client answers it")
+        result = self.execute(args, options) if self._wants_options else self.execute(args)
+        if inspect.isawaitable(result):
+            result = run_awaitable(result)
+        return result
+
+
+def tool(
+    *,
+    description: str | None = None,
+    parameters: type[BaseModel] | dict[str, Any],
+    execute: Callable[..., Any] | None = None,
+) -> Tool:
+    """Define a tool; ``parameters`` is a pydantic model class or a JSON schema dict."""
+    return Tool(description=description, parameters=parameters, execute=execute)
+
+
+StopCondition = Callable[[Sequence[Any]], bool]
+
+
+def step_count_is(count: int) -> StopCondition:
+    """Stop condition for ``stream_text(stop_when=...)``: stop once ``count`` steps have run."""
+
+    def condition(steps: Sequence[Any]) -> bool:
+        return len(steps) >= count
+
+    return condition
+
+
+class NoSuchToolError(Exception):
+    """The model called a tool that was not offered."""
+
+    def __init__(self, tool_name: str, available: Sequence[str]) -> None:
+        names = ", ".join(available) or "none"
+        super().__init__(f"Model tried to call unavailable tool '{tool_name}'. Available: {names}.")
+        self.tool_name = tool_name
+
+
+class InvalidToolInputError(Exception):
+    """The model's arguments for a tool were not valid JSON or failed the parameter schema."""
+
+    def __init__(self, tool_name: str, raw_input: str, cause: Exception) -> None:
+        super().__init__(f"Invalid input for tool '{tool_name}': {_short(cause)}")
+        self.tool_name = tool_name
+        self.raw_input = raw_input
+        self.__cause__ = cause
+
+
+class ToolExecutionError(Exception):
+    """A tool's ``execute`` raised; ``__cause__`` is the original exception."""
+
+    def __init__(self, tool_name: str, tool_call_id: str, cause: BaseException) -> None:
+        super().__init__(f"Tool '{tool_name}' failed: {_short(cause)}")
+        self.tool_name = tool_name
+        self.tool_call_id = tool_call_id
+        self.__cause__ = cause
+
+
+def parse_tool_input(
+    tools: dict[str, Tool] | None, tool_name: str, raw: str
+) -> tuple[Tool, Any, Any]:
+    """Decode and validate a tool call's raw JSON; returns (tool, JSON input, validated args)."""
+    found = (tools or {}).get(tool_name)
+    if found is None:
+        raise NoSuchToolError(tool_name, list(tools or {}))
+    try:
+        decoded = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidToolInputError(tool_name, raw, exc) from exc
+    try:
+        return found, decoded, found.parse_input(decoded)
+    except (ValidationError, TypeError) as exc:
+        raise InvalidToolInputError(tool_name, raw, exc) from exc
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn a tool result into JSON-ready data (pydantic models dumped, unknown objects str'd)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        return json.loads(json.dumps(value, default=_default))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def run_awaitable(awaitable: Any) -> Any:
+    """Run a coroutine to completion from sync code, in a fresh event loop.
+
+    When the calling thread already runs a loop, a helper OS thread (gevent's threadpool when
+    gevent is active) runs it instead, since a loop cannot be nested.
+    """
+
+    async def wrapper() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wrapper())
+    return _run_in_os_thread(lambda: asyncio.run(wrapper()))
+
+
+def _run_in_os_thread(fn: Callable[[], Any]) -> Any:
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(fn)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="chatworker-async-tool", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in kinds)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."

@@ -1,0 +1,30 @@
+"""Test helpers: an OpenAI-compatible scripted model server (with an offline demo mode)."""
+
+from .model_server import ModelServer, StreamRecord
+from .script import (
+    Citation,
+    Disconnect,
+    Error,
+    Finish,
+    Reasoning,
+    Rule,
+    Silence,
+    Text,
+    ToolCall,
+    Usage,
+)
+
+__all__ = [
+    "Citation",
+    "Disconnect",
+    "Error",
+    "Finish",
+    "ModelServer",
+    "Reasoning",
+    "Rule",
+    "Silence",
+    "StreamRecord",
+    "Text",
+    "ToolCall",
+    "Usage",
+]

@@ -1,0 +1,78 @@
+"""Checks that a UI message chunk stream is what the strict AI SDK client accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["assert_valid_ui_stream", "ui_stream_problems"]
+
+_ENDINGS = ("abort",)
+
+
+def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
+    """Every way ``chunks`` breaks the client's schema or sequence rules (empty when valid).
+
+    Checks each chunk with ``chatworker.chunks.validate_chunk``, that no value anywhere is
+    ``None``, that deltas and ends follow their start, that tool outputs follow their input,
+    that text and reasoning are closed before ``finish-step``, and that nothing follows
+    ``abort`` or ``finish``.
+    """
+    from chatworker.chunks import validate_chunk
+
+    problems: list[str] = []
+    open_text: set[str] = set()
+    open_reasoning: set[str] = set()
+    started_tools: set[str] = set()
+    known_tools: set[str] = set()
+    ended: str | None = None
+    for index, chunk in enumerate(chunks):
+        where = f"chunk {index} {chunk!r}"
+        if ended is not None:
+            problems.append(f"{where}: comes after {ended!r}")
+        try:
+            validate_chunk(chunk)
+        except ValueError as exc:
+            problems.append(f"{where}: schema: {exc}")
+        if _has_none(chunk):
+            problems.append(f"{where}: contains a null value")
+        kind = chunk.get("type")
+        call_id = str(chunk.get("toolCallId"))
+        if kind in ("text-start", "reasoning-start"):
+            (open_text if kind == "text-start" else open_reasoning).add(chunk.get("id", ""))
+        elif kind in ("text-delta", "text-end", "reasoning-delta", "reasoning-end"):
+            active = open_text if kind.startswith("text") else open_reasoning
+            if chunk.get("id") not in active:
+                problems.append(f"{where}: no open part with that id")
+            elif kind.endswith("-end"):
+                active.discard(chunk["id"])
+        elif kind == "tool-input-start":
+            started_tools.add(call_id)
+            known_tools.add(call_id)
+        elif kind == "tool-input-delta" and call_id not in started_tools:
+            problems.append(f"{where}: tool-input-delta without tool-input-start")
+        elif kind in ("tool-input-available", "tool-input-error"):
+            known_tools.add(call_id)
+        elif kind in ("tool-output-available", "tool-output-error") and call_id not in known_tools:
+            problems.append(f"{where}: output for an unknown tool call")
+        elif kind == "finish-step" and (open_text or open_reasoning):
+            problems.append(f"{where}: finish-step while text/reasoning parts are open")
+        elif kind in ("abort", "finish"):
+            ended = kind
+    return problems
+
+
+def assert_valid_ui_stream(chunks: Sequence[dict[str, Any]]) -> None:
+    """Raise AssertionError listing the problems of ``chunks`` (see :func:`ui_stream_problems`)."""
+    problems = ui_stream_problems(chunks)
+    assert not problems, "invalid UI message stream:\n" + "\n".join(problems)
+
+
+def _has_none(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_none(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_none(v) for v in value)
+    return False
