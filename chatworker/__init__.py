@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import chat, runs
 from .app import configure, create_app
+from .chat_task import ChatTask
 from .context import (
     ChatRunContext,
     ChatStartEvent,
@@ -16,10 +17,10 @@ from .context import (
     TurnStartEvent,
 )
 from .errors import ChatworkerError, InvalidPayload, RunEnded, RunNotFound, TaskNotFound
+from .manual import ManualContext, ManualTask, task
 from .messages import ModelMessage, UIMessage
 from .payload import ChatWirePayload
 from .signals import AbortController, AbortSignal
-from .task import ChatTask
 
 __all__ = [
     "AbortController",
@@ -30,6 +31,8 @@ __all__ = [
     "ChatWirePayload",
     "ChatworkerError",
     "InvalidPayload",
+    "ManualContext",
+    "ManualTask",
     "ModelMessage",
     "PreloadEvent",
     "RunEnded",
@@ -42,4 +45,5 @@ __all__ = [
     "configure",
     "create_app",
     "runs",
+    "task",
 ]

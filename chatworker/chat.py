@@ -10,32 +10,56 @@ from __future__ import annotations
 from typing import Any
 
 from .accumulator import MessageAccumulator
+from .chat_task import ChatTask
 from .config import Duration, parse_duration
 from .convert import cleanup_aborted_parts
-from .runtime import TurnScope, current_scope, pipe_source
+from .lifecycle import RunDriver
+from .locals import ChatLocal, local
+from .raw import (
+    StopSignal,
+    WaitResult,
+    create_stop_signal,
+    messages,
+    pipe_and_capture,
+    write_turn_complete,
+)
+from .sessions import ChatSession, ChatTurn, create_session
 from .signals import AbortSignal
-from .task import ChatTask
 from .tokens import create_trigger_token
+from .turns import TurnScope, current_driver, current_scope, pipe_source, start_deferred
 
 __all__ = [
+    "ChatLocal",
+    "ChatSession",
     "ChatTask",
+    "ChatTurn",
     "MessageAccumulator",
+    "StopSignal",
+    "StreamWriter",
+    "WaitResult",
     "cleanup_aborted_parts",
     "create_access_token",
+    "create_session",
+    "create_stop_signal",
     "defer",
     "is_stopped",
+    "local",
+    "messages",
     "pipe",
+    "pipe_and_capture",
     "set_turn_timeout",
     "set_ui_message_stream_options",
     "set_warm_timeout_in_seconds",
+    "stream",
     "task",
+    "write_turn_complete",
 ]
 
 
 def task(id: str, run: Any = None, **options: Any) -> ChatTask:
     """Define a chat task: ``@chat.task(id="my-chat")`` on the run function, or pass ``run=``.
 
-    Options and hooks are those of :class:`~chatworker.task.ChatTask`.
+    Options and hooks are those of :class:`~chatworker.chat_task.ChatTask`.
     """
     return ChatTask(id, run, **options)
 
@@ -47,12 +71,30 @@ def _scope(what: str) -> TurnScope:
     return scope
 
 
+def _driver(what: str) -> RunDriver:
+    driver = current_driver.get()
+    if driver is None:
+        raise RuntimeError(f"chat.{what}() works only inside a chat run")
+    return driver
+
+
+def _turn_scope(what: str) -> TurnScope:
+    scope = current_scope.get()
+    if scope is None:
+        driver = current_driver.get()
+        ensure = getattr(driver, "ensure_scope", None)
+        if ensure is None:
+            raise RuntimeError(f"chat.{what}() works only while a turn is being answered")
+        scope = ensure()
+    return scope
+
+
 def pipe(source: Any, *, signal: AbortSignal | None = None) -> None:
     """Stream ``source`` (a ``stream_text`` result or an iterable of chunks) to the chat.
 
     Works from anywhere inside a run; what it pipes is part of the captured response.
     """
-    pipe_source(_scope("pipe"), source, signal)
+    pipe_source(_turn_scope("pipe"), source, signal)
 
 
 def is_stopped() -> bool:
@@ -63,7 +105,7 @@ def is_stopped() -> bool:
 
 def set_turn_timeout(duration: Duration) -> None:
     """How long this run stays suspended waiting for a message, from now on."""
-    _scope("set_turn_timeout").run.turn_timeout_override = parse_duration(duration)
+    _driver("set_turn_timeout").turn_timeout_override = parse_duration(duration)
 
 
 def set_turn_timeout_in_seconds(seconds: float) -> None:
@@ -73,12 +115,12 @@ def set_turn_timeout_in_seconds(seconds: float) -> None:
 
 def set_warm_timeout_in_seconds(seconds: float) -> None:
     """How long this run stays warm (holding its worker slot) after each turn, from now on."""
-    _scope("set_warm_timeout_in_seconds").run.warm_override = parse_duration(seconds)
+    _driver("set_warm_timeout_in_seconds").warm_override = parse_duration(seconds)
 
 
 def set_ui_message_stream_options(**options: Any) -> None:
     """Per-turn ``on_error`` / ``send_reasoning`` / ``send_sources``, merged over the task's."""
-    from .task import _stream_options
+    from .chat_task import _stream_options
 
     scope = _scope("set_ui_message_stream_options")
     scope.stream_options = {**scope.stream_options, **_stream_options(options)}
@@ -89,9 +131,53 @@ def create_access_token(task_id: str, ttl: Duration = "24h", multiple_use: bool 
     return create_trigger_token(task_id, ttl=ttl, multiple_use=multiple_use)
 
 
+class StreamWriter:
+    """Writes chunks into one turn's output, from any thread or greenlet."""
+
+    def __init__(self, scope: TurnScope) -> None:
+        self.scope = scope
+
+    def write(self, chunk: Any) -> None:
+        """Send a UI message chunk; ``data-*`` parts become part of the response."""
+        self.scope.output.write(chunk)
+
+    def write_data(self, name: str, data: Any, *, id: str | None = None,
+                   transient: bool = False) -> None:
+        """Send a ``data-<name>`` part; the same name and id again replaces it on the client.
+
+        ``transient`` parts reach the client's ``onData`` but are not kept in the message.
+        """
+        chunk: dict[str, Any] = {"type": f"data-{name}", "data": data}
+        if id is not None:
+            chunk["id"] = id
+        if transient:
+            chunk["transient"] = True
+        self.write(chunk)
+
+
+class _ChatStream:
+    """``chat.stream``: write custom chunks into the turn being answered."""
+
+    def writer(self) -> StreamWriter:
+        """A writer bound to the current turn (hand it to threads, tools, subtasks)."""
+        return StreamWriter(_turn_scope("stream.writer"))
+
+    def append(self, chunk: Any) -> None:
+        """Write one chunk into the current turn."""
+        self.writer().write(chunk)
+
+    def write_data(self, name: str, data: Any, *, id: str | None = None,
+                   transient: bool = False) -> None:
+        """Write a ``data-<name>`` part into the current turn (see ``StreamWriter.write_data``)."""
+        self.writer().write_data(name, data, id=id, transient=transient)
+
+
+stream = _ChatStream()
+
+
 def defer(work: Any) -> None:
     """Let ``work`` (a thread, greenlet or future) finish after the turn marker and before
     ``on_turn_complete``, waiting at most 5 s. Ignored outside a turn."""
     scope = current_scope.get()
     if scope is not None:
-        scope.deferred.append(work)
+        scope.deferred.append(start_deferred(work))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,9 @@ class ChatTask:
         self.max_turns = max_turns
         self.preload_warm_timeout_in_seconds = preload_warm_timeout_in_seconds
         self.preload_timeout = preload_timeout
+        self.preload_timeout_seconds = (
+            parse_duration(preload_timeout) if preload_timeout is not None else None
+        )
         self.chat_access_token_ttl = chat_access_token_ttl
         self.ui_message_stream_options = _stream_options(ui_message_stream_options)
         self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
@@ -83,14 +87,14 @@ class ChatTask:
 
     def bind(self, app: Celery) -> None:
         """Register this task's Celery task on ``app``."""
-        from .runtime import execute
+        from .runtime import execute_chat
 
         task = self
 
         def run_chat(run_id: str) -> None:
-            execute(task, run_id)
+            execute_chat(task, run_id)
 
-        run_chat.__name__ = run_chat.__qualname__ = f"chat_{self.id}"
+        run_chat.__name__ = run_chat.__qualname__ = "chat_" + re.sub(r"\W", "_", self.id)
         app.task(name=self.celery_name, ignore_result=True, acks_late=False)(run_chat)
         self.app = app
 

@@ -81,3 +81,12 @@ def queue_waiting(name: str) -> str:
 def chat_run(task_id: str, chat_id: str) -> str:
     """String: the latest run of a chat (used by the AI SDK compatible ``/ui`` routes)."""
     return f"{PREFIX}:chat:{task_id}:{chat_id}"
+
+
+#: Hash: concurrency-limited queue name → its limit.
+QUEUES = f"{PREFIX}:queues"
+
+
+def queue_kick(name: str) -> str:
+    """String with a short TTL: debounces re-enqueueing the head of a queue's waiting line."""
+    return f"{PREFIX}:queue:{name}:kick"

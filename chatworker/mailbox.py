@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from . import keys
+from . import concurrency, keys
 from .config import get_redis, lease_seconds, stream_maxlen
 from .signals import AbortController
 from .state import now_ms, scripts
@@ -43,6 +43,7 @@ class LocalRun:
     current_input: str | None = None
     streaming: bool = False
     lost: bool = False
+    slot: str | None = None  # the concurrency-limited queue whose slot this run holds
 
     def on_stop(self, input_id: str, reason: str) -> None:
         stop = self.stop
@@ -147,6 +148,7 @@ class Mailbox:
                     last_renew = now
                 self._check_all()
                 self._sweep()
+                concurrency.sweep()
             except redis.RedisError as exc:
                 log.warning("mailbox maintenance: Redis unreachable (%s)", exc)
             except Exception:
@@ -162,6 +164,7 @@ class Mailbox:
             keys=[keys.lease(r.run_id) for r in runs],
             args=[*(r.token for r in runs), int(lease_seconds() * 1000)],
         )
+        concurrency.renew([(r.slot, r.run_id) for r in runs if r.slot])
         lost_keys = set(lost or [])
         for local in runs:
             if keys.lease(local.run_id) in lost_keys and not local.lost:

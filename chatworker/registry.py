@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Union
 from .errors import TaskNotFound
 
 if TYPE_CHECKING:
+    from .chat_task import ChatTask
     from .manual import ManualTask
-    from .task import ChatTask
 
     AnyTask = Union[ChatTask, ManualTask]  # noqa: UP007
 

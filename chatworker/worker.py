@@ -10,12 +10,14 @@ import logging
 
 from celery.signals import worker_ready
 
+from .ai._compat import hide_trio_under_gevent
 from .app import get_app
 from .config import redis_url
 from .registry import load_tasks
 
 log = logging.getLogger("chatworker.worker")
 
+hide_trio_under_gevent()  # before any task module imports the openai client
 app = get_app()
 tasks = load_tasks()
 if not tasks:

@@ -99,32 +99,58 @@ def _hooks(task: Any) -> None:
         record("on_turn_complete", event)
 
 
-echo = chat.task(id="echo", run=echo_run, client_data_schema=EchoOptions,
-                 warm_timeout_in_seconds=10, turn_timeout="60s")
+echo = chat.task(
+    id="echo",
+    run=echo_run,
+    client_data_schema=EchoOptions,
+    warm_timeout_in_seconds=10,
+    turn_timeout="60s",
+)
 _hooks(echo)
 
 # Suspends quickly: a second of warm, then a minute suspended.
-sleepy = chat.task(id="sleepy", run=echo_run, client_data_schema=EchoOptions,
-                   warm_timeout_in_seconds=0.5, turn_timeout="60s")
+sleepy = chat.task(
+    id="sleepy",
+    run=echo_run,
+    client_data_schema=EchoOptions,
+    warm_timeout_in_seconds=0.5,
+    turn_timeout="60s",
+)
 _hooks(sleepy)
 
 # Ends quickly: half a second warm, then two seconds suspended, then completed.
-brief = chat.task(id="brief", run=echo_run, client_data_schema=EchoOptions,
-                  warm_timeout_in_seconds=0.3, turn_timeout="2s")
+brief = chat.task(
+    id="brief",
+    run=echo_run,
+    client_data_schema=EchoOptions,
+    warm_timeout_in_seconds=0.3,
+    turn_timeout="2s",
+)
 _hooks(brief)
 
 # Suspends the moment a turn ends: the hammer test sends at exactly that moment.
-instant = chat.task(id="instant", run=echo_run, client_data_schema=EchoOptions,
-                    warm_timeout_in_seconds=0, turn_timeout="60s")
+instant = chat.task(
+    id="instant",
+    run=echo_run,
+    client_data_schema=EchoOptions,
+    warm_timeout_in_seconds=0,
+    turn_timeout="60s",
+)
 _hooks(instant)
 
-limited = chat.task(id="limited", run=echo_run, client_data_schema=EchoOptions,
-                    warm_timeout_in_seconds=5, max_turns=2)
+limited = chat.task(
+    id="limited",
+    run=echo_run,
+    client_data_schema=EchoOptions,
+    warm_timeout_in_seconds=5,
+    max_turns=2,
+)
 _hooks(limited)
 
 
-@chat.task(id="overrides", client_data_schema=EchoOptions, warm_timeout_in_seconds=30,
-           turn_timeout="1h")
+@chat.task(
+    id="overrides", client_data_schema=EchoOptions, warm_timeout_in_seconds=30, turn_timeout="1h"
+)
 def overrides(ctx: Any) -> Any:
     if ctx.turn == 0:
         chat.set_warm_timeout_in_seconds(0.3)
@@ -147,3 +173,205 @@ def helper_that_pipes(ctx: Any) -> None:
 
 
 _hooks(piped)
+
+
+# -- the other levels: manual tasks, sessions, raw primitives ------------------------------------
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import chatworker  # noqa: E402
+from chatworker.payload import ChatWirePayload  # noqa: E402
+
+
+def payload_text(payload: ChatWirePayload) -> str:
+    for message in reversed(payload.messages):
+        if message.role == "user":
+            return message.text
+    return ""
+
+
+@chatworker.task(id="manual-echo")
+def manual_echo(payload: ChatWirePayload, ctx: Any) -> None:
+    words = int((payload.metadata or {}).get("words", 0))
+    delay = float((payload.metadata or {}).get("delay", 0))
+    text = f"manual: {payload_text(payload)} " + " ".join(f"w{i}" for i in range(words))
+
+    class Signals:
+        signal = ctx.signal
+
+    chat.pipe(echo_chunks(Signals, text.strip(), delay))
+
+
+@chatworker.task(id="session-echo")
+def session_echo(payload: ChatWirePayload, ctx: Any) -> None:
+    # One-time set-up runs before the loop (and again when the session re-enters on resume).
+    store().rpush(f"test:setup:{payload.chat_id}", ctx.run_id)
+    session = chat.create_session(
+        payload, signal=ctx.signal, warm_timeout_in_seconds=0.5, timeout="60s"
+    )
+    for turn in session:
+        text = f"session: {turn.ui_messages[-1].text} (turn {turn.number})"
+        delay = float((turn.client_data or {}).get("delay", 0))
+        words = int((turn.client_data or {}).get("words", 0))
+        text += "".join(f" w{i}" for i in range(words))
+        turn.complete(echo_chunks(turn, text, delay))
+        store().rpush(
+            f"test:events:{turn.chat_id}",
+            json.dumps(
+                {
+                    "hook": "session_turn",
+                    "number": turn.number,
+                    "stopped": turn.stopped,
+                    "ui_messages": [dump(m) for m in turn.ui_messages],
+                }
+            ),
+        )
+
+
+@chatworker.task(id="raw-echo")
+def raw_echo(payload: ChatWirePayload, ctx: Any) -> None:
+    current = payload
+    if current.trigger == "preload":
+        result = chat.messages.wait_with_warmup(warm_timeout_in_seconds=5, timeout="60s")
+        if not result.ok:
+            return
+        current = result.output
+
+    stop = chat.create_stop_signal()
+    conversation = chat.MessageAccumulator()
+    for turn in range(100):
+        stop.reset()
+        conversation.add_incoming(current.messages, current.trigger, turn)
+        combined = chatworker.AbortSignal.any([ctx.signal, stop.signal])
+        delay = float((current.metadata or {}).get("delay", 0))
+        words = int((current.metadata or {}).get("words", 0))
+        text = f"raw: {conversation.ui_messages[-1].text} (turn {turn})"
+        text += "".join(f" w{i}" for i in range(words))
+
+        class Signals:
+            signal = combined
+
+        response = chat.pipe_and_capture(echo_chunks(Signals, text, delay), signal=combined)
+        if response is not None:
+            cleaned = chat.cleanup_aborted_parts(response) if stop.signal.aborted else response
+            conversation.add_response(cleaned)
+        if ctx.signal.aborted:
+            break
+        store().rpush(
+            f"test:events:{current.chat_id}",
+            json.dumps(
+                {
+                    "hook": "raw_turn",
+                    "turn": turn,
+                    "stopped": stop.signal.aborted,
+                    "ui_messages": [dump(m) for m in conversation.ui_messages],
+                }
+            ),
+        )
+        chat.write_turn_complete()
+        following = chat.messages.wait_with_warmup(warm_timeout_in_seconds=0.5, timeout="60s")
+        if not following.ok:
+            break
+        current = following.output
+    stop.cleanup()
+
+
+@chatworker.task(id="tight-queue", queue={"name": "tight", "concurrency_limit": 2})
+def tight_queue(payload: ChatWirePayload, ctx: Any) -> None:
+    key = "test:tight"
+    store().rpush(key, json.dumps({"run": ctx.run_id, "at": time.time(), "event": "start"}))
+    store().incr("test:tight:active")
+    peak = int(store().get("test:tight:active") or 0)
+    store().rpush("test:tight:peaks", peak)
+    ctx.signal.wait(0.6)
+    store().decr("test:tight:active")
+    store().rpush(key, json.dumps({"run": ctx.run_id, "at": time.time(), "event": "end"}))
+    chat.pipe(
+        [
+            {"type": "text-start", "id": "t"},
+            {"type": "text-delta", "id": "t", "delta": "done"},
+            {"type": "text-end", "id": "t"},
+        ]
+    )
+
+
+@chatworker.task(id="flaky", retry={"max_attempts": 3, "min_delay": 0.1})
+def flaky(payload: ChatWirePayload, ctx: Any) -> None:
+    store().rpush(f"test:attempts:{payload.chat_id}", ctx.attempt)
+    chat.pipe(
+        [
+            {"type": "text-start", "id": "t"},
+            {"type": "text-delta", "id": "t", "delta": f"attempt {ctx.attempt}"},
+        ]
+    )
+    if ctx.attempt < 2:
+        raise ConnectionError("a transient failure on purpose")
+    chat.pipe([{"type": "text-end", "id": "t"}])
+
+
+# -- features: defer, local, data parts, preload, async -----------------------------------------
+counter = chat.local("counter")
+
+
+@chat.task(
+    id="features", client_data_schema=EchoOptions, warm_timeout_in_seconds=0.3, turn_timeout="60s"
+)
+def features(ctx: Any) -> Any:
+    if not counter.is_initialized():
+        counter.init({"turns": 0, "run": ctx.run_id})
+    counter.update(turns=counter.turns + 1)
+
+    def slow_audit() -> None:
+        time.sleep(0.3)
+        store().set(f"test:audit:{ctx.chat_id}:{ctx.turn}", "written")
+
+    chat.defer(slow_audit)
+    writer = chat.stream.writer()
+    writer.write_data("status", {"step": "thinking"}, id="s1")
+    writer.write_data("status", {"step": "done"}, id="s1")
+    writer.write_data("ping", {"n": 1}, transient=True)
+    return echo_chunks(ctx, reply_text(ctx), 0)
+
+
+@features.on_preload
+def features_preload(event: Any) -> None:
+    record("on_preload", event)
+
+
+@features.on_turn_complete
+def features_complete(event: Any) -> None:
+    audit = store().get(f"test:audit:{event.chat_id}:{event.turn}")
+    record("on_turn_complete", event)
+    store().rpush(
+        f"test:events:{event.chat_id}",
+        json.dumps({"hook": "features", "audit": audit, "counter": counter.get()}),
+    )
+
+
+@features.on_chat_start
+def features_start(event: Any) -> None:
+    record("on_chat_start", event)
+
+
+async def async_words(ctx: Any) -> Any:
+    yield {"type": "text-start", "id": "a"}
+    for word in ["async", "chunks", "stream"]:
+        await asyncio.sleep(0.01)
+        yield {"type": "text-delta", "id": "a", "delta": word + " "}
+    yield {"type": "text-end", "id": "a"}
+
+
+@chat.task(id="async-chat", warm_timeout_in_seconds=2)
+async def async_chat(ctx: Any) -> Any:
+    await asyncio.sleep(0.01)
+    return async_words(ctx)
+
+
+@async_chat.on_turn_complete
+async def async_complete(event: Any) -> None:
+    await asyncio.sleep(0.01)
+    record("on_turn_complete", event)
+
+
+_ = threading  # used by tests through chat.defer's threads

@@ -1,0 +1,282 @@
+"""The life of a run on a worker, shared by every level (chat tasks, sessions, raw, manual).
+
+:class:`RunDriver` owns one run on this process: where a message enters (:meth:`take`, an
+atomic move from the run's inbox), where a run sleeps (:meth:`wait_warm` on a local event, then
+:meth:`suspend` — checkpoint in Redis, worker slot freed — or :meth:`park` for code whose stack
+cannot be checkpointed), the turn marker, and the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import concurrency, keys
+from .accumulator import MessageAccumulator
+from .capture import TurnOutput
+from .config import get_redis, parse_duration, retention_seconds, stream_maxlen
+from .mailbox import LocalRun, get_mailbox
+from .payload import ChatWirePayload
+from .signals import AbortController, AbortSignal
+from .state import now_ms, scripts, split_item
+from .streams import OutputStream
+from .turns import TurnScope
+
+log = logging.getLogger("chatworker.run")
+
+
+class RunCanceled(Exception):
+    """The run was canceled (or lost its lease): end it without another turn."""
+
+
+class Suspended(BaseException):
+    """Raised through user code when a session suspends: the worker slot is freed and the run
+    re-enters at its saved turn on the next message. A BaseException so ``except Exception``
+    in user code does not swallow it."""
+
+
+@dataclass
+class Input:
+    """A message a turn answers: its id on the run (``i0`` is the trigger) and its payload."""
+
+    input_id: str
+    payload: ChatWirePayload
+    stop_reason: str = ""
+
+
+class RunDriver:
+    """One run owned by this worker process: its Redis state and the waits between turns."""
+
+    def __init__(self, task: Any, run_id: str, local: LocalRun) -> None:
+        self.task = task
+        self.run_id = run_id
+        self.local = local
+        self.redis = get_redis()
+        self.scripts = scripts(self.redis)
+        self.stream = OutputStream(self.redis, run_id)
+        self.accumulator = MessageAccumulator()
+        self.turn_number = 0
+        self.warm_override: float | None = None
+        self.turn_timeout_override: float | None = None
+        self.locals: dict[str, Any] = {}
+        self.preload_done = False
+        self.resumed = False
+        self.ended = False
+
+    def live(self) -> None:
+        """Run until the run suspends or ends (each level implements its own loop)."""
+        raise NotImplementedError
+
+    # -- state -----------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
+        record: dict[str, str] = self.redis.hgetall(keys.run(self.run_id))
+        self.chat_id = record.get("chat_id", "")
+        self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
+        self.continuation = record.get("continuation") == "1"
+        self.previous_run_id = record.get("previous_run_id") or None
+        self.preloaded = self.initial.trigger == "preload"
+        raw = self.redis.get(keys.checkpoint(self.run_id))
+        if raw:
+            state = json.loads(raw)
+            self.turn_number = state["turn"]
+            self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
+            self.warm_override = state.get("warm")
+            self.turn_timeout_override = state.get("turn_timeout")
+            self.locals = state.get("locals", {})
+            self.preload_done = state.get("preload_done", False)
+            self.resumed = True
+        log.info("run %s: %s on %s", self.run_id, "resumed" if self.resumed else "started",
+                 get_mailbox().worker_id)
+        return self.resumed
+
+    def checkpoint(self) -> str:
+        """The JSON a worker needs to resume this run (history, turn, overrides, locals)."""
+        return json.dumps({
+            "turn": self.turn_number,
+            "ui_messages": self.accumulator.to_state(),
+            "warm": self.warm_override,
+            "turn_timeout": self.turn_timeout_override,
+            "locals": self.locals,
+            "preload_done": self.preload_done,
+        })
+
+    def stream_defaults(self) -> dict[str, Any]:
+        """The task's static ``ui_message_stream_options``."""
+        return dict(getattr(self.task, "ui_message_stream_options", {}) or {})
+
+    # -- where a message enters ---------------------------------------------------------------
+    def take(self) -> Input | None:
+        """Move the oldest waiting message into this run's processing list and start a turn."""
+        self.local.wake.clear()
+        result = self.scripts.take(
+            keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
+                  keys.output(self.run_id)],
+            args=[self.turn_number, now_ms(), stream_maxlen()],
+        )
+        if not result:
+            return None
+        input_id, body = split_item(str(result[0]))
+        item = Input(input_id, ChatWirePayload.model_validate_json(body), str(result[1] or ""))
+        # From here a stop for this input reaches the turn (the mailbox matches the input id).
+        stop = self.new_stop_controller()
+        if item.stop_reason:
+            stop.abort(item.stop_reason)
+        self.local.stop, self.local.current_input, self.local.streaming = stop, input_id, True
+        return item
+
+    def next_message(self, warm: float, timeout: float, *, park: bool = False) -> Input | None:
+        """The next message: at once, or after a warm wait; None once suspended (or timed out
+        when ``park``)."""
+        warmed = False
+        while True:
+            self.check_canceled()
+            item = self.take()
+            if item is not None:
+                return item
+            if not warmed and warm > 0:
+                item = self.wait_warm(warm)
+                if item is not None:
+                    return item
+                warmed = True
+                continue
+            if park:
+                return self.park(timeout)
+            if self.suspend(timeout):
+                return None
+            # A message arrived at the instant of suspending: take it and carry on.
+
+    # -- where a run sleeps ---------------------------------------------------------------------
+    def wait_warm(self, seconds: float) -> Input | None:
+        """Hold the worker slot up to ``seconds``, woken by the mailbox when a message comes."""
+        log.info("run %s: waiting warm for %gs", self.run_id, seconds)
+        self.mark_waiting()
+        return self._wait(seconds)
+
+    def _wait(self, seconds: float) -> Input | None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.local.wake.wait(remaining)
+            self.check_canceled()
+            item = self.take()
+            if item is not None:
+                return item
+        return None
+
+    def suspend(self, timeout: float) -> bool:
+        """Checkpoint, then atomically suspend unless a message is waiting; frees the slot."""
+        self.redis.set(keys.checkpoint(self.run_id), self.checkpoint())
+        done = self.scripts.suspend(
+            keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.DEADLINES,
+                  keys.lease(self.run_id)],
+            args=[self.local.token, now_ms() + int(timeout * 1000), now_ms(), self.run_id],
+        )
+        if done == -1:
+            raise RunCanceled("lease lost")
+        if done:
+            log.info("run %s: suspended (turn timeout %gs)", self.run_id, timeout)
+            concurrency.release(self.task, self.run_id)
+        return bool(done)
+
+    def park(self, timeout: float) -> Input | None:
+        """Wait up to ``timeout`` without suspending (the stack stays; no polling): raw mode."""
+        log.info("run %s: parked for up to %gs", self.run_id, timeout)
+        self.redis.hset(keys.run(self.run_id), mapping={"parked": 1, "status": "waiting"})
+        try:
+            return self._wait(timeout)
+        finally:
+            self.redis.hset(keys.run(self.run_id), "parked", 0)
+
+    def check_canceled(self) -> None:
+        if self.local.cancel.signal.aborted:
+            raise RunCanceled(str(self.local.cancel.signal.reason or "canceled"))
+
+    # -- turns ------------------------------------------------------------------------------------
+    def new_stop_controller(self) -> AbortController:
+        """The stop controller for the next turn (raw mode's ``create_stop_signal`` overrides)."""
+        return AbortController()
+
+    def open_turn(self, item: Input, message_id: str) -> TurnScope:
+        """Start answering ``item``: its output, and its stop signal combined with cancel."""
+        stop = self.local.stop or AbortController()
+        signal = AbortSignal.any([self.local.cancel.signal, stop.signal])
+        output = TurnOutput(self.stream, message_id)
+        log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
+        return TurnScope(self, item.input_id, output, stop, signal)
+
+    def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str) -> str:
+        """Write ``__turn_complete`` and the checkpoint in one transaction; return the marker id."""
+        marker: dict[str, Any] = {"type": "__turn_complete", "turn": number, "stopped": stopped}
+        if input_id != "i0":
+            marker["inputId"] = input_id
+        if token:
+            marker["publicAccessToken"] = token
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(keys.output(self.run_id), {"c": json.dumps(marker, separators=(",", ":"))},
+                  maxlen=stream_maxlen(), approximate=True)
+        pipe.set(keys.checkpoint(self.run_id), self.checkpoint())
+        pipe.delete(keys.processing(self.run_id))
+        pipe.hset(keys.run(self.run_id), mapping={"is_streaming": 0, "updated_at": now_ms()})
+        marker_id = str(pipe.execute()[0])
+        self.redis.hset(keys.run(self.run_id), "last_event_id", marker_id)
+        self.local.streaming = False
+        log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
+        return marker_id
+
+    def mark_waiting(self) -> None:
+        fields: dict[str, str | int] = {"status": "waiting", "updated_at": now_ms()}
+        self.redis.hset(keys.run(self.run_id), mapping=fields)  # type: ignore[arg-type]
+
+    # -- timeouts --------------------------------------------------------------------------------
+    def warm_seconds(self) -> float:
+        if self.warm_override is not None:
+            return self.warm_override
+        return float(self.task.warm_timeout_in_seconds)
+
+    def turn_timeout_seconds(self) -> float:
+        if self.turn_timeout_override is not None:
+            return self.turn_timeout_override
+        return parse_duration(self.task.turn_timeout)
+
+    # -- the end ----------------------------------------------------------------------------------
+    def end(self, status: str, reason: str) -> None:
+        """Finish the run: ``__run_end`` on the stream, lease released, keys set to expire."""
+        if self.ended:
+            return
+        self.ended = True
+        self.scripts.end(
+            keys=[keys.run(self.run_id), keys.lease(self.run_id), keys.output(self.run_id),
+                  keys.DEADLINES, keys.RESUMING],
+            args=[status, reason, now_ms(), stream_maxlen(), self.local.token, self.run_id],
+        )
+        ttl = int(retention_seconds())
+        pipe = self.redis.pipeline(transaction=False)
+        for key in (keys.run(self.run_id), keys.output(self.run_id), keys.inbox(self.run_id),
+                    keys.processing(self.run_id), keys.checkpoint(self.run_id)):
+            pipe.expire(key, ttl)
+        pipe.execute()
+        concurrency.release(self.task, self.run_id)
+        log.info("run %s: %s (%s)", self.run_id, status, reason)
+
+
+def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
+    """Celery entry point of every run: a queue slot if the task has a limit, the run's lease,
+    then ``driver.live()`` until the run suspends or ends."""
+    if not concurrency.acquire(task, run_id):
+        return  # in line for a slot: enqueued again when one frees up
+    mailbox = get_mailbox()
+    verdict, local = mailbox.claim(run_id)
+    if local is None:
+        log.info("run %s: not started here (%s)", run_id, verdict)
+        if verdict != "busy":
+            concurrency.release(task, run_id)
+        return
+    group = concurrency.limit_of(task)
+    local.slot = group[0] if group else None
+    try:
+        driver_class(task, run_id, local).live()
+    finally:
+        mailbox.release(run_id)
