@@ -53,18 +53,20 @@ def model_server() -> Iterator[object]:
 
 def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "CHATWORKER_REDIS_URL": redis_url,
-        "CHATWORKER_SECRET_KEY": SECRET,
-        "CHATWORKER_TASKS": "tests.tasks",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "CHATWORKER_REDIS_URL": redis_url,
+            "CHATWORKER_SECRET_KEY": SECRET,
+            "CHATWORKER_TASKS": "tests.tasks",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(overrides)
     return env
 
 
 @pytest.fixture(scope="session")
-def worker(redis_url: str) -> Iterator[Worker]:
+def worker(redis_url: str, model_server: object) -> Iterator[Worker]:
     """One gevent worker shared by the integration tests."""
     w = Worker(worker_env(redis_url), pool="gevent", concurrency=100, name="main").start()
     yield w

@@ -54,8 +54,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra]
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.dir,
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
@@ -78,8 +90,9 @@ class RedisServer:
 class Worker:
     """A real ``celery worker`` process running the test chat tasks."""
 
-    def __init__(self, env: dict[str, str], *, pool: str = "gevent", concurrency: int = 50,
-                 name: str = "w") -> None:
+    def __init__(
+        self, env: dict[str, str], *, pool: str = "gevent", concurrency: int = 50, name: str = "w"
+    ) -> None:
         self.env = env
         self.pool = pool
         self.concurrency = concurrency
@@ -91,11 +104,31 @@ class Worker:
     def start(self) -> Worker:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child process keeps it open
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "chatworker.worker", "worker",
-             "-P", self.pool, "-c", str(self.concurrency), "-Q", "chat",
-             "-n", f"{self.name}@%h", "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--without-heartbeat"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "chatworker.worker",
+                "worker",
+                "-P",
+                self.pool,
+                "-c",
+                str(self.concurrency),
+                "-Q",
+                "chat",
+                "-n",
+                f"{self.name}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -131,8 +164,9 @@ def running_worker(env: dict[str, str], **options: Any) -> Iterator[Worker]:
 
 
 # -- reading what a client would read --------------------------------------------------------
-def read_until(client: redis.Redis, run_id: str, predicate: Any, after: str = "0-0",
-               timeout: float = 20) -> list[tuple[str, dict[str, Any]]]:
+def read_until(
+    client: redis.Redis, run_id: str, predicate: Any, after: str = "0-0", timeout: float = 20
+) -> list[tuple[str, dict[str, Any]]]:
     """Read the run's output after ``after`` until ``predicate(chunk)`` holds for an entry."""
     from chatworker import keys
 
@@ -152,9 +186,15 @@ def read_until(client: redis.Redis, run_id: str, predicate: Any, after: str = "0
     raise AssertionError(f"timed out; read so far: {[c for _, c in out][-20:]}")
 
 
-def read_turn(client: redis.Redis, run_id: str, after: str = "0-0", timeout: float = 20,
-              turn: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+def read_turn(
+    client: redis.Redis,
+    run_id: str,
+    after: str = "0-0",
+    timeout: float = 20,
+    turn: int | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
     """Entries up to and including the next ``__turn_complete`` (of ``turn`` when given)."""
+
     def done(chunk: dict[str, Any]) -> bool:
         if chunk["type"] == "__run_end":
             return True
@@ -174,8 +214,11 @@ def types_of(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
 def user_message(text: str, id: str | None = None) -> dict[str, Any]:
     import uuid
 
-    return {"id": id or uuid.uuid4().hex[:12], "role": "user",
-            "parts": [{"type": "text", "text": text}]}
+    return {
+        "id": id or uuid.uuid4().hex[:12],
+        "role": "user",
+        "parts": [{"type": "text", "text": text}],
+    }
 
 
 def payload(chat_id: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:

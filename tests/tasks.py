@@ -90,7 +90,7 @@ def _hooks(task: Any) -> None:
 
     @task.on_turn_start
     def on_turn_start(event: Any) -> None:
-        if event.client_data.fail_in == "on_turn_start":
+        if getattr(event.client_data, "fail_in", None) == "on_turn_start":
             raise RuntimeError("on_turn_start failed on purpose")
         record("on_turn_start", event)
 
@@ -375,3 +375,17 @@ async def async_complete(event: Any) -> None:
 
 
 _ = threading  # used by tests through chat.defer's threads
+
+
+# -- a real model call: stream_text over the openai client against the scripted server -----------
+from chatworker.ai import openai, stream_text  # noqa: E402
+
+
+@chat.task(id="llm", warm_timeout_in_seconds=5,
+           ui_message_stream_options={"send_reasoning": True})
+def llm(ctx: Any) -> Any:
+    return stream_text(model=openai("scripted", max_retries=0), system="You are terse.",
+                       messages=ctx.messages, abort_signal=ctx.signal)
+
+
+_hooks(llm)

@@ -35,9 +35,12 @@ def test_multi_turn_accumulates_and_streams_complete_messages(
     assert turn1[0][1] == {"type": "__turn_start", "turn": 1, "inputId": input_id}
     assert turn1[-1][1]["inputId"] == input_id
 
-    completes = wait_for(lambda: [e for e in events(r, chat_id)
-                                  if e["hook"] == "on_turn_complete"][1:] and
-                         [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"])
+    completes = wait_for(
+        lambda: (
+            [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"][1:]
+            and [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
+        )
+    )
     last = completes[1]
     roles = [m["role"] for m in last["ui_messages"]]
     assert roles == ["user", "assistant", "user", "assistant"]
@@ -56,15 +59,42 @@ def test_hook_order_and_fields(worker: object, r: redis.Redis, chat_id: str) -> 
     assert [e["hook"] for e in seen] == ["on_chat_start", "on_turn_start", "on_turn_complete"]
     chat_start, turn_start, complete = seen
     assert set(chat_start) - {"hook"} == {
-        "chat_id", "messages", "client_data", "run_id", "chat_access_token", "continuation",
-        "previous_run_id", "preloaded"}
+        "chat_id",
+        "messages",
+        "client_data",
+        "run_id",
+        "chat_access_token",
+        "continuation",
+        "previous_run_id",
+        "preloaded",
+    }
     assert set(turn_start) - {"hook"} == {
-        "chat_id", "messages", "ui_messages", "turn", "run_id", "chat_access_token",
-        "continuation", "preloaded", "client_data"}
+        "chat_id",
+        "messages",
+        "ui_messages",
+        "turn",
+        "run_id",
+        "chat_access_token",
+        "continuation",
+        "preloaded",
+        "client_data",
+    }
     assert set(complete) - {"hook"} == {
-        "chat_id", "messages", "ui_messages", "new_messages", "new_ui_messages",
-        "response_message", "raw_response_message", "turn", "run_id", "chat_access_token",
-        "last_event_id", "stopped", "continuation", "client_data"}
+        "chat_id",
+        "messages",
+        "ui_messages",
+        "new_messages",
+        "new_ui_messages",
+        "response_message",
+        "raw_response_message",
+        "turn",
+        "run_id",
+        "chat_access_token",
+        "last_event_id",
+        "stopped",
+        "continuation",
+        "client_data",
+    }
     assert chat_start["continuation"] is False and chat_start["previous_run_id"] is None
     assert chat_start["run_id"] == started.run_id
     assert turn_start["client_data"]["words"] == 2
@@ -74,7 +104,8 @@ def test_hook_order_and_fields(worker: object, r: redis.Redis, chat_id: str) -> 
 
 def test_stop_mid_turn_then_next_turn(worker: object, r: redis.Redis, chat_id: str) -> None:
     started = runs.trigger(
-        "echo", payload(chat_id, user_message("slow"), metadata={"words": 200, "delay": 0.05}))
+        "echo", payload(chat_id, user_message("slow"), metadata={"words": 200, "delay": 0.05})
+    )
     read_until_text = wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 20)
     assert read_until_text
     stop_sent = time.monotonic()
@@ -92,9 +123,12 @@ def test_stop_mid_turn_then_next_turn(worker: object, r: redis.Redis, chat_id: s
     turn1 = read_turn(r, started.run_id, after=turn0[-1][0])
     assert turn1[-1][1]["stopped"] is False
     assert text_of(turn1).strip() == "echo: next (turn 1)"
-    completes = wait_for(lambda: [e for e in events(r, chat_id)
-                                  if e["hook"] == "on_turn_complete"][1:] and
-                         [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"])
+    completes = wait_for(
+        lambda: (
+            [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"][1:]
+            and [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
+        )
+    )
     stopped_turn = completes[0]
     assert stopped_turn["stopped"] is True
     text_part = next(p for p in stopped_turn["response_message"]["parts"] if p["type"] == "text")
@@ -102,7 +136,11 @@ def test_stop_mid_turn_then_next_turn(worker: object, r: redis.Redis, chat_id: s
     assert stopped_turn["raw_response_message"]["parts"][-1]["state"] == "streaming"
     # The partial reply was accumulated: the next turn sees it.
     assert [m["role"] for m in completes[1]["ui_messages"]] == [
-        "user", "assistant", "user", "assistant"]
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
 
 
 def test_stop_between_turns_does_not_leak(worker: object, r: redis.Redis, chat_id: str) -> None:
@@ -120,10 +158,12 @@ def test_three_messages_during_one_turn_answered_in_order(
     worker: object, r: redis.Redis, chat_id: str
 ) -> None:
     started = runs.trigger(
-        "echo", payload(chat_id, user_message("long"), metadata={"words": 30, "delay": 0.02}))
+        "echo", payload(chat_id, user_message("long"), metadata={"words": 30, "delay": 0.02})
+    )
     wait_for(lambda: runs.status(started.run_id).is_streaming)
-    ids = [runs.send_message(started.run_id, payload(chat_id, user_message(f"q{i}")))
-           for i in range(3)]
+    ids = [
+        runs.send_message(started.run_id, payload(chat_id, user_message(f"q{i}"))) for i in range(3)
+    ]
     cursor = read_turn(r, started.run_id, turn=0)[-1][0]
     answers = []
     for n in range(1, 4):
@@ -144,13 +184,17 @@ def test_pipe_from_nested_calls_is_one_captured_message(
     complete = wait_for(lambda: [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"])
     parts = complete[0]["response_message"]["parts"]
     assert [p["type"] for p in parts if p["type"] != "step-start"] == [
-        "text", "data-progress", "text"]
+        "text",
+        "data-progress",
+        "text",
+    ]
     assert parts[[p["type"] for p in parts].index("data-progress")]["data"] == {"done": True}
 
 
 def test_failing_hook_fails_the_run(worker: object, r: redis.Redis, chat_id: str) -> None:
     started = runs.trigger(
-        "echo", payload(chat_id, user_message("x"), metadata={"fail_in": "on_turn_start"}))
+        "echo", payload(chat_id, user_message("x"), metadata={"fail_in": "on_turn_start"})
+    )
     entries = read_turn(r, started.run_id)
     end = entries[-1][1]
     assert end["type"] == "__run_end" and end["status"] == "failed"
@@ -164,13 +208,17 @@ def test_failing_hook_fails_the_run(worker: object, r: redis.Redis, chat_id: str
 def test_failing_run_function_fails_the_run(worker: object, r: redis.Redis, chat_id: str) -> None:
     started = runs.trigger("echo", payload(chat_id, user_message("x"), metadata={"fail_in": "run"}))
     end = read_turn(r, started.run_id)[-1][1]
-    assert end == {"type": "__run_end", "status": "failed",
-                   "reason": "ValueError in the chat task (see the worker log)"}
+    assert end == {
+        "type": "__run_end",
+        "status": "failed",
+        "reason": "ValueError in the chat task (see the worker log)",
+    }
 
 
 def test_cancel_ends_the_run(worker: object, r: redis.Redis, chat_id: str) -> None:
     started = runs.trigger(
-        "echo", payload(chat_id, user_message("x"), metadata={"words": 100, "delay": 0.05}))
+        "echo", payload(chat_id, user_message("x"), metadata={"words": 100, "delay": 0.05})
+    )
     wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 10)
     runs.cancel(started.run_id)
     entries = read_turn(r, started.run_id)

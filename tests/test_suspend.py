@@ -27,8 +27,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_suspended_run_frees_its_slot_and_resumes(redis_url: str, chat_id: str) -> None:
-    with isolated_db(redis_url, 3) as url, running_worker(
-        worker_env(url), pool="gevent", concurrency=1, name="solo"
+    with (
+        isolated_db(redis_url, 3) as url,
+        running_worker(worker_env(url), pool="gevent", concurrency=1, name="solo"),
     ):
         r = redis.Redis.from_url(url, decode_responses=True)
         first = runs.trigger("sleepy", payload(chat_id, user_message("first chat")))
@@ -43,15 +44,21 @@ def test_suspended_run_frees_its_slot_and_resumes(redis_url: str, chat_id: str) 
         turn1 = read_turn(r, first.run_id, after=turn0[-1][0])
         assert turn1[-1][1]["inputId"] == input_id
         assert text_of(turn1).strip() == "echo: wake up (turn 1)"
-        complete = wait_for(lambda: [e for e in events(r, chat_id)
-                                     if e["hook"] == "on_turn_complete"][1:])
+        complete = wait_for(
+            lambda: [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"][1:]
+        )
         # History survived suspension: restored from the checkpoint on resume.
         assert [m["role"] for m in complete[0]["ui_messages"]] == [
-            "user", "assistant", "user", "assistant"]
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
 
 
-def test_turn_timeout_completes_then_continuation(worker: object, r: redis.Redis,
-                                                  chat_id: str) -> None:
+def test_turn_timeout_completes_then_continuation(
+    worker: object, r: redis.Redis, chat_id: str
+) -> None:
     history = [user_message("remember me")]
     first = runs.trigger("brief", payload(chat_id, *history))
     turn0 = read_turn(r, first.run_id)
@@ -63,8 +70,9 @@ def test_turn_timeout_completes_then_continuation(worker: object, r: redis.Redis
 
     done = wait_for(lambda: [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"])
     full = [*done[0]["ui_messages"], user_message("too late")]
-    second = runs.trigger("brief", payload(chat_id, *full, continuation=True,
-                                           previousRunId=first.run_id))
+    second = runs.trigger(
+        "brief", payload(chat_id, *full, continuation=True, previousRunId=first.run_id)
+    )
     assert text_of(read_turn(r, second.run_id)).strip() == "echo: too late (turn 0)"
     starts = [e for e in events(r, chat_id) if e["hook"] == "on_chat_start"]
     assert starts[1]["continuation"] is True
@@ -72,8 +80,7 @@ def test_turn_timeout_completes_then_continuation(worker: object, r: redis.Redis
     assert starts[0]["continuation"] is False
 
 
-def test_runtime_overrides_survive_suspension(worker: object, r: redis.Redis,
-                                             chat_id: str) -> None:
+def test_runtime_overrides_survive_suspension(worker: object, r: redis.Redis, chat_id: str) -> None:
     started = runs.trigger("overrides", payload(chat_id, user_message("a")))
     turn0 = read_turn(r, started.run_id)
     # The task's static warm timeout is 30 s; the override (0.3 s) suspends it at once.
@@ -87,8 +94,9 @@ def test_runtime_overrides_survive_suspension(worker: object, r: redis.Redis,
     assert end["reason"] == "turn_timeout"
 
 
-def test_hammer_messages_at_the_moment_of_suspending(worker: object, r: redis.Redis,
-                                                    chat_id: str) -> None:
+def test_hammer_messages_at_the_moment_of_suspending(
+    worker: object, r: redis.Redis, chat_id: str
+) -> None:
     """Warm timeout 0: each turn ends by suspending at once; send exactly then, many times."""
     started = runs.trigger("instant", payload(chat_id, user_message("m0")))
     cursor = read_turn(r, started.run_id)[-1][0]
@@ -112,8 +120,9 @@ def test_concurrent_senders_lose_nothing(worker: object, r: redis.Redis, chat_id
     def sender(n: int) -> None:
         for i in range(8):
             time.sleep(random.random() * 0.02)
-            input_id = runs.send_message(started.run_id,
-                                         payload(chat_id, user_message(f"s{n}-{i}")))
+            input_id = runs.send_message(
+                started.run_id, payload(chat_id, user_message(f"s{n}-{i}"))
+            )
             with lock:
                 sent.append(input_id)
 
@@ -123,9 +132,19 @@ def test_concurrent_senders_lose_nothing(worker: object, r: redis.Redis, chat_id
     for t in threads:
         t.join()
     answered = wait_for(
-        lambda: (m := [c for _, c in runs.read_stream(started.run_id)
-                       if c["type"] == "__turn_complete" and "inputId" in c])
-        and len(m) >= len(sent) and m, timeout=30)
+        lambda: (
+            (
+                m := [
+                    c
+                    for _, c in runs.read_stream(started.run_id)
+                    if c["type"] == "__turn_complete" and "inputId" in c
+                ]
+            )
+            and len(m) >= len(sent)
+            and m
+        ),
+        timeout=30,
+    )
     ids = [m["inputId"] for m in answered]
     assert sorted(ids) == sorted(sent) and len(set(ids)) == len(ids)
     # Answered in the order Redis accepted them (i1, i2, ...).
@@ -133,12 +152,14 @@ def test_concurrent_senders_lose_nothing(worker: object, r: redis.Redis, chat_id
 
 
 def test_prefork_pool_runs_turns_and_suspends(redis_url: str, chat_id: str) -> None:
-    with isolated_db(redis_url, 4) as url, running_worker(
-        worker_env(url), pool="prefork", concurrency=2, name="prefork"
+    with (
+        isolated_db(redis_url, 4) as url,
+        running_worker(worker_env(url), pool="prefork", concurrency=2, name="prefork"),
     ):
         r = redis.Redis.from_url(url, decode_responses=True)
-        started = runs.trigger("sleepy", payload(chat_id, user_message("p"),
-                                                 metadata={"words": 60, "delay": 0.03}))
+        started = runs.trigger(
+            "sleepy", payload(chat_id, user_message("p"), metadata={"words": 60, "delay": 0.03})
+        )
         wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 10)
         runs.stop(started.run_id)
         turn0 = read_turn(r, started.run_id)
