@@ -32,7 +32,9 @@ SETTINGS: dict[str, Any] = {
     "accept_content": ["json"],
     "broker_connection_retry_on_startup": True,
     "worker_cancel_long_running_tasks_on_connection_loss": True,
-    "broker_transport_options": {"visibility_timeout": 3600},
+    "broker_transport_options": {
+        "visibility_timeout": int(env("CHATWORKER_VISIBILITY_TIMEOUT", "3600")),
+    },
     "worker_hijack_root_logger": False,
 }
 

@@ -60,6 +60,8 @@ def wake_channel(worker_id: str) -> str:
 DEADLINES = f"{PREFIX}:deadlines"
 #: Sorted set: runs flipped to ``resuming`` scored by when; cleared when a worker takes them.
 RESUMING = f"{PREFIX}:resuming"
+#: Sorted set: runs with a live owner, scored by when the owner's lease runs out.
+ACTIVE = f"{PREFIX}:active"
 #: Sorted set: every known run scored by creation time (for ``chatworker runs``).
 RUNS = f"{PREFIX}:runs"
 #: Sorted set: live worker processes scored by their last heartbeat.

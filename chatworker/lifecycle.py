@@ -65,6 +65,9 @@ class RunDriver:
         self.preload_done = False
         self.resumed = False
         self.ended = False
+        self.parked = False
+        self.last_turn: dict[str, Any] | None = None  # what a recovered on_turn_complete needs
+        self.hook_pending: str | None = None
 
     def live(self) -> None:
         """Run until the run suspends or ends (each level implements its own loop)."""
@@ -88,6 +91,8 @@ class RunDriver:
             self.turn_timeout_override = state.get("turn_timeout")
             self.locals = state.get("locals", {})
             self.preload_done = state.get("preload_done", False)
+            self.last_turn = state.get("last_turn")
+            self.hook_pending = record.get("hook_pending") or None
             self.resumed = True
         log.info("run %s: %s on %s", self.run_id, "resumed" if self.resumed else "started",
                  get_mailbox().worker_id)
@@ -102,6 +107,7 @@ class RunDriver:
             "turn_timeout": self.turn_timeout_override,
             "locals": self.locals,
             "preload_done": self.preload_done,
+            "last_turn": self.last_turn,
         })
 
     def stream_defaults(self) -> dict[str, Any]:
@@ -158,12 +164,15 @@ class RunDriver:
 
     def _wait(self, seconds: float) -> Input | None:
         deadline = time.monotonic() + seconds
+        mailbox = get_mailbox()
         while (remaining := deadline - time.monotonic()) > 0:
             self.local.wake.wait(remaining)
             self.check_canceled()
             item = self.take()
             if item is not None:
                 return item
+            if mailbox.draining and not self.parked:
+                return None  # the worker is shutting down: suspend now, resume elsewhere
         return None
 
     def suspend(self, timeout: float) -> bool:
@@ -171,7 +180,7 @@ class RunDriver:
         self.redis.set(keys.checkpoint(self.run_id), self.checkpoint())
         done = self.scripts.suspend(
             keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.DEADLINES,
-                  keys.lease(self.run_id)],
+                  keys.lease(self.run_id), keys.ACTIVE],
             args=[self.local.token, now_ms() + int(timeout * 1000), now_ms(), self.run_id],
         )
         if done == -1:
@@ -185,9 +194,11 @@ class RunDriver:
         """Wait up to ``timeout`` without suspending (the stack stays; no polling): raw mode."""
         log.info("run %s: parked for up to %gs", self.run_id, timeout)
         self.redis.hset(keys.run(self.run_id), mapping={"parked": 1, "status": "waiting"})
+        self.parked = True
         try:
             return self._wait(timeout)
         finally:
+            self.parked = False
             self.redis.hset(keys.run(self.run_id), "parked", 0)
 
     def check_canceled(self) -> None:
@@ -207,24 +218,35 @@ class RunDriver:
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
         return TurnScope(self, item.input_id, output, stop, signal)
 
-    def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str) -> str:
-        """Write ``__turn_complete`` and the checkpoint in one transaction; return the marker id."""
+    def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str,
+                            *, hook_pending: bool = False) -> str:
+        """Write ``__turn_complete`` and the checkpoint atomically; return the marker's id.
+
+        With ``hook_pending`` the answered message stays in the processing list until
+        :meth:`hook_done`, so a worker dying before ``on_turn_complete`` returns has only that
+        hook re-run on recovery, never the turn.
+        """
         marker: dict[str, Any] = {"type": "__turn_complete", "turn": number, "stopped": stopped}
         if input_id != "i0":
             marker["inputId"] = input_id
         if token:
             marker["publicAccessToken"] = token
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(keys.output(self.run_id), {"c": json.dumps(marker, separators=(",", ":"))},
-                  maxlen=stream_maxlen(), approximate=True)
-        pipe.set(keys.checkpoint(self.run_id), self.checkpoint())
-        pipe.delete(keys.processing(self.run_id))
-        pipe.hset(keys.run(self.run_id), mapping={"is_streaming": 0, "updated_at": now_ms()})
-        marker_id = str(pipe.execute()[0])
-        self.redis.hset(keys.run(self.run_id), "last_event_id", marker_id)
+        marker_id = str(self.scripts.marker(
+            keys=[keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
+                  keys.processing(self.run_id)],
+            args=[json.dumps(marker, separators=(",", ":")), self.checkpoint(), now_ms(),
+                  stream_maxlen(), input_id if hook_pending else ""],
+        ))
         self.local.streaming = False
         log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
         return marker_id
+
+    def hook_done(self) -> None:
+        """``on_turn_complete`` returned: the turn is fully answered."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.run(self.run_id), "hook_pending", "")
+        pipe.delete(keys.processing(self.run_id))
+        pipe.execute()
 
     def mark_waiting(self) -> None:
         fields: dict[str, str | int] = {"status": "waiting", "updated_at": now_ms()}
@@ -249,7 +271,7 @@ class RunDriver:
         self.ended = True
         self.scripts.end(
             keys=[keys.run(self.run_id), keys.lease(self.run_id), keys.output(self.run_id),
-                  keys.DEADLINES, keys.RESUMING],
+                  keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
             args=[status, reason, now_ms(), stream_maxlen(), self.local.token, self.run_id],
         )
         ttl = int(retention_seconds())
@@ -271,8 +293,8 @@ def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
     verdict, local = mailbox.claim(run_id)
     if local is None:
         log.info("run %s: not started here (%s)", run_id, verdict)
-        if verdict != "busy":
-            concurrency.release(task, run_id)
+        if verdict in {"missing", "ended", "suspended"}:
+            concurrency.release(task, run_id)  # nobody runs it: its slot is free
         return
     group = concurrency.limit_of(task)
     local.slot = group[0] if group else None

@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -62,7 +61,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
-        self.on_resume_due: Callable[[str], None] | None = None
+        self.draining = False
 
     # -- ownership -----------------------------------------------------------------------
     def claim(self, run_id: str) -> tuple[str, LocalRun | None]:
@@ -71,10 +70,12 @@ class Mailbox:
         client = get_redis()
         token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
         result = scripts(client).claim(
-            keys=[keys.run(run_id), keys.lease(run_id), keys.RESUMING],
+            keys=[keys.run(run_id), keys.lease(run_id), keys.RESUMING, keys.ACTIVE],
             args=[token, int(lease_seconds() * 1000), self.worker_id, now_ms(), run_id],
         )
         verdict = str(result[0])
+        if verdict == "state":
+            verdict = str(result[1])  # e.g. "suspended", or "running" under another owner
         if verdict != "ok":
             return verdict, None
         local = LocalRun(run_id, token)
@@ -161,8 +162,9 @@ class Mailbox:
         if not runs:
             return
         lost = scripts(client).renew(
-            keys=[keys.lease(r.run_id) for r in runs],
-            args=[*(r.token for r in runs), int(lease_seconds() * 1000)],
+            keys=[keys.ACTIVE, *(keys.lease(r.run_id) for r in runs)],
+            args=[*(r.token for r in runs), *(r.run_id for r in runs),
+                  int(lease_seconds() * 1000), now_ms()],
         )
         concurrency.renew([(r.slot, r.run_id) for r in runs if r.slot])
         lost_keys = set(lost or [])
@@ -205,11 +207,38 @@ class Mailbox:
             )
             if ended:
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
+        orphans = client.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=50)
+        for run_id in orphans:
+            recovered = scripts(client).recover(
+                keys=[keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
+                      keys.inbox(run_id), keys.output(run_id), keys.ACTIVE, keys.RESUMING],
+                args=[now, stream_maxlen(), run_id],
+            )
+            if recovered:
+                log.warning("run %s: its worker stopped renewing its lease; resuming it elsewhere",
+                            run_id)
+                _enqueue(run_id)
         stale = client.zrangebyscore(keys.RESUMING, "-inf", now - RESUME_GRACE_MS, start=0, num=50)
         for run_id in stale:
-            if client.zadd(keys.RESUMING, {run_id: now}, xx=True) and self.on_resume_due:
+            if client.zadd(keys.RESUMING, {run_id: now}, xx=True):
                 log.warning("run %s: resume was never picked up; enqueueing it again", run_id)
-                self.on_resume_due(run_id)
+                _enqueue(run_id)
+
+    def drain(self) -> None:
+        """Warm shutdown: runs waiting warm suspend at once (streaming turns finish first)."""
+        self.draining = True
+        for local in list(self.runs.values()):
+            local.wake.set()
+        log.info("worker %s: shutting down; suspending warm-waiting runs", self.worker_id)
+
+
+def _enqueue(run_id: str) -> None:
+    from .runs import enqueue
+
+    try:
+        enqueue(run_id)
+    except Exception:
+        log.exception("run %s: could not enqueue it", run_id)
 
 
 _mailbox: Mailbox | None = None

@@ -177,7 +177,8 @@ def cancel(run_id: str, reason: str = "canceled") -> None:
     """End the run; its stream gets ``__run_end{status:"canceled"}``."""
     try:
         verdict = scripts(_client()).cancel(
-            keys=[keys.run(run_id), keys.output(run_id), keys.DEADLINES, keys.RESUMING],
+            keys=[keys.run(run_id), keys.output(run_id), keys.DEADLINES, keys.RESUMING,
+                  keys.lease(run_id)],
             args=[reason, now_ms(), stream_maxlen(), keys.PREFIX, run_id],
         )
     except redis.RedisError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from . import keys
 from .accumulator import generate_id
 from .context import (
     ChatRunContext,
@@ -20,9 +21,10 @@ from .context import (
     TurnCompleteEvent,
     TurnStartEvent,
 )
-from .convert import cleanup_aborted_parts
+from .convert import cleanup_aborted_parts, convert_to_model_messages, strip_provider_metadata
 from .errors import AbortError
 from .lifecycle import Input, RunCanceled, RunDriver, execute
+from .messages import UIMessage, dump
 from .payload import ChatWirePayload, parse_client_data
 from .tokens import create_run_token
 from .turns import activate, call, call_hook, pipe_source, run_deferred
@@ -47,6 +49,8 @@ class ChatRun(RunDriver):
         """Restore, (pre)load, then answer one message per turn until suspended or ended."""
         try:
             self.restore()
+            if self.hook_pending:
+                self.replay_turn_complete()
             item = None
             if self.initial.trigger == "preload" and not self.preload_done:
                 item = self.preload()
@@ -128,7 +132,14 @@ class ChatRun(RunDriver):
         if response is not None:
             response = self.accumulator.add_response(response)
         self.turn_number = number + 1
-        marker_id = self.write_turn_complete(number, item.input_id, stopped, token)
+        self.last_turn = {
+            "input_id": item.input_id, "turn": number, "stopped": stopped,
+            "new_count": len(self.accumulator.new_ui_messages),
+            "has_response": response is not None, "metadata": payload.metadata,
+            "raw": dump(raw) if raw is not None else None,
+        }
+        marker_id = self.write_turn_complete(number, item.input_id, stopped, token,
+                                             hook_pending=True)
 
         with activate(scope, self):
             run_deferred(scope.deferred)
@@ -137,6 +148,30 @@ class ChatRun(RunDriver):
                 self.accumulator.new_model_messages, self.accumulator.new_ui_messages, response,
                 raw, number, self.run_id, token, marker_id, stopped, self.continuation,
                 client_data))
+        self.hook_done()
+
+    def replay_turn_complete(self) -> None:
+        """After a crash between a turn's marker and its ``on_turn_complete``: run only the hook,
+        rebuilt from the checkpoint, so it fires exactly once for that turn."""
+        last = self.last_turn
+        if last is None or last["input_id"] != self.hook_pending:
+            self.hook_done()
+            return
+        ui = self.accumulator.ui_messages
+        new_ui = ui[-last["new_count"]:] if last["new_count"] else []
+        response = ui[-1] if last["has_response"] else None
+        raw = UIMessage.model_validate(last["raw"]) if last["raw"] else None
+        token = create_run_token(self.run_id, self.task.chat_access_token_ttl)
+        marker_id = str(self.redis.hget(keys.run(self.run_id), "last_event_id") or "")
+        log.warning("run %s: re-running on_turn_complete of turn %d after recovery",
+                    self.run_id, last["turn"])
+        with activate(driver=self):
+            call_hook(self.task.hooks["on_turn_complete"], TurnCompleteEvent(
+                self.chat_id, self.accumulator.model_messages, ui,
+                convert_to_model_messages([strip_provider_metadata(m) for m in new_ui]), new_ui,
+                response, raw, last["turn"], self.run_id, token, marker_id, last["stopped"],
+                self.continuation, parse_client_data(self.task, last["metadata"])))
+        self.hook_done()
 
     def response_id(self, payload: ChatWirePayload) -> str:
         """The response continues the last message when that is the assistant's (tool results)."""

@@ -73,7 +73,7 @@ if stop == input_id then stopped = redis.call('HGET', KEYS[1], 'stop_reason') or
 return {item, stopped}
 """
 
-# KEYS: run, inbox, deadlines, lease ; ARGV: lease token, deadline_ms, now_ms, run_id
+# KEYS: run, inbox, deadlines, lease, active ; ARGV: lease token, deadline_ms, now_ms, run_id
 # Suspends only if nothing is waiting in the inbox and we still own the run.
 SUSPEND = """
 if redis.call('LLEN', KEYS[2]) > 0 then return 0 end
@@ -81,6 +81,7 @@ if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
 redis.call('HSET', KEYS[1], 'status', 'suspended', 'owner', '', 'is_streaming', '0',
   'suspended_at', ARGV[3], 'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
 redis.call('DEL', KEYS[4])
 return 1
 """
@@ -106,14 +107,15 @@ end
 return 'ok'
 """
 
-# KEYS: run, output, deadlines, resuming ; ARGV: reason, now_ms, maxlen, prefix, run_id
+# KEYS: run, output, deadlines, resuming, lease ; ARGV: reason, now_ms, maxlen, prefix, run_id
 # A run nobody is executing ends here at once; a live one is told to end itself.
 CANCEL = _XADD + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st == 'completed' or st == 'canceled' or st == 'failed' then return 'ended' end
 redis.call('HSET', KEYS[1], 'cancel', '1', 'cancel_reason', ARGV[1])
-if st == 'suspended' or st == 'queued' or st == 'resuming' then
+if st == 'suspended' or st == 'queued' or st == 'resuming'
+    or redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('HSET', KEYS[1], 'status', 'canceled', 'is_streaming', '0', 'owner', '',
     'ended_at', ARGV[2], 'updated_at', ARGV[2], 'reason', ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[5])
@@ -143,27 +145,77 @@ xadd(KEYS[3], ARGV[2], cjson.encode({type='__run_end', status='completed', reaso
 return 1
 """
 
-# KEYS: run, lease, resuming ; ARGV: token, lease_ms, owner, now_ms, run_id
-# Takes ownership of a run for a worker. Refuses while another owner's lease is alive.
+# KEYS: run, lease, resuming, active ; ARGV: token, lease_ms, owner, now_ms, run_id
+# Takes ownership of a queued or resuming run. Refuses while another owner's lease is alive,
+# so a redelivered or duplicate Celery message can never give a run two live owners.
 CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing'} end
 if st == 'completed' or st == 'canceled' or st == 'failed' then return {'ended', st} end
-if st == 'suspended' then return {'suspended'} end
+if st ~= 'queued' and st ~= 'resuming' then return {'state', st} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return {'busy'} end
 redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'updated_at', ARGV[4])
 if st == 'resuming' then redis.call('HSET', KEYS[1], 'status', 'waiting') end
 redis.call('ZREM', KEYS[3], ARGV[5])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[4]) + tonumber(ARGV[2]), ARGV[5])
 return {'ok', st}
 """
 
-# KEYS: lease... ; ARGV: token, lease_ms (per key, in order: token1, token2, ..., then lease_ms)
+# KEYS: run, output, checkpoint, processing ; ARGV: marker json, checkpoint json, now_ms, maxlen,
+# input_id or '' (the input whose on_turn_complete is still to run)
+# The end of a turn, atomically: the marker, the checkpoint, and what recovery needs to know.
+MARKER = _XADD + """
+local id = xadd(KEYS[2], ARGV[4], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[1], 'is_streaming', '0', 'last_event_id', id, 'updated_at', ARGV[3],
+  'hook_pending', ARGV[5])
+if ARGV[5] == '' then redis.call('DEL', KEYS[4]) end
+return id
+"""
+
+# KEYS: run, lease, processing, inbox, output, active, resuming
+# ARGV: now_ms, maxlen, run_id
+# A run whose owner's lease lapsed (the worker died): put the interrupted message back at the
+# head of the inbox (unless only its on_turn_complete was left), close a partial reply with
+# `abort`, and mark the run resuming so another worker picks it up from its checkpoint.
+RECOVER = _XADD + """
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then
+  redis.call('ZADD', KEYS[6], tonumber(ARGV[1]) + ttl, ARGV[3])
+  return 0
+end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'running' and st ~= 'waiting' then
+  redis.call('ZREM', KEYS[6], ARGV[3])
+  return 0
+end
+local hook_pending = redis.call('HGET', KEYS[1], 'hook_pending')
+if not hook_pending or hook_pending == '' then
+  local item = redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'LEFT')
+end
+if redis.call('HGET', KEYS[1], 'is_streaming') == '1' then
+  xadd(KEYS[5], ARGV[2], cjson.encode({type='abort', reason='worker lost'}))
+end
+redis.call('HSET', KEYS[1], 'status', 'resuming', 'owner', '', 'is_streaming', '0',
+  'updated_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'recoveries', 1)
+redis.call('ZREM', KEYS[6], ARGV[3])
+redis.call('ZADD', KEYS[7], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: active, lease... ; ARGV: token..., run_id..., lease_ms, now_ms (tokens and ids in
+# the order of the lease keys). Returns the lease keys this worker no longer holds.
 RENEW = """
-local ms = ARGV[#ARGV]
+local n = #KEYS - 1
+local ms = tonumber(ARGV[2 * n + 1])
+local now = tonumber(ARGV[2 * n + 2])
 local lost = {}
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i + 1]
   if redis.call('GET', key) == ARGV[i] then
     redis.call('PEXPIRE', key, ms)
+    redis.call('ZADD', KEYS[1], now + ms, ARGV[n + i])
   else
     table.insert(lost, key)
   end
@@ -171,7 +223,7 @@ end
 return lost
 """
 
-# KEYS: run, lease, output, deadlines, resuming
+# KEYS: run, lease, output, deadlines, resuming, active
 # ARGV: status, reason, now_ms, maxlen, token, run_id
 END = _XADD + """
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -180,6 +232,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'is_streaming'
   'owner', '', 'ended_at', ARGV[3], 'updated_at', ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], ARGV[6])
+redis.call('ZREM', KEYS[6], ARGV[6])
 if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
 return xadd(KEYS[3], ARGV[4], cjson.encode({type='__run_end', status=ARGV[1], reason=ARGV[2]}))
 """
@@ -202,6 +255,8 @@ class Scripts:
         self.claim = client.register_script(CLAIM)
         self.renew = client.register_script(RENEW)
         self.end = client.register_script(END)
+        self.recover = client.register_script(RECOVER)
+        self.marker = client.register_script(MARKER)
 
 
 _scripts: dict[int, Scripts] = {}

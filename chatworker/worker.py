@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from .ai._compat import hide_trio_under_gevent
 from .app import get_app
 from .config import redis_url
+from .mailbox import get_mailbox
 from .registry import load_tasks
 
 log = logging.getLogger("chatworker.worker")
@@ -26,8 +27,21 @@ if not tasks:
 
 @worker_ready.connect
 def _announce(**_: object) -> None:
+    # Start the mailbox now, so this worker sweeps for expired and orphaned runs even before it
+    # runs anything itself (prefork children start theirs in worker_process_init).
+    get_mailbox().start()
     log.info("chatworker worker ready: tasks %s, redis %s", ", ".join(sorted(tasks)) or "none",
              redis_url())
+
+
+@worker_process_init.connect
+def _child_started(**_: object) -> None:
+    get_mailbox().start()
+
+
+@worker_shutting_down.connect
+def _draining(**_: object) -> None:
+    get_mailbox().drain()
 
 
 __all__ = ["app"]

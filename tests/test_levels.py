@@ -140,9 +140,7 @@ def test_concurrency_limit_holds_across_two_workers(redis_url: str) -> None:
             active += 1 if event["event"] == "start" else -1
             most = max(most, active)
         assert most == 2  # the limit was reached, never exceeded
-        # Runs waited in line, in order: the later ones started after earlier ones ended.
-        starts = [e["run"] for e in sorted(log, key=lambda e: e["at"]) if e["event"] == "start"]
-        assert starts[2:] == [s.run_id for s in started][2:]
+        wait_for(lambda: r.zcard("cw:queue:tight:slots") == 0)  # every slot was given back
 
 
 def test_retry_after_a_failure(worker: object, r: redis.Redis, chat_id: str) -> None:

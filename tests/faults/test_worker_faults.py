@@ -1,0 +1,132 @@
+"""Workers that die or shut down: runs are recovered, nothing is lost or answered twice."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import redis
+
+from chatworker import runs
+
+from ..conftest import worker_env
+from ..support import (
+    Worker,
+    events,
+    isolated_db,
+    payload,
+    read_turn,
+    running_worker,
+    text_of,
+    types_of,
+    user_message,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
+    return [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
+
+
+def test_sigkill_mid_turn_restarts_the_turn_elsewhere(redis_url: str, chat_id: str) -> None:
+    with isolated_db(redis_url, 6) as url:
+        r = redis.Redis.from_url(url, decode_responses=True)
+        doomed = Worker(worker_env(url), name="doomed").start()
+        try:
+            started = runs.trigger("echo", payload(chat_id, user_message("hello"),
+                                                   metadata={"words": 60, "delay": 0.05}))
+            wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 20)
+            with running_worker(worker_env(url), name="rescuer"):
+                killed_at = time.monotonic()
+                doomed.stop(signal.SIGKILL)
+                entries = read_turn(r, started.run_id, timeout=30)
+                recovered_in = time.monotonic() - killed_at
+                kinds = types_of(entries)
+                # The partial reply is closed by `abort` before the turn is answered again.
+                first_abort = kinds.index("abort")
+                assert entries[first_abort][1]["reason"] == "worker lost"
+                assert kinds[first_abort + 1:].count("start") == 1
+                assert kinds.count("__turn_complete") == 1
+                assert entries[-1][1]["stopped"] is False
+                restarted = [c for _, c in entries[first_abort:] if c["type"] == "text-delta"]
+                assert "".join(c["delta"] for c in restarted).startswith("echo: hello (turn 0)")
+                assert recovered_in < 15  # lease 4 s + sweep; the figure is in docs/reliability
+                done = wait_for(lambda: completes_for(r, chat_id))
+                time.sleep(1.5)
+                assert len(completes_for(r, chat_id)) == 1  # on_turn_complete fired once
+                assert [m["role"] for m in done[0]["ui_messages"]] == ["user", "assistant"]
+                # The run keeps working for later turns.
+                runs.send_message(started.run_id, payload(chat_id, user_message("again")))
+                turn1 = read_turn(r, started.run_id, after=entries[-1][0])
+                assert text_of(turn1).strip() == "echo: again (turn 1)"
+        finally:
+            doomed.stop(signal.SIGKILL)
+
+
+def test_killed_while_warm_or_suspended_runs_answer_next_message(redis_url: str,
+                                                                chat_id: str) -> None:
+    with isolated_db(redis_url, 7) as url:
+        r = redis.Redis.from_url(url, decode_responses=True)
+        doomed = Worker(worker_env(url), name="doomed2").start()
+        try:
+            warm = runs.trigger("echo", payload(chat_id + "-w", user_message("w")))
+            asleep = runs.trigger("sleepy", payload(chat_id + "-s", user_message("s")))
+            warm_turn = read_turn(r, warm.run_id)
+            sleep_turn = read_turn(r, asleep.run_id)
+            wait_for(lambda: runs.status(asleep.run_id).status == "suspended", timeout=10)
+            assert runs.status(warm.run_id).status == "waiting"
+            doomed.stop(signal.SIGKILL)
+            with running_worker(worker_env(url), name="rescuer2"):
+                runs.send_message(warm.run_id, payload(chat_id + "-w", user_message("w2")))
+                runs.send_message(asleep.run_id, payload(chat_id + "-s", user_message("s2")))
+                t1 = read_turn(r, warm.run_id, after=warm_turn[-1][0], timeout=30)
+                t2 = read_turn(r, asleep.run_id, after=sleep_turn[-1][0], timeout=30)
+                assert text_of(t1).strip() == "echo: w2 (turn 1)"
+                assert text_of(t2).strip() == "echo: s2 (turn 1)"
+                assert "abort" not in types_of(t1)  # nothing was streaming when it died
+        finally:
+            doomed.stop(signal.SIGKILL)
+
+
+def test_sigterm_suspends_warm_runs_at_once(redis_url: str, chat_id: str) -> None:
+    with isolated_db(redis_url, 8) as url:
+        r = redis.Redis.from_url(url, decode_responses=True)
+        worker = Worker(worker_env(url), name="graceful").start()
+        started = runs.trigger("echo", payload(chat_id, user_message("x")))  # warm: 10 s
+        turn0 = read_turn(r, started.run_id)
+        wait_for(lambda: runs.status(started.run_id).status == "waiting")
+        began = time.monotonic()
+        worker.stop(signal.SIGTERM, timeout=30)
+        assert time.monotonic() - began < 8  # did not sit out the 10 s warm timeout
+        assert runs.status(started.run_id).status == "suspended"
+        with running_worker(worker_env(url), name="next"):
+            runs.send_message(started.run_id, payload(chat_id, user_message("y")))
+            t1 = read_turn(r, started.run_id, after=turn0[-1][0], timeout=30)
+            assert text_of(t1).strip() == "echo: y (turn 1)"
+
+
+def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_id: str) -> None:
+    """A visibility timeout shorter than the turn: the broker may hand the task out again."""
+    with isolated_db(redis_url, 9) as url:
+        r = redis.Redis.from_url(url, decode_responses=True)
+        env = worker_env(url, CHATWORKER_VISIBILITY_TIMEOUT="2")
+        with running_worker(env, name="vis-a"), running_worker(env, name="vis-b"):
+            started = runs.trigger("echo", payload(chat_id, user_message("long"),
+                                                   metadata={"words": 80, "delay": 0.06}))
+            entries = read_turn(r, started.run_id, timeout=40)
+            assert types_of(entries).count("start") == 1
+            assert types_of(entries).count("__turn_start") == 1
+            assert text_of(entries).count("echo: long") == 1
+            time.sleep(3)  # longer than the visibility timeout
+            assert len(completes_for(r, chat_id)) == 1
+            # Two resumes racing for the same suspended run: one owner, one answer.
+            runs.send_message(started.run_id, payload(chat_id, user_message("next")))
+            runs.enqueue(started.run_id)
+            runs.enqueue(started.run_id)
+            turn1 = read_turn(r, started.run_id, after=entries[-1][0], timeout=20)
+            assert types_of(turn1).count("start") == 1
+            time.sleep(1)
+            assert len(completes_for(r, chat_id)) == 2
