@@ -1,0 +1,225 @@
+"""AI SDK compatible routes: a stock ``useChat`` + ``DefaultChatTransport`` works unchanged.
+
+``POST /ui/<taskId>`` takes the AI SDK body, sends it to the chat's live run (or starts one) and
+streams that one turn as a UI message stream without control chunks, ending ``data: [DONE]``.
+``GET /ui/<taskId>/<chatId>/stream`` replays the turn in flight (204 when none);
+``POST /ui/<taskId>/<chatId>/stop`` stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Request, Response, g, request
+
+from . import runs, tokens
+from .config import get_redis
+from .errors import RunEnded, RunNotFound
+from .flask import (
+    ApiError,
+    Gateway,
+    bearer_token,
+    check_path_id,
+    json_response,
+    release_token,
+    spend_token,
+)
+from .hub import previous_id
+from .keys import output
+from .payload import ChatWirePayload, parse_payload
+from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
+
+log = logging.getLogger("chatworker.flask_ui")
+
+__all__ = ["default_authorize_ui", "register_ui_routes", "ui_turn_stream"]
+
+_CLAIMS = "chatworker_ui_claims"
+
+
+def default_authorize_ui(req: Request, task_id: str) -> bool:
+    """Accept a Bearer trigger token for ``task_id`` (make it with ``multiple_use=True``).
+
+    A one-time token is only spent when a request actually starts a run.
+    """
+    claims = tokens.require_scope(bearer_token(req), f"trigger:tasks:{task_id}")
+    setattr(g, _CLAIMS, claims)
+    return True
+
+
+def _error_chunk(text: str) -> str:
+    return event(json.dumps({"type": "error", "errorText": text}))
+
+
+def ui_turn_stream(
+    run_id: str, after: str | None, input_id: str | None, idle: float
+) -> Iterator[str]:
+    """One turn as a UI message stream: from the ``__turn_start`` answering ``input_id`` (the
+    first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped."""
+    yield comment("stream open")
+    follow = Follow(run_id, after, idle_timeout=idle, resume_on_drop=True)
+    in_turn = False
+    try:
+        for batch in follow:
+            if batch is None:
+                yield comment("keep-alive")
+                continue
+            parts: list[str] = []
+            for _entry_id, raw in batch:
+                control = parse_chunk(raw) if '"__' in raw else {}
+                kind = control.get("type", "")
+                if not (isinstance(kind, str) and kind.startswith("__")):
+                    if in_turn:
+                        parts.append(event(raw))
+                    continue
+                if kind == "__run_end":
+                    status = control.get("status", "ended")
+                    reason = control.get("reason")
+                    why = f"{status}: {reason}" if reason else str(status)
+                    parts.append(_error_chunk(f"The chat run ended ({why}) before the answer."))
+                    yield "".join(parts) + DONE
+                    return
+                if not in_turn and kind == "__turn_start":
+                    in_turn = input_id is None or control.get("inputId") == input_id
+                elif in_turn and kind == "__turn_complete":
+                    yield "".join(parts) + DONE
+                    return
+            if parts:
+                yield "".join(parts)
+        if follow.end_reason == "idle":
+            text = f"No output from the chat run for {idle:g} s; it may still be working."
+        else:
+            text = "Lost the connection to the chat run's stream; try again."
+        yield _error_chunk(text) + DONE
+    finally:
+        follow.close()
+
+
+def _ui_response(run_id: str, after: str | None, input_id: str | None, idle: float) -> Response:
+    body = ui_turn_stream(run_id, after, input_id, idle)
+    return Response(body, content_type="text/event-stream", headers=UI_STREAM_HEADERS)
+
+
+def _no_content() -> Response:
+    response = Response(status=204)
+    response.headers.pop("Content-Type", None)
+    return response
+
+
+def _last_turn_start(run_id: str, pages: int = 20) -> str | None:
+    """Scan the stream backwards for the latest ``__turn_start`` (when the record lacks it)."""
+    client = get_redis()
+    upper = "+"
+    for _ in range(pages):
+        entries = client.xrevrange(output(run_id), max=upper, min="-", count=500)
+        for entry_id, fields in entries:
+            raw = str(fields.get("c", ""))
+            if '"__turn_start"' in raw and parse_chunk(raw).get("type") == "__turn_start":
+                return str(entry_id)
+        if len(entries) < 500:
+            return None
+        upper = f"({entries[-1][0]}"
+    return None
+
+
+class _UiRoutes:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def _authorize(self, task_id: str) -> Any:
+        check_path_id("task", task_id)
+        authorize = self.gw.authorize_ui or default_authorize_ui
+        if not authorize(request, task_id):
+            raise ApiError(403, "forbidden", f"not allowed to use the chats of task {task_id!r}")
+        return self.gw.task(task_id)
+
+    def send(self, task_id: str) -> Response:
+        task = self._authorize(task_id)
+        body = self.gw.read_json()
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_payload", "the body must be a JSON object")
+        wire = {k: v for k, v in body.items() if k != "id"}
+        if "id" in body:
+            wire["chatId"] = body["id"]
+        payload = parse_payload(wire, task)
+        if payload.trigger != "preload" and not payload.messages:
+            raise ApiError(422, "invalid_payload", "messages: send at least one message")
+        idle = self.gw.stream_timeout()
+        run_id = runs.find_chat_run(task_id, payload.chat_id)
+        previous: str | None = None
+        if run_id is not None:
+            try:
+                ended = runs.status(run_id).ended
+            except RunNotFound:
+                ended, run_id = True, None
+            if run_id is not None and not ended:
+                if payload.trigger == "preload":
+                    return json_response({"runId": run_id}, 202)
+                after = runs.tail_id(run_id)
+                messages = payload.messages
+                if payload.trigger == "submit-message":
+                    messages = messages[-1:]
+                try:
+                    input_id = runs.send_message(
+                        run_id, payload.model_copy(update={"messages": messages})
+                    )
+                except (RunEnded, RunNotFound):
+                    previous = run_id
+                else:
+                    return _ui_response(run_id, after, input_id, idle)
+            elif run_id is not None:
+                previous = run_id
+        if previous is not None:
+            payload = payload.model_copy(update={"continuation": True, "previous_run_id": previous})
+        result = self._trigger(task_id, payload)
+        if payload.trigger == "preload":
+            return json_response({"runId": result.run_id}, 202)
+        return _ui_response(result.run_id, None, None, idle)
+
+    def _trigger(self, task_id: str, payload: ChatWirePayload) -> runs.TriggerResult:
+        claims = getattr(g, _CLAIMS, None)
+        spent = spend_token(claims) if claims is not None else False
+        try:
+            return runs.trigger(task_id, payload)
+        except BaseException:
+            if spent and claims is not None:
+                release_token(claims)
+            raise
+
+    def resume(self, task_id: str, chat_id: str) -> Response:
+        self._authorize(task_id)
+        run_id = runs.find_chat_run(task_id, chat_id)
+        if run_id is None:
+            return _no_content()
+        try:
+            info = runs.status(run_id)
+        except RunNotFound:
+            return _no_content()
+        if info.ended or not info.is_streaming:
+            return _no_content()
+        start = info.turn_start_id or _last_turn_start(run_id)
+        if start is None:
+            return _no_content()
+        return _ui_response(run_id, previous_id(start), None, self.gw.stream_timeout())
+
+    def stop(self, task_id: str, chat_id: str) -> Response:
+        self._authorize(task_id)
+        body = self.gw.read_json(required=False)
+        message = body.get("message") if isinstance(body, dict) else None
+        if message is not None and not isinstance(message, str):
+            raise ApiError(422, "invalid_payload", "`message` must be a string")
+        run_id = runs.find_chat_run(task_id, chat_id)
+        if run_id is None:
+            raise RunNotFound(f"no run for chat {chat_id!r} of task {task_id!r}")
+        stopped = runs.stop(run_id, message)
+        return json_response({"ok": True, "stopped": bool(stopped)}, 202)
+
+
+def register_ui_routes(bp: Blueprint, gw: Gateway) -> None:
+    """Add the ``/ui`` routes to the gateway blueprint."""
+    ui = _UiRoutes(gw)
+    bp.add_url_rule("/ui/<task_id>", "ui_send", ui.send, methods=["POST"])
+    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stream", "ui_resume", ui.resume, methods=["GET"])
+    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stop", "ui_stop", ui.stop, methods=["POST"])

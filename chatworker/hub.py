@@ -1,0 +1,418 @@
+"""The SSE hub: one blocking ``XREAD`` per gateway process, fanned out to every open stream.
+
+A thousand browsers each holding a blocking ``XREAD`` would need a thousand Redis connections
+and take ~20x longer to deliver a chunk to all of them. Instead, one reader thread (a greenlet
+under gevent) reads every stream that has at least one subscriber and pushes new entries into
+bounded per-subscriber mailboxes. A subscriber first catches up with ``XRANGE`` on the shared
+non-blocking client, then joins the live fan-out; ids are tracked so that nothing is lost or
+repeated in between. A subscriber whose mailbox overflows is dropped: its response ends and the
+client resumes by id. When a new stream joins, the reader is woken with ``CLIENT UNBLOCK`` (and
+its block timeout is short anyway, in case that command is not allowed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import redis
+
+from . import keys
+from .config import env_float, get_redis
+
+log = logging.getLogger("chatworker.hub")
+
+#: One output stream entry: its Redis stream id and the chunk JSON text (field ``c``).
+Entry = tuple[str, str]
+
+_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_MAX_U64 = 2**64 - 1
+PAGE = 500
+BLOCK_MS = 1000
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    """The ``(ms, seq)`` pair of a stream id; raises ``ValueError`` on anything else."""
+    match = _ID.match(entry_id)
+    if not match:
+        raise ValueError(f"not a stream id: {entry_id!r} (expected e.g. '1718000000000-0')")
+    ms, seq = int(match.group(1)), int(match.group(2))
+    if ms > _MAX_U64 or seq > _MAX_U64:
+        raise ValueError(f"stream id out of range: {entry_id!r}")
+    return ms, seq
+
+
+def is_stream_id(value: str) -> bool:
+    """True when ``value`` is a well-formed Redis stream id (``<ms>-<seq>``)."""
+    try:
+        parse_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def previous_id(entry_id: str) -> str | None:
+    """The greatest id strictly before ``entry_id``, or None when it is ``0-0``."""
+    ms, seq = parse_id(entry_id)
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    if ms > 0:
+        return f"{ms - 1}-{_MAX_U64}"
+    return None
+
+
+def _decode(entries: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for entry_id, fields in entries or ():
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = (fields or {}).get("c")
+        if raw is None:
+            raw = (fields or {}).get(b"c", b"{}")
+        out.append((eid, raw.decode() if isinstance(raw, bytes) else str(raw)))
+    return out
+
+
+class Subscription:
+    """One client's view of one run's output stream, resumable strictly after an id.
+
+    Call :meth:`next_batch` repeatedly; it returns catch-up pages first, then live entries,
+    each exactly once and in order. Always :meth:`close` it (in a ``finally``).
+    """
+
+    def __init__(self, hub: Hub, run_id: str, after: str | None, limit: int) -> None:
+        self.hub = hub
+        self.run_id = run_id
+        self.key = keys.output(run_id)
+        self.last: str | None = after
+        self.limit = limit
+        self.dropped = False
+        self.closed = False
+        self._phase = "catchup"
+        self._gap_end = "0-0"
+        self._cond = threading.Condition()
+        self._mailbox: deque[Entry] = deque()
+
+    @property
+    def live(self) -> bool:
+        """True once the subscription has caught up and receives entries from the hub."""
+        return self._phase == "live"
+
+    def _xrange(self, upper: str) -> list[Entry]:
+        lower = f"({self.last}" if self.last else "-"
+        return _decode(get_redis().xrange(self.key, min=lower, max=upper, count=PAGE))
+
+    def _advance(self, entries: list[Entry]) -> list[Entry]:
+        if entries:
+            self.last = entries[-1][0]
+        return entries
+
+    def next_batch(self, timeout: float) -> list[Entry]:
+        """The next entries after the last one returned; ``[]`` after ``timeout`` seconds.
+
+        Redis errors of the catch-up reads propagate; a dropped or closed subscription returns
+        ``[]`` at once (check :attr:`dropped`).
+        """
+        if self.closed or self.dropped:
+            return []
+        if self._phase == "catchup":
+            page = self._advance(self._xrange("+"))
+            if len(page) == PAGE:
+                return page
+            cursor = self.hub._join(self)
+            if parse_id(cursor) > parse_id(self.last or "0-0"):
+                self._phase, self._gap_end = "gap", cursor
+            else:
+                self._phase = "live"
+            if page:
+                return page
+        if self._phase == "gap":
+            page = self._advance(self._xrange(self._gap_end))
+            if len(page) < PAGE:
+                self._phase = "live"
+            if page:
+                return page
+        return self._take(timeout)
+
+    def _take(self, timeout: float) -> list[Entry]:
+        with self._cond:
+            if not self._mailbox and not self.dropped and not self.closed:
+                self._cond.wait(timeout)
+            items = list(self._mailbox)
+            self._mailbox.clear()
+        if self.last is not None:
+            floor = parse_id(self.last)
+            items = [item for item in items if parse_id(item[0]) > floor]
+        return self._advance(items)
+
+    def _offer(self, entries: list[Entry]) -> bool:
+        """Called by the hub reader: queue entries, or return False when the mailbox is full."""
+        with self._cond:
+            if len(self._mailbox) + len(entries) > self.limit:
+                self.dropped = True
+                self._mailbox.clear()
+                self._cond.notify_all()
+                return False
+            self._mailbox.extend(entries)
+            self._cond.notify_all()
+            return True
+
+    def close(self) -> None:
+        """Leave the hub; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.hub._leave(self)
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Tracked:
+    """A stream the reader follows: its read cursor and current subscribers."""
+
+    __slots__ = ("cursor", "subscribers")
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        self.subscribers: set[Subscription] = set()
+
+
+class Hub:
+    """Reads all subscribed output streams with one blocking connection and fans them out."""
+
+    def __init__(self, *, mailbox_limit: int | None = None, block_ms: int = BLOCK_MS) -> None:
+        self.mailbox_limit = mailbox_limit or int(env_float("CHATWORKER_SSE_QUEUE", 4096))
+        self.block_ms = block_ms
+        # One read never brings more than a quarter of a mailbox, so a burst alone drops no one.
+        self._count = max(1, min(PAGE, self.mailbox_limit // 4))
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._streams: dict[str, _Tracked] = {}
+        self._gen = 0
+        self._reading_gen = -1
+        self._changed = threading.Event()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._reader_id: int | None = None
+        self._blocked = False
+        self._threads: list[threading.Thread] = []
+        self._unblock_ok = True
+
+    # -- subscriber side -------------------------------------------------------------------
+
+    def subscribe(self, run_id: str, after: str | None = None) -> Subscription:
+        """A subscription to ``run_id``'s output, strictly after ``after`` (None: from start)."""
+        if after is not None:
+            parse_id(after)
+        self._ensure_started()
+        return Subscription(self, run_id, after, self.mailbox_limit)
+
+    def _join(self, sub: Subscription) -> str:
+        """Add ``sub`` to the fan-out; return the cursor after which the hub delivers to it."""
+        with self._lock:
+            tracked = self._streams.get(sub.key)
+            if tracked is None:
+                tracked = _Tracked(sub.last or "0-0")
+                self._streams[sub.key] = tracked
+                self._gen += 1
+                wake = True
+            else:
+                wake = False
+            tracked.subscribers.add(sub)
+            cursor = tracked.cursor
+        if wake:
+            self._changed.set()
+            self._wake.set()
+        return cursor
+
+    def _leave(self, sub: Subscription) -> None:
+        with self._lock:
+            tracked = self._streams.get(sub.key)
+            if tracked is not None:
+                tracked.subscribers.discard(sub)
+                if not tracked.subscribers:
+                    del self._streams[sub.key]
+
+    def stats(self) -> dict[str, int]:
+        """Counts for logs and tests: streams read and subscribers attached."""
+        with self._lock:
+            return {
+                "streams": len(self._streams),
+                "subscribers": sum(len(t.subscribers) for t in self._streams.values()),
+            }
+
+    # -- reader side ---------------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._threads:
+            return
+        with self._lock:
+            if self._threads or self._stopped:
+                return
+            for target, name in ((self._read_loop, "reader"), (self._wake_loop, "waker")):
+                thread = threading.Thread(target=target, name=f"chatworker-hub-{name}")
+                thread.daemon = True
+                self._threads.append(thread)
+            for thread in self._threads:
+                thread.start()
+
+    def stop(self) -> None:
+        """Stop the background threads (tests; a process exiting needs nothing)."""
+        self._stopped = True
+        self._changed.set()
+        self._wake.set()
+        self._unblock_reader()
+
+    def _on_reader_connect(self, connection: Any) -> None:
+        # Runs on every (re)connect of the reader's connection: remember its client id so
+        # that CLIENT UNBLOCK reaches it.
+        connection.send_command("CLIENT", "ID")
+        self._reader_id = int(connection.read_response())
+
+    def _open_reader(self) -> redis.Redis:
+        client = get_redis(blocking=True).client()
+        conn: Any = getattr(client, "connection", None)
+        assert conn is not None
+        conn.register_connect_callback(self._on_reader_connect)
+        self._reader_id = int(client.client_id())
+        return client
+
+    def _close_reader(self, client: redis.Redis | None) -> None:
+        if client is None:
+            return
+        self._reader_id = None
+        conn: Any = getattr(client, "connection", None)
+        try:
+            if conn is not None:
+                conn.deregister_connect_callback(self._on_reader_connect)
+                conn.disconnect()
+            client.close()
+        except Exception:
+            log.debug("closing the hub reader connection failed", exc_info=True)
+
+    def _read_loop(self) -> None:
+        client: redis.Redis | None = None
+        backoff = 0.0
+        failing_since: float | None = None
+        while not self._stopped:
+            with self._lock:
+                snapshot = {key: (t, t.cursor) for key, t in self._streams.items()}
+                self._reading_gen = self._gen
+                self._changed.clear()
+            if not snapshot:
+                self._changed.wait(30)
+                continue
+            try:
+                if client is None:
+                    client = self._open_reader()
+                self._blocked = True
+                try:
+                    reply = client.xread(
+                        {key: cursor for key, (_, cursor) in snapshot.items()},
+                        count=self._count,
+                        block=self.block_ms,
+                    )
+                finally:
+                    self._blocked = False
+            except Exception as exc:
+                self._close_reader(client)
+                client = None
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("SSE hub: Redis read failed (%s); reconnecting", exc)
+                backoff = min(2.0, backoff * 2 or 0.05)
+                time.sleep(backoff)
+                continue
+            if failing_since is not None:
+                log.info(
+                    "SSE hub: Redis reads resumed after %.1fs", time.monotonic() - failing_since
+                )
+                failing_since, backoff = None, 0.0
+            if reply:
+                self._fan_out(reply, snapshot)
+        self._close_reader(client)
+
+    def _fan_out(self, reply: Any, snapshot: dict[str, tuple[_Tracked, str]]) -> None:
+        items = reply.items() if isinstance(reply, dict) else ((k, v) for k, v in reply)
+        with self._lock:
+            for raw_key, raw_entries in items:
+                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                tracked = self._streams.get(key)
+                seen = snapshot.get(key)
+                if tracked is None or seen is None or seen[0] is not tracked:
+                    continue  # left (or left and re-joined) while we read: next read covers it
+                floor = parse_id(tracked.cursor)
+                entries = [e for e in _decode(raw_entries) if parse_id(e[0]) > floor]
+                if not entries:
+                    continue
+                tracked.cursor = entries[-1][0]
+                for sub in list(tracked.subscribers):
+                    if not sub._offer(entries):
+                        log.info("SSE hub: dropped a slow client of run %s", sub.run_id)
+                        tracked.subscribers.discard(sub)
+                if not tracked.subscribers:
+                    del self._streams[key]
+
+    def _wake_loop(self) -> None:
+        while not self._stopped:
+            self._wake.wait()
+            self._wake.clear()
+            deadline = time.monotonic() + self.block_ms / 1000
+            while (
+                not self._stopped and self._reading_gen < self._gen and time.monotonic() < deadline
+            ):
+                if self._blocked and self._unblock_reader():
+                    break
+                time.sleep(0.002)
+
+    def _unblock_reader(self) -> bool:
+        reader_id = self._reader_id
+        if reader_id is None or not self._unblock_ok:
+            return False
+        try:
+            return bool(get_redis().client_unblock(reader_id))
+        except redis.ResponseError as exc:
+            self._unblock_ok = False
+            log.warning(
+                "SSE hub: CLIENT UNBLOCK refused (%s); new streams join within %gs",
+                exc,
+                self.block_ms / 1000,
+            )
+        except redis.RedisError:
+            pass
+        return False
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    """This process's hub (a forked child gets its own)."""
+    global _hub
+    hub = _hub
+    if hub is None or hub.pid != os.getpid():
+        with _hub_lock:
+            hub = _hub
+            if hub is None or hub.pid != os.getpid():
+                hub = _hub = Hub()
+    return hub
+
+
+def reset_hub() -> None:
+    """Stop and forget this process's hub (tests, after the Redis URL changed)."""
+    global _hub
+    with _hub_lock:
+        if _hub is not None:
+            _hub.stop()
+        _hub = None

@@ -1,0 +1,131 @@
+"""Server-Sent Events framing and the follow loop every streaming route shares.
+
+:class:`Follow` turns a hub subscription into batches of entries plus heartbeat ticks, and ends
+after an idle timeout; the routes decide what to write for each entry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from .config import env_float
+from .hub import Entry, Hub, Subscription, get_hub
+
+log = logging.getLogger("chatworker.sse")
+
+#: Headers of every SSE response: no caching, and no proxy buffering (nginx honours the last).
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Extra header the AI SDK's documentation asks UI message streams to carry.
+UI_STREAM_HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
+DONE = "data: [DONE]\n\n"
+
+
+def heartbeat_seconds() -> float:
+    """``CHATWORKER_SSE_HEARTBEAT``: seconds between heartbeat comments (default 15)."""
+    return max(0.05, env_float("CHATWORKER_SSE_HEARTBEAT", 15.0))
+
+
+def comment(text: str) -> str:
+    """An SSE comment line (ignored by clients; keeps proxies and the connection alive)."""
+    return f": {text}\n\n"
+
+
+def event(data: str, entry_id: str | None = None) -> str:
+    """One SSE event; multi-line data is split over several ``data:`` lines, as SSE requires."""
+    head = f"id: {entry_id}\n" if entry_id else ""
+    if "\n" in data or "\r" in data:
+        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return head + "".join(f"data: {line}\n" for line in lines) + "\n"
+    return f"{head}data: {data}\n\n"
+
+
+def chunk_type(raw: str) -> str:
+    """The ``type`` of a chunk's JSON text (``""`` when it has none or is not JSON)."""
+    try:
+        chunk = json.loads(raw)
+    except ValueError:
+        return ""
+    value = chunk.get("type") if isinstance(chunk, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def parse_chunk(raw: str) -> dict[str, Any]:
+    """A chunk's JSON text as a dict (``{}`` for anything that is not a JSON object)."""
+    try:
+        chunk = json.loads(raw)
+    except ValueError:
+        return {}
+    return chunk if isinstance(chunk, dict) else {}
+
+
+class Follow:
+    """Iterate one run's output for a response: entry batches, and ``None`` for a heartbeat.
+
+    Ends after ``idle_timeout`` seconds without a new entry, when the hub drops a slow reader
+    (unless ``resume_on_drop``: it then resubscribes after the last entry it gave, losing
+    nothing), or on a Redis error. ``end_reason`` says which. Always :meth:`close` it.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        after: str | None,
+        *,
+        idle_timeout: float,
+        heartbeat: float | None = None,
+        resume_on_drop: bool = False,
+        hub: Hub | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.after = after
+        self.idle_timeout = idle_timeout
+        self.heartbeat = heartbeat if heartbeat is not None else heartbeat_seconds()
+        self.resume_on_drop = resume_on_drop
+        self.hub = hub or get_hub()
+        self.end_reason: str | None = None
+        self._sub: Subscription | None = None
+
+    def __iter__(self) -> Iterator[list[Entry] | None]:
+        now = time.monotonic()
+        last_entry, next_beat = now, now + self.heartbeat
+        while True:
+            sub = self._sub
+            if sub is None:
+                sub = self._sub = self.hub.subscribe(self.run_id, self.after)
+            now = time.monotonic()
+            if now - last_entry >= self.idle_timeout:
+                self.end_reason = "idle"
+                return
+            if now >= next_beat:
+                next_beat = now + self.heartbeat
+                yield None
+                continue
+            wait = min(last_entry + self.idle_timeout, next_beat) - now
+            try:
+                batch = sub.next_batch(wait)
+            except redis.RedisError as exc:
+                log.warning("SSE stream of run %s: Redis error (%s); closing", self.run_id, exc)
+                self.end_reason = "error"
+                return
+            if batch:
+                self.after = batch[-1][0]
+                last_entry = time.monotonic()
+                yield batch
+            elif sub.dropped:
+                sub.close()
+                self._sub = None
+                if not self.resume_on_drop:
+                    self.end_reason = "dropped"
+                    return
+
+    def close(self) -> None:
+        """Leave the hub."""
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None

@@ -1,0 +1,1 @@
+"""The chatworker gateway application (``gunicorn -k gevent 'web.app:create_app()'``)."""
