@@ -58,6 +58,11 @@ def stream_maxlen() -> int:
     return int(env_float("CHATWORKER_STREAM_MAXLEN", 20000))
 
 
+def max_connections() -> int:
+    """``CHATWORKER_REDIS_MAX_CONNECTIONS``: pooled connections per process (default 50)."""
+    return int(env_float("CHATWORKER_REDIS_MAX_CONNECTIONS", 50))
+
+
 def retention_seconds() -> float:
     """``CHATWORKER_RETENTION``: how long an ended run's keys are kept (default 1 day)."""
     return parse_duration(env("CHATWORKER_RETENTION", "1d"))
@@ -93,7 +98,13 @@ def get_redis(*, blocking: bool = False) -> redis.Redis:
                     "retry_on_timeout": not blocking,
                 }
                 options["socket_timeout"] = None if blocking else 10
-                client = redis.Redis.from_url(url, **options)
+                # A bounded pool that makes callers wait for a free connection rather than
+                # fail: a burst of requests (every browser reconnecting after a restart) must
+                # queue, not turn into 503s.
+                pool = redis.BlockingConnectionPool.from_url(
+                    url, max_connections=max_connections(), timeout=30, **options
+                )
+                client = redis.Redis(connection_pool=pool)
                 _clients[key] = client
     return client
 
