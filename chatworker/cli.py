@@ -1,0 +1,134 @@
+"""The ``chatworker`` command: ``dev`` (run everything), ``chat`` (a terminal client), ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DEV_STATE = Path(".chatworker") / "dev.json"
+
+
+def _dev_defaults() -> dict[str, str]:
+    """What a running ``chatworker dev`` in this folder told us (gateway URL, Redis URL)."""
+    try:
+        return json.loads(DEV_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _use_dev_redis() -> None:
+    if not os.environ.get("CHATWORKER_REDIS_URL") and _dev_defaults().get("redis_url"):
+        os.environ["CHATWORKER_REDIS_URL"] = _dev_defaults()["redis_url"]
+        os.environ.setdefault("CHATWORKER_DEV", "1")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .devserver import DevError, run
+
+    try:
+        return run(host=args.host, port=args.port, data=args.data,
+                   concurrency=args.concurrency, build=not args.no_build)
+    except DevError as exc:
+        print(f"chatworker dev: {exc}", file=sys.stderr)
+        return 1
+
+
+def _trigger_token(args: argparse.Namespace) -> str:
+    """A multiple-use trigger token: --token, $CHATWORKER_TOKEN, or minted with the secret."""
+    token = args.token or os.environ.get("CHATWORKER_TOKEN")
+    if token:
+        return str(token)
+    _use_dev_redis()
+    from .tokens import SecretMissing, create_trigger_token
+
+    try:
+        return create_trigger_token(args.task, ttl="24h", multiple_use=True)
+    except SecretMissing as exc:
+        raise SystemExit(
+            "chatworker chat needs a trigger token: pass --token (or set CHATWORKER_TOKEN), "
+            f"or run where the signing secret is known.\n{exc}"
+        ) from None
+    except Exception as exc:
+        raise SystemExit(f"could not mint a trigger token ({exc}); pass --token") from None
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .client import ChatClient, repl
+
+    url = args.url or _dev_defaults().get("url") or "http://127.0.0.1:8000/api/chat"
+    client = ChatClient(url, args.task, _trigger_token(args), chat_id=args.chat_id)
+    if args.message:
+        client.send(" ".join(args.message))
+        client.receive()
+        return 0
+    return repl(client)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    _use_dev_redis()
+    import redis
+
+    from .runs import list_runs
+
+    try:
+        runs = list_runs(args.limit, include_ended=args.all)
+    except redis.RedisError as exc:
+        print(f"Redis is unreachable ({exc}); set CHATWORKER_REDIS_URL", file=sys.stderr)
+        return 1
+    now = time.time()
+    rows = [("RUN", "TASK", "CHAT", "STATUS", "TURN", "WORKER", "AGE", "IDLE")]
+    for info in runs:
+        rows.append((info.run_id, info.task_id, info.chat_id[:24],
+                     info.status + (" (streaming)" if info.is_streaming else ""),
+                     str(info.turn), (info.owner or "-").rsplit(":", 1)[0],
+                     _age(now - info.created_at), _age(now - info.updated_at)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    if len(rows) == 1:
+        print("(no runs" + ("" if args.all else " in progress; --all shows ended ones") + ")")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatworker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run Redis, a worker, the gateway and the demo page")
+    dev.add_argument("--host", default=os.environ.get("CHATWORKER_HOST", "127.0.0.1"))
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    dev.add_argument("--data", default=".chatworker", help="folder for Redis and demo data")
+    dev.add_argument("--concurrency", type=int, default=200, help="worker slots (greenlets)")
+    dev.add_argument("--no-build", action="store_true", help="do not build the demo page")
+    dev.set_defaults(func=cmd_dev)
+
+    chat = sub.add_parser("chat", help="chat with a task through a gateway, in the terminal")
+    chat.add_argument("message", nargs="*", help="send this one message, print the reply, exit")
+    chat.add_argument("--url", help="the gateway's API base (default: the running `dev`)")
+    chat.add_argument("--task", default="demo-chat")
+    chat.add_argument("--chat-id", help="continue this chat (kept in .chatworker/cli-chats.json)")
+    chat.add_argument("--token", help="a trigger token for the task (default: minted locally)")
+    chat.set_defaults(func=cmd_chat)
+
+    runs = sub.add_parser("runs", help="list runs with status, turn, worker and age")
+    runs.add_argument("--all", action="store_true", help="include ended runs")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.set_defaults(func=cmd_runs)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
