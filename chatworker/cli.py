@@ -60,7 +60,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .client import ChatClient, repl
 
     url = args.url or _dev_defaults().get("url") or "http://127.0.0.1:8000/api/chat"
-    client = ChatClient(url, args.task, _trigger_token(args), chat_id=args.chat_id)
+    try:
+        metadata = json.loads(args.metadata) if args.metadata else None
+    except ValueError as exc:
+        raise SystemExit(f"--metadata is not valid JSON: {exc}") from None
+    client = ChatClient(url, args.task, _trigger_token(args), chat_id=args.chat_id,
+                        metadata=metadata)
     if args.message:
         client.send(" ".join(args.message))
         client.receive()
@@ -119,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--task", default="demo-chat")
     chat.add_argument("--chat-id", help="continue this chat (kept in .chatworker/cli-chats.json)")
     chat.add_argument("--token", help="a trigger token for the task (default: minted locally)")
+    chat.add_argument("--metadata", help="client data sent with every message, as JSON")
     chat.set_defaults(func=cmd_chat)
 
     runs = sub.add_parser("runs", help="list runs with status, turn, worker and age")

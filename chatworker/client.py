@@ -33,11 +33,12 @@ class ChatClient:
     """One chat with one task through a gateway."""
 
     def __init__(self, base_url: str, task: str, token: str, chat_id: str | None = None,
-                 out: Any = sys.stdout) -> None:
+                 out: Any = sys.stdout, metadata: dict[str, Any] | None = None) -> None:
         self.base = base_url.rstrip("/")
         self.task = task
         self.trigger_token = token
         self.out = out
+        self.metadata = metadata
         saved = _load().get(chat_id or "", {})
         self.chat_id = chat_id or "cli-" + uuid.uuid4().hex[:10]
         self.history: list[dict[str, Any]] = saved.get("history", [])
@@ -57,6 +58,8 @@ class ChatClient:
                                 "trigger": "submit-message", "continuation": continuation}
         if continuation and self.run_id:
             body["previousRunId"] = self.run_id
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
         resp = self._post(f"/tasks/{self.task}/runs", body, self.trigger_token)
         if resp.status_code != 201:
             raise ClientError(_explain(resp))
@@ -80,6 +83,8 @@ class ChatClient:
             self._trigger(continuation=False)
             return
         body = {"chatId": self.chat_id, "messages": [message], "trigger": "submit-message"}
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
         for _ in range(2):
             resp = self._post(f"/runs/{self.run_id}/input/messages", body, self.run_token or "")
             if resp.status_code == 401:

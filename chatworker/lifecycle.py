@@ -166,13 +166,13 @@ class RunDriver:
         deadline = time.monotonic() + seconds
         mailbox = get_mailbox()
         while (remaining := deadline - time.monotonic()) > 0:
+            if mailbox.draining and not self.parked:
+                return None  # the worker is shutting down: suspend now, resume elsewhere
             self.local.wake.wait(remaining)
             self.check_canceled()
             item = self.take()
             if item is not None:
                 return item
-            if mailbox.draining and not self.parked:
-                return None  # the worker is shutting down: suspend now, resume elsewhere
         return None
 
     def suspend(self, timeout: float) -> bool:
