@@ -12,6 +12,8 @@ import redis
 from chatworker import config
 from chatworker.registry import load_tasks
 
+# Gateway fixtures (a gunicorn gateway as in production), usable from any test module.
+from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401
 from .support import RedisServer, Worker
 
 SECRET = "test-secret-" + uuid.uuid4().hex

@@ -13,7 +13,7 @@ import pytest
 
 from chatworker import tokens
 
-from .gateway.conftest_helpers import Gunicorn, live_gateway  # noqa: F401 - fixture
+from .gateway.conftest_helpers import Gunicorn
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ def test_readme_task_examples_define_tasks_with_hooks() -> None:
     namespace: dict[str, Any] = {"db": SimpleNamespace(create_chat=print, save=print),
                                  "run_agent_loop": print}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, "README.md", "exec"), namespace)  # our own docs
     for task_id in ("my-chat", "agent-chat", "persisted-chat", "tuned-chat"):
         task = registry.get_task(task_id)
         assert isinstance(task, ChatTask)
