@@ -69,8 +69,8 @@ def retention_seconds() -> float:
 
 
 def lease_seconds() -> float:
-    """``CHATWORKER_LEASE``: how long a run's owner lease lasts without renewal (default 4 s)."""
-    return parse_duration(env("CHATWORKER_LEASE", "4s"))
+    """``CHATWORKER_LEASE``: how long a run's owner lease lasts without renewal (default 3 s)."""
+    return parse_duration(env("CHATWORKER_LEASE", "3s"))
 
 
 _lock = threading.Lock()
