@@ -48,6 +48,7 @@ __all__ = [
     "pipe",
     "pipe_and_capture",
     "set_turn_timeout",
+    "set_turn_timeout_in_seconds",
     "set_ui_message_stream_options",
     "set_warm_timeout_in_seconds",
     "stream",
@@ -62,13 +63,6 @@ def task(id: str, run: Any = None, **options: Any) -> ChatTask:
     Options and hooks are those of :class:`~chatworker.chat_task.ChatTask`.
     """
     return ChatTask(id, run, **options)
-
-
-def _scope(what: str) -> TurnScope:
-    scope = current_scope.get()
-    if scope is None:
-        raise RuntimeError(f"chat.{what}() works only inside a chat run (in run or its hooks)")
-    return scope
 
 
 def _driver(what: str) -> RunDriver:
@@ -122,7 +116,7 @@ def set_ui_message_stream_options(**options: Any) -> None:
     """Per-turn ``on_error`` / ``send_reasoning`` / ``send_sources``, merged over the task's."""
     from .chat_task import _stream_options
 
-    scope = _scope("set_ui_message_stream_options")
+    scope = _turn_scope("set_ui_message_stream_options")
     scope.stream_options = {**scope.stream_options, **_stream_options(options)}
 
 

@@ -6,16 +6,21 @@ persist them, so tests observe exactly what a user's hooks receive.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 from pydantic import BaseModel, ConfigDict
 
+import chatworker
 from chatworker import chat
+from chatworker.ai import openai, stream_text
 from chatworker.messages import dump
+from chatworker.payload import ChatWirePayload
 
 _client: redis.Redis | None = None
 
@@ -176,12 +181,6 @@ _hooks(piped)
 
 
 # -- the other levels: manual tasks, sessions, raw primitives ------------------------------------
-import asyncio  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-import chatworker  # noqa: E402
-from chatworker.payload import ChatWirePayload  # noqa: E402
 
 
 def payload_text(payload: ChatWirePayload) -> str:
@@ -374,11 +373,7 @@ async def async_complete(event: Any) -> None:
     record("on_turn_complete", event)
 
 
-_ = threading  # used by tests through chat.defer's threads
-
-
 # -- a real model call: stream_text over the openai client against the scripted server -----------
-from chatworker.ai import openai, stream_text  # noqa: E402
 
 
 @chat.task(id="llm", warm_timeout_in_seconds=5,

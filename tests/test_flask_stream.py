@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import select
+import selectors
 import socket
 import threading
 import time
@@ -278,16 +278,21 @@ def blocked_readers(r: redis.Redis) -> int:
 def _wait_for_all(received: dict[socket.socket, bytes], marker: bytes, timeout: float) -> None:
     pending = {s for s, data in received.items() if marker not in data}
     deadline = time.monotonic() + timeout
+    poller = selectors.DefaultSelector()  # epoll: select() fails on descriptors above 1024
+    for sock in pending:
+        poller.register(sock, selectors.EVENT_READ)
     while pending:
         left = deadline - time.monotonic()
         assert left > 0, f"{len(pending)} streams never got {marker!r}"
-        ready, _, _ = select.select(list(pending)[:900], [], [], min(left, 1))
-        for sock in ready:
+        for key, _ in poller.select(min(left, 1)):
+            sock = key.fileobj  # type: ignore[assignment]
             data = sock.recv(65536)
             assert data, "a stream closed early"
             received[sock] += data
             if marker in received[sock]:
                 pending.discard(sock)
+                poller.unregister(sock)
+    poller.close()
 
 
 def test_chunked_oversized_body_is_413(gateways: tuple[Gunicorn, Gunicorn]) -> None:

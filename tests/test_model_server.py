@@ -134,6 +134,7 @@ def test_http_error_status_and_body(server: ModelServer) -> None:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 429
     assert json.loads(caught.value.read())["error"]["message"] == "Rate limit reached"
+    assert server.streams[-1].closed.wait(5)  # the server thread records it after replying
     assert server.streams[-1].outcome == "error"
 
 

@@ -508,14 +508,15 @@ class _Responder:
         """Sleep, but notice at once if the client hangs up (raises ``_ClientGone``)."""
         deadline = time.monotonic() + seconds
         sock = self.handler.connection
+        poller = select.poll()  # not select(): it fails on descriptors above 1024
+        poller.register(sock, select.POLLIN | select.POLLHUP)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             if self.server._stopping.is_set():
                 raise _ClientGone("server stopping")
-            readable, _, _ = select.select([sock], [], [], min(remaining, 0.25))
-            if readable:
+            if poller.poll(int(min(remaining, 0.25) * 1000)):
                 try:
                     data = sock.recv(1, socket.MSG_PEEK)
                 except OSError as exc:
