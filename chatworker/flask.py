@@ -8,9 +8,11 @@ the process's :mod:`~chatworker.hub`). The AI SDK compatible ``/ui`` routes live
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -187,6 +189,12 @@ def spend_token(claims: tokens.Claims) -> bool:
     """Spend a one-time trigger token (401 if it was already used); True if it was one."""
     if not claims.one_time:
         return False
+    # The use marker lives as long as the token. A validly signed token may still carry an
+    # absurd expiry (e.g. minted with a huge ttl): Redis refuses such an EX ("invalid expire
+    # time"), which was a 500. 10**12 s from now is "forever" and within Redis' range.
+    ceiling = int(time.time()) + 10**12
+    if claims.expires_at > ceiling:
+        claims = dataclasses.replace(claims, expires_at=ceiling)
     tokens.spend_one_time(claims)
     return True
 
@@ -366,7 +374,9 @@ def chat_blueprint(
         ("/runs/<run_id>/token", "token", routes.token, "POST"),
     ]
     for rule, endpoint, view, method in rules:
-        bp.add_url_rule(rule, endpoint, _checked(view), methods=[method])
+        # merge_slashes=False: werkzeug would answer `//runs//x` with a 308 redirect whose body
+        # is an HTML page; an API path with empty segments is simply not found (JSON 404).
+        bp.add_url_rule(rule, endpoint, _checked(view), methods=[method], merge_slashes=False)
     register_ui_routes(bp, gw)
     bp.register_error_handler(Exception, error_response)
     bp.record_once(lambda state: _install_app_handlers(state, url_prefix))

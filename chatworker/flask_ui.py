@@ -220,6 +220,9 @@ class _UiRoutes:
 def register_ui_routes(bp: Blueprint, gw: Gateway) -> None:
     """Add the ``/ui`` routes to the gateway blueprint."""
     ui = _UiRoutes(gw)
-    bp.add_url_rule("/ui/<task_id>", "ui_send", ui.send, methods=["POST"])
-    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stream", "ui_resume", ui.resume, methods=["GET"])
-    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stop", "ui_stop", ui.stop, methods=["POST"])
+    # merge_slashes=False: no HTML redirect for `//` in an API path (see chat_blueprint).
+    bp.add_url_rule("/ui/<task_id>", "ui_send", ui.send, methods=["POST"], merge_slashes=False)
+    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stream", "ui_resume", ui.resume,
+                    methods=["GET"], merge_slashes=False)
+    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stop", "ui_stop", ui.stop, methods=["POST"],
+                    merge_slashes=False)

@@ -141,6 +141,7 @@ class Mailbox:
 
     def _maintain(self) -> None:
         last_renew = 0.0
+        last_failure: float | None = None
         while not self._stopping.wait(POLL_SECONDS):
             try:
                 now = time.monotonic()
@@ -148,10 +149,16 @@ class Mailbox:
                     self._renew()
                     last_renew = now
                 self._check_all()
-                self._sweep()
+                # Just after Redis came back every lease looks lapsed, those of live workers
+                # too: give each owner a lease period to renew (take back) its own before
+                # treating any run as orphaned.
+                grace = last_failure is not None and now - last_failure < lease_seconds() + 1
+                self._sweep(recover=not grace)
                 concurrency.sweep()
             except redis.RedisError as exc:
-                log.warning("mailbox maintenance: Redis unreachable (%s)", exc)
+                if last_failure is None or time.monotonic() - last_failure > 30:
+                    log.warning("mailbox maintenance: Redis unreachable (%s)", exc)
+                last_failure = time.monotonic()
             except Exception:
                 log.exception("mailbox maintenance error")
 
@@ -162,9 +169,10 @@ class Mailbox:
         if not runs:
             return
         lost = scripts(client).renew(
-            keys=[keys.ACTIVE, *(keys.lease(r.run_id) for r in runs)],
+            keys=[keys.ACTIVE, *(keys.lease(r.run_id) for r in runs),
+                  *(keys.run(r.run_id) for r in runs)],
             args=[*(r.token for r in runs), *(r.run_id for r in runs),
-                  int(lease_seconds() * 1000), now_ms()],
+                  int(lease_seconds() * 1000), now_ms(), self.worker_id],
         )
         concurrency.renew([(r.slot, r.run_id) for r in runs if r.slot])
         lost_keys = set(lost or [])
@@ -195,8 +203,9 @@ class Mailbox:
             if stop_input:
                 local.on_stop(stop_input, stop_reason or "stopped")
 
-    def _sweep(self) -> None:
-        """End suspended runs whose turn timeout passed; re-enqueue resumes never started."""
+    def _sweep(self, *, recover: bool = True) -> None:
+        """End suspended runs whose turn timeout passed; re-enqueue resumes never started;
+        with ``recover``, resume elsewhere the runs whose owner stopped renewing its lease."""
         client = get_redis()
         now = now_ms()
         due = client.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=100)
@@ -207,7 +216,9 @@ class Mailbox:
             )
             if ended:
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
-        orphans = client.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=50)
+        orphans = (
+            client.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=50) if recover else []
+        )
         for run_id in orphans:
             recovered = scripts(client).recover(
                 keys=[keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
@@ -240,6 +251,29 @@ def _enqueue(run_id: str) -> None:
     except Exception:
         log.exception("run %s: could not enqueue it", run_id)
 
+
+def cooperative_broker_reconnects() -> None:
+    """Under gevent, make kombu's reconnect back-off sleep cooperatively.
+
+    ``celery -P gevent`` monkey-patches ``time`` only after ``kombu.utils.functional`` was
+    imported (through ``celery.concurrency``), so that module's ``from time import sleep`` keeps
+    the blocking sleep. While the broker (Redis) was down, every reconnect back-off (2 s, 4 s,
+    ... up to 30 s) froze the whole worker: streaming turns, lease renewals, this mailbox. So a
+    Redis restart stalled every run and made all their leases lapse.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return
+    if not monkey.is_module_patched("time"):
+        return
+    from kombu.utils import functional
+
+    if functional.sleep is not time.sleep:
+        functional.sleep = time.sleep  # the patched, cooperative sleep
+
+
+cooperative_broker_reconnects()
 
 _mailbox: Mailbox | None = None
 _mailbox_pid: int | None = None

@@ -204,16 +204,33 @@ redis.call('ZADD', KEYS[7], ARGV[1], ARGV[3])
 return 1
 """
 
-# KEYS: active, lease... ; ARGV: token..., run_id..., lease_ms, now_ms (tokens and ids in
-# the order of the lease keys). Returns the lease keys this worker no longer holds.
+# KEYS: active, lease..., run... ; ARGV: token..., run_id..., lease_ms, now_ms, owner (tokens,
+# ids and run keys in the order of the lease keys). Returns the lease keys this worker lost.
+# A lease that is simply gone (it lapsed while this worker could not reach Redis: an outage, a
+# restart) is taken back when the run still names this worker as its owner: recovery clears
+# `owner` and a new claim sets another, so nobody else can be driving the run. Without this, a
+# Redis restart longer than the lease made every live run on every worker "lose" its lease and
+# end itself as canceled.
 RENEW = """
-local n = #KEYS - 1
+local n = (#KEYS - 1) / 2
 local ms = tonumber(ARGV[2 * n + 1])
 local now = tonumber(ARGV[2 * n + 2])
+local me = ARGV[2 * n + 3]
 local lost = {}
 for i = 1, n do
   local key = KEYS[i + 1]
-  if redis.call('GET', key) == ARGV[i] then
+  local holder = redis.call('GET', key)
+  local mine = holder == ARGV[i]
+  if not holder then
+    local run = KEYS[n + i + 1]
+    local st = redis.call('HGET', run, 'status')
+    if redis.call('HGET', run, 'owner') == me and (st == 'running' or st == 'waiting'
+        or st == 'queued') then
+      redis.call('SET', key, ARGV[i], 'PX', ms)
+      mine = true
+    end
+  end
+  if mine then
     redis.call('PEXPIRE', key, ms)
     redis.call('ZADD', KEYS[1], now + ms, ARGV[n + i])
   else
@@ -225,9 +242,19 @@ return lost
 
 # KEYS: run, lease, output, deadlines, resuming, active
 # ARGV: status, reason, now_ms, maxlen, token, run_id
+# A worker that lost the run (its lease is another's, or recovery handed the run on) must not
+# end it: only the lease holder, or the owner whose lease merely lapsed, may.
 END = _XADD + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'completed' or st == 'canceled' or st == 'failed' then return false end
+local holder = redis.call('GET', KEYS[2])
+if holder ~= ARGV[5] then
+  local me = string.match(ARGV[5], '^(.*):[^:]*$')
+  if holder or st == 'resuming' or st == 'suspended'
+      or redis.call('HGET', KEYS[1], 'owner') ~= me then
+    return false
+  end
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'is_streaming', '0',
   'owner', '', 'ended_at', ARGV[3], 'updated_at', ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[6])
