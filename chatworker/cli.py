@@ -73,6 +73,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return repl(client)
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a trigger token (for curl, scripts, or a `/ui` client's Authorization header)."""
+    _use_dev_redis()
+    from .tokens import SecretMissing, create_trigger_token
+
+    try:
+        print(create_trigger_token(args.task, ttl=args.ttl, multiple_use=args.multiple_use))
+    except SecretMissing as exc:
+        print(f"chatworker token: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -126,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--token", help="a trigger token for the task (default: minted locally)")
     chat.add_argument("--metadata", help="client data sent with every message, as JSON")
     chat.set_defaults(func=cmd_chat)
+
+    token = sub.add_parser("token", help="print a trigger token for a task")
+    token.add_argument("task")
+    token.add_argument("--ttl", default="24h")
+    token.add_argument("--multiple-use", action="store_true",
+                       help="reusable (e.g. for the /ui routes); one-time by default")
+    token.set_defaults(func=cmd_token)
 
     runs = sub.add_parser("runs", help="list runs with status, turn, worker and age")
     runs.add_argument("--all", action="store_true", help="include ended runs")

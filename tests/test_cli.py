@@ -76,3 +76,10 @@ def test_runs_lists_runs_with_status(live_gateway: Gunicorn, tmp_path: Path) -> 
     out, _ = proc.communicate(timeout=20)
     line = next(line for line in out.splitlines() if started.run_id in line)
     assert "echo" in line and "waiting" in line and "cli-runs" in line
+
+
+def test_token_prints_a_trigger_token_for_the_task(redis_url: str, tmp_path: Path) -> None:
+    proc = chatworker("token", "echo", "--multiple-use", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=20)
+    claims = tokens.require_scope(out.strip(), "trigger:tasks:echo")
+    assert not claims.one_time
