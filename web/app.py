@@ -81,6 +81,10 @@ def create_app(**blueprint_options: Any) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.url_map.converters["outside"] = _outside(prefix)
     app.register_blueprint(chat_blueprint(url_prefix=prefix, **blueprint_options))
+    if "web.demo_tasks" in {name.strip() for name in env("CHATWORKER_TASKS", "").split(",")}:
+        from .demo_api import demo_blueprint
+
+        app.register_blueprint(demo_blueprint(chat_api=prefix))
     log.info(
         "chatworker gateway: redis=%s tasks=[%s] prefix=%s heartbeat=%gs max_body=%s",
         _redacted(redis_url()),

@@ -1,0 +1,162 @@
+"""``ChatWorkerTransport`` (web/transport) under the real AI SDK client, against a live gateway.
+
+Each test runs one scenario of ``tests/transport/scenarios.mjs`` with Node: ``AbstractChat`` from
+the pinned ``ai`` package over the built transport, talking to a gunicorn gateway and the shared
+celery worker. The script asserts what the browser sees; these tests then check what the run did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import redis
+
+from chatworker import tokens
+
+from .conftest import SECRET
+from .gateway.conftest_helpers import Gunicorn, live_gateway
+from .support import ROOT, events
+
+__all__ = ["live_gateway"]
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+TRANSPORT_TESTS = ROOT / "tests" / "transport"
+TRANSPORT_DIST = ROOT / "web" / "transport" / "dist" / "index.js"
+
+
+def node_binary() -> str:
+    """``node``, or a clear failure (these tests never skip)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the transport tests need Node 20 or later")
+    if not (TRANSPORT_TESTS / "node_modules" / "ai").is_dir():
+        pytest.fail(
+            "tests/transport/node_modules is missing: run npm ci in tests/transport "
+            "(it installs the pinned `ai` package the tests drive)"
+        )
+    if not TRANSPORT_DIST.is_file():
+        pytest.fail(
+            "web/transport/dist is missing: run `npm ci && npm run build` in web "
+            "(it builds the transport package under test)"
+        )
+    return node
+
+
+def run_scenario(gateway: Gunicorn, name: str) -> dict[str, Any]:
+    """Run one Node scenario; return its RESULT object (fail with its output otherwise)."""
+    env = dict(os.environ)
+    env.update(
+        BASE_URL=gateway.url,
+        TOKENS=json.dumps(
+            {
+                task: tokens.create_trigger_token(task, multiple_use=True)
+                for task in ("echo", "brief")
+            }
+        ),
+        TOKEN_SECRET=SECRET,
+        TOKEN_ISSUER=tokens.ISSUER,
+    )
+    proc = subprocess.run(
+        [node_binary(), "scenarios.mjs", name],
+        cwd=TRANSPORT_TESTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=75,
+    )
+    output = proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, (
+        f"scenario {name} failed:\n{output}\n--- gateway log ---\n{gateway.log()[-3000:]}"
+    )
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    return result
+
+
+def hook_events(r: redis.Redis, chat_id: str, hook: str) -> list[dict[str, Any]]:
+    return [e for e in events(r, chat_id) if e["hook"] == hook]
+
+
+def test_multi_turn_and_regenerate(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "multiturn")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [e["turn"] for e in completes] == [0, 1, 2]
+    assert {e["run_id"] for e in completes} == {result["runId"]}
+    # The regenerate replaced the history: one user/assistant pair per question, not three.
+    assert [m["role"] for m in completes[-1]["ui_messages"]] == [
+        "user", "assistant", "user", "assistant",
+    ]  # fmt: skip
+
+
+def test_stop_mid_reply(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "stop")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, True), (1, False)]
+    assert result["stopMs"] < 3000, result
+
+
+def test_reload_resumes_the_reply_in_flight(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "resume")
+    assert result["idleMs"] < 3000
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
+
+
+def test_stop_after_reload(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "resumestop")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, True)]
+
+
+def test_continuation_after_the_run_ended(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "continuation")
+    starts = hook_events(r, result["chatId"], "on_chat_start")
+    assert [(e["run_id"], e["continuation"]) for e in starts] == [
+        (result["firstRun"], False),
+        (result["secondRun"], True),
+    ]
+    assert starts[1]["previous_run_id"] == result["firstRun"]
+    # The continuation run got the full history: both user messages and the first answer.
+    assert len(starts[1]["messages"]) == 3
+
+
+def test_expired_run_token_is_renewed(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "renewal")
+    starts = hook_events(r, result["chatId"], "on_chat_start")
+    assert len(starts) == 1, "no second run was started"
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert {e["run_id"] for e in completes} == {result["runId"]}
+
+
+def test_three_quick_messages(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "quick")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [e["turn"] for e in completes] == [0, 1, 2]
+    user_texts = [
+        part["text"]
+        for message in completes[-1]["ui_messages"]
+        if message["role"] == "user"
+        for part in message["parts"]
+        if part["type"] == "text"
+    ]
+    assert user_texts == ["m1", "m2", "m3"]
+
+
+def test_preload(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    result = run_scenario(live_gateway, "preload")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert len(completes) == 1 and completes[0]["run_id"] == result["runId"]
+
+
+def test_dropped_connections_and_idle_streams_resume(
+    live_gateway: Gunicorn, r: redis.Redis
+) -> None:
+    result = run_scenario(live_gateway, "network")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]

@@ -1,0 +1,85 @@
+"""The demo page's own API: its settings and the chats stored by :mod:`web.demo_tasks`.
+
+``demo_blueprint()`` serves, under ``/api`` by default:
+
+- ``GET /demo/config``: the task id, whether the offline demo model answers, and a trigger token;
+- ``GET /demo/chats``: the chats, most recent first, each with its session;
+- ``GET /demo/chats/<id>``: one chat's messages and session (404 when unknown);
+- ``DELETE /demo/chats/<id>``: forget a chat and cancel its run.
+
+This is a local demo with no users: anyone who can load the page may use every chat. A real
+app authenticates these routes and hands out tokens per user.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+
+from chatworker import chat, runs
+from chatworker.errors import ChatworkerError
+
+from .demo_store import get_store
+from .demo_tasks import DEMO_TASK_ID, model_name, uses_demo_model
+
+__all__ = ["demo_blueprint"]
+
+log = logging.getLogger("chatworker.demo")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    return response
+
+
+def demo_blueprint(url_prefix: str = "/api", chat_api: str = "/api/chat") -> Blueprint:
+    """The demo API blueprint (``chat_api`` is where the chat gateway blueprint is mounted)."""
+    bp = Blueprint("chatworker_demo", __name__, url_prefix=url_prefix)
+
+    @bp.get("/demo/config")
+    def config() -> Response:
+        """What the page needs to start: task, model, gateway path and a trigger token."""
+        # A multiple-use trigger token handed to any visitor: fine for a local demo only.
+        # A real app mints tokens per signed-in user (one-time ones, from a server action).
+        token = chat.create_access_token(DEMO_TASK_ID, multiple_use=True)
+        response = jsonify(
+            {
+                "taskId": DEMO_TASK_ID,
+                "demoModel": uses_demo_model(),
+                "model": model_name(),
+                "chatApi": chat_api,
+                "accessToken": token,
+            }
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.get("/demo/chats")
+    def list_chats() -> Response:
+        """The sidebar: chats, most recently updated first."""
+        return jsonify([record.summary() for record in get_store().list_chats()])
+
+    @bp.get("/demo/chats/<chat_id>")
+    def get_chat(chat_id: str) -> Response:
+        """One chat's messages and session."""
+        record = get_store().get_chat(chat_id)
+        if record is None:
+            return _error(404, "chat_not_found", f"no chat {chat_id!r}")
+        return jsonify(record.to_json())
+
+    @bp.delete("/demo/chats/<chat_id>")
+    def delete_chat(chat_id: str) -> Response:
+        """Forget the chat; its run (if still alive) is cancelled."""
+        session = get_store().delete_chat(chat_id)
+        if session is not None:
+            try:
+                runs.cancel(session.run_id, "chat deleted")
+            except ChatworkerError as exc:
+                log.info(
+                    "deleting chat %s: could not cancel run %s (%s)", chat_id, session.run_id, exc
+                )
+        return Response(status=204)
+
+    return bp

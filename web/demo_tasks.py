@@ -1,0 +1,121 @@
+"""The demo chat task ``demo-chat``: a model with two demo tools, persisted in SQLite.
+
+Load it with ``CHATWORKER_TASKS=web.demo_tasks`` (worker and gateway). The model is
+``openai(CHATWORKER_MODEL or "gpt-4o-mini")`` when ``OPENAI_API_KEY`` is set; otherwise the
+offline demo model served at ``CHATWORKER_DEMO_MODEL_URL`` (``python -m
+chatworker.testing.model_server --demo``), so the demo runs with no key and no network.
+
+``CHATWORKER_DEMO_WARM_TIMEOUT`` (seconds, default 30) and ``CHATWORKER_DEMO_TURN_TIMEOUT``
+(default ``1h``) set how long a run waits for the next message; once it has ended, the next
+message continues the chat in a new run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from chatworker import chat
+from chatworker.ai import OpenAIChatModel, StreamTextResult, openai, stream_text
+from chatworker.messages import dump
+from chatworker.testing.demo import DEMO_TOOLS
+
+from .demo_store import get_store
+
+__all__ = ["DEMO_TASK_ID", "demo_chat", "demo_model", "model_name", "uses_demo_model"]
+
+log = logging.getLogger("chatworker.demo")
+
+DEMO_TASK_ID = "demo-chat"
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_DEMO_MODEL_URL = "http://127.0.0.1:8900/v1"
+OFFLINE_MODEL_ID = "chatworker-offline-demo"
+
+SYSTEM = (
+    "You are the chatworker demo assistant: friendly and brief. You can look up the weather "
+    "(get_weather) and the time (get_time); say that their data is for demonstration only."
+)
+
+
+def uses_demo_model() -> bool:
+    """True when no ``OPENAI_API_KEY`` is set, so the offline demo model answers."""
+    return not os.environ.get("OPENAI_API_KEY")
+
+
+def model_name() -> str:
+    """The model id the demo uses (for the page's header)."""
+    return (
+        OFFLINE_MODEL_ID if uses_demo_model() else os.environ.get("CHATWORKER_MODEL", DEFAULT_MODEL)
+    )
+
+
+def demo_model() -> OpenAIChatModel:
+    """The model handle: OpenAI with a key, else the offline demo model server."""
+    if not uses_demo_model():
+        return openai(model_name())
+    url = os.environ.get("CHATWORKER_DEMO_MODEL_URL") or DEFAULT_DEMO_MODEL_URL
+    return openai(OFFLINE_MODEL_ID, base_url=url, api_key="offline-demo", max_retries=0)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %s", name, raw, default)
+        return default
+
+
+def _turn_timeout() -> str | float:
+    raw = os.environ.get("CHATWORKER_DEMO_TURN_TIMEOUT")
+    if not raw:
+        return "1h"
+    try:
+        return float(raw)
+    except ValueError:
+        return raw  # a duration string such as "15m"
+
+
+@chat.task(
+    id=DEMO_TASK_ID,
+    warm_timeout_in_seconds=_seconds("CHATWORKER_DEMO_WARM_TIMEOUT", 30),
+    turn_timeout=_turn_timeout(),
+    ui_message_stream_options={"send_reasoning": True},
+)
+def demo_chat(ctx: Any) -> StreamTextResult:
+    """Answer with the configured model; it may call the demo tools (three steps at most)."""
+    return stream_text(
+        model=demo_model(),
+        system=SYSTEM,
+        tools=DEMO_TOOLS,
+        messages=ctx.messages,
+        abort_signal=ctx.signal,
+        max_steps=3,
+    )
+
+
+@demo_chat.on_turn_start
+def _persist_turn_start(event: Any) -> None:
+    # The user's message is saved before the answer starts, with the run's session: a page
+    # reloaded mid-reply shows the question and resumes the answer from the run.
+    get_store().save_turn(
+        event.chat_id,
+        [dump(m) for m in event.ui_messages],
+        run_id=event.run_id,
+        token=event.chat_access_token,
+        last_event_id=None,
+        keep_last_event_id=True,
+    )
+
+
+@demo_chat.on_turn_complete
+def _persist_turn_complete(event: Any) -> None:
+    # The answer is saved with the marker's id: resuming after it waits for the next turn.
+    get_store().save_turn(
+        event.chat_id,
+        [dump(m) for m in event.ui_messages],
+        run_id=event.run_id,
+        token=event.chat_access_token,
+        last_event_id=event.last_event_id,
+    )

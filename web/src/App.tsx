@@ -1,0 +1,146 @@
+/** The demo page: a sidebar of chats and the open conversation, over ChatWorkerTransport. */
+
+import type { Chat } from "@ai-sdk/react";
+import type { ChatSession, ChatWorkerTransport } from "@chatworker/transport";
+import { useChatWorkerTransport } from "@chatworker/transport/react";
+import type { UIMessage } from "ai";
+import { useCallback, useEffect, useState } from "react";
+
+import { deleteChat, fetchChat, fetchChats, fetchConfig, type ChatSummary, type DemoConfig } from "./api";
+import { chatFor, forgetChat, newChatId } from "./chats";
+import { Conversation } from "./Conversation";
+import { Sidebar } from "./Sidebar";
+
+function chatFromUrl(): string | null {
+  return new URLSearchParams(window.location.search).get("chat");
+}
+
+function showInUrl(id: string): void {
+  const url = new URL(window.location.href);
+  url.searchParams.set("chat", id);
+  window.history.replaceState(null, "", url);
+}
+
+export function App() {
+  const [config, setConfig] = useState<DemoConfig | null>(null);
+  const [chats, setChats] = useState<ChatSummary[] | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  useEffect(() => {
+    Promise.all([fetchConfig(), fetchChats()]).then(
+      ([loadedConfig, loadedChats]) => {
+        setConfig(loadedConfig);
+        setChats(loadedChats);
+      },
+      (error: unknown) => setProblem(`Could not reach the gateway's demo API (${String(error)}).`),
+    );
+  }, []);
+
+  if (problem) return <div className="fatal">{problem}</div>;
+  if (!config || !chats) return <div className="loading">Loading…</div>;
+  return <ChatApp config={config} initialChats={chats} />;
+}
+
+function sessionsOf(chats: ChatSummary[]): Record<string, ChatSession> {
+  const sessions: Record<string, ChatSession> = {};
+  for (const chat of chats) if (chat.session) sessions[chat.id] = chat.session;
+  return sessions;
+}
+
+function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: ChatSummary[] }) {
+  const [chats, setChats] = useState(initialChats);
+  const [selected, setSelected] = useState(() => chatFromUrl() ?? newChatId());
+  const refresh = useCallback(() => {
+    // The worker saves a turn right after its marker: give it a moment before listing.
+    window.setTimeout(() => fetchChats().then(setChats, () => undefined), 300);
+  }, []);
+  const transport = useChatWorkerTransport({
+    task: config.taskId,
+    baseURL: config.chatApi,
+    // Asked only to start a run or renew a run's token; fetched fresh each time.
+    accessToken: async () => (await fetchConfig()).accessToken,
+    sessions: sessionsOf(initialChats),
+  });
+
+  useEffect(() => showInUrl(selected), [selected]);
+
+  const addDraft = useCallback(
+    (id: string, text: string) =>
+      setChats((list) =>
+        list.some((chat) => chat.id === id)
+          ? list
+          : [{ id, title: text.slice(0, 60), updatedAt: Date.now() / 1000, session: null }, ...list],
+      ),
+    [],
+  );
+
+  async function remove(id: string): Promise<void> {
+    forgetChat(id);
+    await deleteChat(id);
+    setChats((list) => list.filter((chat) => chat.id !== id));
+    if (id === selected) setSelected(newChatId());
+  }
+
+  return (
+    <div className="app">
+      <Sidebar
+        chats={chats}
+        selected={selected}
+        onSelect={setSelected}
+        onNew={() => setSelected(newChatId())}
+        onDelete={(id) => void remove(id)}
+      />
+      <main>
+        <header>
+          <h1>chatworker demo</h1>
+          <span className="model" data-testid="model">
+            {config.model}
+          </span>
+          {config.demoModel && (
+            <div className="demo-note" data-testid="demo-note">
+              Offline demo model (no OPENAI_API_KEY set)
+            </div>
+          )}
+        </header>
+        <ChatPane
+          key={selected}
+          id={selected}
+          transport={transport}
+          onSend={(text) => addDraft(selected, text)}
+          onFinish={refresh}
+        />
+      </main>
+    </div>
+  );
+}
+
+interface ChatPaneProps {
+  id: string;
+  transport: ChatWorkerTransport;
+  onSend: (text: string) => void;
+  onFinish: () => void;
+}
+
+function ChatPane({ id, transport, onSend, onFinish }: ChatPaneProps) {
+  const [chat, setChat] = useState<Chat<UIMessage> | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  useEffect(() => {
+    let current = true;
+    fetchChat(id).then(
+      (stored) => {
+        if (!current) return;
+        if (stored?.session) transport.restoreSession(id, stored.session);
+        setChat(chatFor(id, transport, stored?.messages ?? [], onFinish));
+      },
+      (error: unknown) => current && setProblem(String(error)),
+    );
+    return () => {
+      current = false;
+    };
+  }, [id, transport, onFinish]);
+
+  if (problem) return <div className="fatal">{problem}</div>;
+  if (!chat) return <div className="loading">Loading chat…</div>;
+  return <Conversation chat={chat} onSend={onSend} />;
+}

@@ -1,0 +1,23 @@
+/**
+ * `@chatworker/transport`: use chatworker chat tasks from the AI SDK's `useChat`.
+ *
+ * ```ts
+ * const transport = new ChatWorkerTransport({ task: "my-chat", accessToken: getChatToken });
+ * const { messages, sendMessage, stop } = useChat({ transport });
+ * ```
+ */
+
+export { ChatWorkerTransport } from "./transport.js";
+export { ChatWorkerError } from "./http.js";
+export { parseSSE, type SSEEvent } from "./sse.js";
+export type {
+  AccessTokenRequest,
+  AccessTokenSource,
+  ChatSession,
+  ChatWorkerTransportOptions,
+  RunEndChunk,
+  RunInfo,
+  SessionChangeCallback,
+  TurnCompleteChunk,
+  TurnStartChunk,
+} from "./types.js";

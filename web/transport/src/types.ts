@@ -1,0 +1,83 @@
+/** Public types of the chatworker transport. */
+
+/** What a browser keeps about a chat's run (persist it to resume after a reload). */
+export interface ChatSession {
+  /** The chat run answering this chat. */
+  runId: string;
+  /** The run token (read the run's stream, send it messages), refreshed after every turn. */
+  publicAccessToken: string;
+  /** The last output stream entry this client has read (a Redis stream id). */
+  lastEventId?: string | undefined;
+}
+
+/** Why the transport needs a trigger token: to start a run, or to renew an expired run token. */
+export interface AccessTokenRequest {
+  chatId: string;
+  purpose: "trigger" | "renew";
+}
+
+/** A trigger token for the task (scope `trigger:tasks:<task>`), or a function that fetches one. */
+export type AccessTokenSource =
+  | string
+  | ((request: AccessTokenRequest) => string | Promise<string>);
+
+export type SessionChangeCallback = (chatId: string, session: ChatSession | null) => void;
+
+export interface ChatWorkerTransportOptions<CLIENT_DATA = Record<string, unknown>> {
+  /** The chat task id (`chat.task(id=...)` on the server). */
+  task: string;
+  /**
+   * A trigger token for `task`, or a (sync or async) function returning one. It is asked for
+   * only when a run must be started (a new chat, a continuation) or a run token renewed.
+   */
+  accessToken: AccessTokenSource;
+  /** Where the gateway blueprint is mounted. Default `/api/chat`. */
+  baseURL?: string;
+  /** Client data sent as the payload's `metadata`, merged under each call's `metadata`. */
+  clientData?: CLIENT_DATA;
+  /** Sessions to restore, by chat id (what `onSessionChange` gave you before a reload). */
+  sessions?: Record<string, ChatSession>;
+  /** Called when a chat's session is created, refreshed after a turn, or dropped (`null`). */
+  onSessionChange?: SessionChangeCallback;
+  /** Extra headers for every request to the gateway. */
+  headers?: Record<string, string>;
+  /** A `fetch` implementation (default: the global one). */
+  fetch?: typeof globalThis.fetch;
+  /** Seconds without output before the gateway closes a stream (`?timeout=`); then we reconnect. */
+  streamTimeoutSeconds?: number;
+  /** Consecutive failed stream connections tolerated before the reply fails. Default 8. */
+  maxReconnectAttempts?: number;
+}
+
+/** Control chunks chatworker writes on a run's output stream (never shown to useChat). */
+export interface TurnStartChunk {
+  type: "__turn_start";
+  turn: number;
+  inputId?: string;
+}
+
+export interface TurnCompleteChunk {
+  type: "__turn_complete";
+  turn: number;
+  stopped: boolean;
+  inputId?: string;
+  publicAccessToken?: string;
+}
+
+export interface RunEndChunk {
+  type: "__run_end";
+  status: "completed" | "canceled" | "failed" | string;
+  reason?: string;
+}
+
+/** `GET /runs/<runId>`. */
+export interface RunInfo {
+  runId: string;
+  taskId: string;
+  chatId: string;
+  status: string;
+  turn: number;
+  isStreaming: boolean;
+  lastEventId: string | null;
+  reason?: string;
+}
