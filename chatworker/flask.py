@@ -270,8 +270,8 @@ class _Routes:
     def stop(self, run_id: str) -> Response:
         self.gw.run_claims(run_id, "write")
         body = self.gw.read_json(required=False)
-        message = _stop_message(body)
-        stopped = runs.stop(run_id, message)
+        message, input_id = _stop_message(body)
+        stopped = runs.stop(run_id, message, input_id=input_id)
         return json_response({"ok": True, "stopped": bool(stopped)}, 202)
 
     def cancel(self, run_id: str) -> Response:
@@ -317,9 +317,13 @@ def last_event_id(req: Request) -> str | None:
     return raw
 
 
-def _stop_message(body: Any) -> str | None:
+_INPUT_ID = re.compile(r"^i\d{1,18}$")
+
+
+def _stop_message(body: Any) -> tuple[str | None, str | None]:
+    """The stop body's ``message`` and ``inputId`` (the send to stop; default: the current)."""
     if body is None:
-        return None
+        return None, None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_payload", "the body must be a JSON object {stop: true}")
     if body.get("stop", True) is not True:
@@ -327,7 +331,11 @@ def _stop_message(body: Any) -> str | None:
     message = body.get("message")
     if message is not None and not isinstance(message, str):
         raise ApiError(422, "invalid_payload", "`message` must be a string")
-    return message
+    input_id = body.get("inputId")
+    if input_id is not None and (not isinstance(input_id, str) or not _INPUT_ID.match(input_id)):
+        raise ApiError(422, "invalid_payload",
+                       "`inputId` must be an id returned by POST /runs/<id>/input/messages")
+    return message, input_id
 
 
 def _task_map(tasks: Mapping[str, Any] | Iterable[Any] | None) -> Mapping[str, Any] | None:

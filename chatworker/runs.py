@@ -160,17 +160,22 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     return input_id
 
 
-def stop(run_id: str, message: str | None = None) -> bool:
-    """Stop the generation in progress (the run stays alive); False if nothing was streaming."""
+def stop(run_id: str, message: str | None = None, *, input_id: str | None = None) -> bool:
+    """Stop the generation in progress (the run stays alive); False if nothing was stopped.
+
+    With ``input_id`` (what :func:`send_message` returned) only that message's turn is stopped:
+    now if it is streaming, or the moment it starts if it is still queued.
+    """
     try:
         verdict = scripts(_client()).stop(
-            keys=[keys.run(run_id)], args=[message or "stopped", keys.PREFIX, run_id]
+            keys=[keys.run(run_id)],
+            args=[message or "stopped", keys.PREFIX, run_id, input_id or ""],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if verdict == "missing":
         raise RunNotFound(f"no run {run_id!r}")
-    return verdict == "ok"
+    return verdict in {"ok", "queued"}
 
 
 def cancel(run_id: str, reason: str = "canceled") -> None:
@@ -192,7 +197,7 @@ def cancel(run_id: str, reason: str = "canceled") -> None:
 def status(run_id: str) -> RunInfo:
     """The run's current record."""
     try:
-        info = load_info(_client(), run_id)
+        info = load_info(_client(), run_id, with_pending=True)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if info is None:

@@ -86,13 +86,30 @@ redis.call('DEL', KEYS[4])
 return 1
 """
 
-# KEYS: run ; ARGV: reason, prefix, run_id
+# KEYS: run ; ARGV: reason, prefix, run_id, input id or ''
+# Without an input id: stop the turn streaming now (or turn 0 before it starts). With one: stop
+# that input if it is streaming, or mark it so its turn is stopped the moment it is taken.
 STOP = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
+local streaming = redis.call('HGET', KEYS[1], 'is_streaming') == '1'
+local current = redis.call('HGET', KEYS[1], 'current_input')
 local target
-if redis.call('HGET', KEYS[1], 'is_streaming') == '1' then
-  target = redis.call('HGET', KEYS[1], 'current_input')
+if ARGV[4] ~= '' then
+  if streaming and current == ARGV[4] then
+    target = ARGV[4]
+  else
+    local wanted = tonumber(string.sub(ARGV[4], 2)) or -1
+    local taken = -1
+    if current then taken = tonumber(string.sub(current, 2)) or -1 end
+    if wanted <= taken or st == 'completed' or st == 'canceled' or st == 'failed' then
+      return 'idle'
+    end
+    redis.call('HSET', KEYS[1], 'stop_input', ARGV[4], 'stop_reason', ARGV[1])
+    return 'queued'
+  end
+elseif streaming then
+  target = current
 elseif st == 'queued' then
   target = 'i0'
 else
@@ -314,6 +331,7 @@ class RunInfo:
     updated_at: float
     reason: str | None
     previous_run_id: str | None
+    pending_inputs: int = 0
 
     @property
     def ended(self) -> bool:
@@ -351,16 +369,31 @@ class RunInfo:
             "turn": self.turn,
             "isStreaming": self.is_streaming,
             "lastEventId": self.last_event_id,
+            "turnStartId": self.turn_start_id,
+            "pendingInputs": self.pending_inputs,
         }
         if self.reason:
             body["reason"] = self.reason
         return body
 
 
-def load_info(client: redis.Redis, run_id: str) -> RunInfo | None:
-    """The run's record, or None if there is no such run."""
-    data = client.hgetall(keys.run(run_id))
-    return RunInfo.from_hash(run_id, data) if data else None
+def load_info(
+    client: redis.Redis, run_id: str, *, with_pending: bool = False
+) -> RunInfo | None:
+    """The run's record, or None if there is no such run; ``with_pending`` also counts the
+    messages accepted but not yet taken by a turn."""
+    if not with_pending:
+        data = client.hgetall(keys.run(run_id))
+        return RunInfo.from_hash(run_id, data) if data else None  # type: ignore[arg-type]
+    pipe = client.pipeline(transaction=True)
+    pipe.hgetall(keys.run(run_id))
+    pipe.llen(keys.inbox(run_id))
+    data, pending = pipe.execute()
+    if not data:
+        return None
+    info = RunInfo.from_hash(run_id, data)
+    info.pending_inputs = int(pending)
+    return info
 
 
 def load_checkpoint(client: redis.Redis, run_id: str) -> dict[str, Any] | None:

@@ -110,6 +110,8 @@ def test_trigger_creates_a_run_and_returns_its_token(client: FlaskClient) -> Non
         "turn": 0,
         "isStreaming": False,
         "lastEventId": None,
+        "turnStartId": None,
+        "pendingInputs": 1,  # the trigger's own message, not yet taken by a worker
     }
 
 
@@ -359,6 +361,8 @@ def test_send_stop_cancel_then_message_to_ended_run_is_409(client: FlaskClient) 
     [
         (b'{"stop": false}', 422),
         (b'{"stop": true, "message": 5}', 422),
+        (b'{"stop": true, "inputId": 3}', 422),
+        (b'{"stop": true, "inputId": "../x"}', 422),
         (b"[true]", 422),
         (b"{", 400),
     ],

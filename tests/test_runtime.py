@@ -154,6 +154,25 @@ def test_stop_between_turns_does_not_leak(worker: object, r: redis.Redis, chat_i
     assert "abort" not in types_of(turn1)
 
 
+def test_stop_names_its_input_queued_turn_stopped_current_untouched(
+    worker: object, r: redis.Redis, chat_id: str
+) -> None:
+    started = runs.trigger(
+        "echo", payload(chat_id, user_message("first"), metadata={"words": 20, "delay": 0.03}))
+    wait_for(lambda: runs.status(started.run_id).is_streaming)
+    queued = runs.send_message(started.run_id, payload(chat_id, user_message("second")))
+    assert runs.status(started.run_id).pending_inputs == 1
+    assert runs.stop(started.run_id, input_id=queued) is True  # stops "second" when it starts
+    turn0 = read_turn(r, started.run_id, turn=0)
+    assert turn0[-1][1]["stopped"] is False  # the turn streaming now was not touched
+    assert text_of(turn0).strip().endswith("w19")
+    turn1 = read_turn(r, started.run_id, after=turn0[-1][0], turn=1)
+    assert turn1[-1][1] == {**turn1[-1][1], "stopped": True, "inputId": queued}
+    assert types_of(turn1)[-2] == "abort" and text_of(turn1) == ""
+    # A stop naming an input already answered does nothing.
+    assert runs.stop(started.run_id, input_id=queued) is False
+
+
 def test_three_messages_during_one_turn_answered_in_order(
     worker: object, r: redis.Redis, chat_id: str
 ) -> None:
