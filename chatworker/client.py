@@ -82,7 +82,8 @@ class ChatClient:
         if self.run_id is None:
             self._trigger(continuation=False)
             return
-        body: dict[str, Any] = {"chatId": self.chat_id, "messages": [message], "trigger": "submit-message"}
+        body: dict[str, Any] = {"chatId": self.chat_id, "messages": [message],
+                                "trigger": "submit-message"}
         if self.metadata is not None:
             body["metadata"] = self.metadata
         for _ in range(2):

@@ -384,7 +384,7 @@ def load_info(
     messages accepted but not yet taken by a turn."""
     if not with_pending:
         data = client.hgetall(keys.run(run_id))
-        return RunInfo.from_hash(run_id, data) if data else None  # type: ignore[arg-type]
+        return RunInfo.from_hash(run_id, data) if data else None
     pipe = client.pipeline(transaction=True)
     pipe.hgetall(keys.run(run_id))
     pipe.llen(keys.inbox(run_id))
