@@ -128,6 +128,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)  # `kill` stops the children too, like Ctrl-C
+    signal.signal(signal.SIGINT, interrupt)  # even when started with SIGINT ignored (`cmd &`)
 
     def spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True)
