@@ -8,6 +8,7 @@ never broker redelivery.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -40,6 +41,45 @@ SETTINGS: dict[str, Any] = {
 
 _app: Celery | None = None
 _bound: list[AnyTask] = []
+
+
+class CeleryBacked:
+    """What chat tasks and manual tasks share: one Celery task per chatworker task, named
+    ``chatworker.run.<id>``, whose only argument is the run id (the payload lives in Redis)."""
+
+    id: str
+    app: Celery | None = None
+
+    def _setup_celery(self, app: Celery | None) -> None:
+        self.celery_queue = CHAT_QUEUE
+        self.celery_name = f"chatworker.run.{self.id}"
+        attach(self, app)  # type: ignore[arg-type]
+
+    def execute(self, run_id: str) -> None:
+        """Run ``run_id`` on this worker until it suspends or ends."""
+        raise NotImplementedError
+
+    def bind(self, app: Celery) -> None:
+        """Register this task's Celery task on ``app``."""
+        task = self
+
+        def run(run_id: str) -> None:
+            task.execute(run_id)
+
+        run.__name__ = run.__qualname__ = "run_" + re.sub(r"\W", "_", self.id)
+        app.task(name=self.celery_name, ignore_result=True, acks_late=False)(run)
+        self.app = app
+
+    def enqueue(self, run_id: str) -> None:
+        """Send the Celery message that starts or resumes ``run_id`` on some worker."""
+        app = self.app or get_app()
+        app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
+
+    def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``."""
+        from .runs import trigger
+
+        return trigger(self.id, payload, idempotency_key=idempotency_key)
 
 
 def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:

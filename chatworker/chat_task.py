@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from pydantic import BaseModel
 
-from . import app as app_module
+from .app import CeleryBacked
 from .config import Duration, parse_duration
 from .registry import register
 
@@ -22,7 +21,7 @@ RunFunction = Callable[[Any], Any]
 Hook = Callable[[Any], Any]
 
 
-class ChatTask:
+class ChatTask(CeleryBacked):
     """A chat task: register hooks with ``@task.on_turn_complete`` etc.; start runs with
     :meth:`trigger`. Each run is one Celery task execution that loops over turns."""
 
@@ -74,40 +73,18 @@ class ChatTask:
         self.chat_access_token_ttl = chat_access_token_ttl
         self.ui_message_stream_options = _stream_options(ui_message_stream_options)
         self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
-        self.celery_queue = app_module.CHAT_QUEUE
-        self.celery_name = f"chatworker.run.{id}"
-        self.app: Celery | None = None
         register(self)
-        app_module.attach(self, app)
+        self._setup_celery(app)
 
     def __call__(self, fn: RunFunction) -> ChatTask:
         """Decorator form: ``@chat.task(id=...)`` on the run function."""
         self.run_fn = fn
         return self
 
-    def bind(self, app: Celery) -> None:
-        """Register this task's Celery task on ``app``."""
+    def execute(self, run_id: str) -> None:
         from .runtime import execute_chat
 
-        task = self
-
-        def run_chat(run_id: str) -> None:
-            execute_chat(task, run_id)
-
-        run_chat.__name__ = run_chat.__qualname__ = "chat_" + re.sub(r"\W", "_", self.id)
-        app.task(name=self.celery_name, ignore_result=True, acks_late=False)(run_chat)
-        self.app = app
-
-    def enqueue(self, run_id: str) -> None:
-        """Send the Celery message that starts or resumes ``run_id`` on some worker."""
-        app = self.app or app_module.get_app()
-        app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
-
-    def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
-        """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``."""
-        from .runs import trigger
-
-        return trigger(self.id, payload, idempotency_key=idempotency_key)
+        execute_chat(self, run_id)
 
     # Hook decorators: @my_chat.on_turn_complete
     def on_preload(self, fn: Hook) -> Hook:

@@ -9,16 +9,15 @@ failed run from its trigger payload; ``queue`` caps concurrency across all worke
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
 
-from . import app as app_module
 from . import keys
 from .accumulator import generate_id
+from .app import CeleryBacked
 from .config import Duration, parse_duration
 from .lifecycle import Input, RunCanceled, RunDriver, Suspended, execute
 from .payload import ChatWirePayload
@@ -43,7 +42,7 @@ class ManualContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ManualTask:
+class ManualTask(CeleryBacked):
     """A task whose run function drives the chat itself (``chat.pipe``, sessions, raw mode)."""
 
     def __init__(
@@ -76,34 +75,15 @@ class ManualTask:
         self.client_data_schema = client_data_schema
         # Until the run opens a session or waits for messages, it answers its trigger only.
         self.max_turns = 1
-        self.celery_queue = app_module.CHAT_QUEUE
-        self.celery_name = f"chatworker.run.{id}"
-        self.app: Celery | None = None
         register(self)
-        app_module.attach(self, app)
+        self._setup_celery(app)
 
     def __call__(self, fn: Callable[[ChatWirePayload, ManualContext], Any]) -> ManualTask:
         self.run_fn = fn
         return self
 
-    def bind(self, app: Celery) -> None:
-        task = self
-
-        def run_manual(run_id: str) -> None:
-            execute(task, run_id, ManualRun)
-
-        run_manual.__name__ = run_manual.__qualname__ = "manual_" + re.sub(r"\W", "_", self.id)
-        app.task(name=self.celery_name, ignore_result=True, acks_late=False)(run_manual)
-        self.app = app
-
-    def enqueue(self, run_id: str) -> None:
-        app = self.app or app_module.get_app()
-        app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
-
-    def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
-        from .runs import trigger
-
-        return trigger(self.id, payload, idempotency_key=idempotency_key)
+    def execute(self, run_id: str) -> None:
+        execute(self, run_id, ManualRun)
 
     def __repr__(self) -> str:
         return f"<ManualTask {self.id!r}>"
