@@ -201,6 +201,10 @@ class RunDriver:
             self.parked = False
             self.redis.hset(keys.run(self.run_id), "parked", 0)
 
+    def lost_to_outage(self, exc: BaseException) -> None:
+        """Redis failed mid-run: leave the run to lease recovery rather than mark it failed."""
+        log.warning("run %s: Redis unreachable (%s); leaving the run to recovery", self.run_id, exc)
+
     def check_canceled(self) -> None:
         if self.local.cancel.signal.aborted:
             raise RunCanceled(str(self.local.cancel.signal.reason or "canceled"))
@@ -269,11 +273,15 @@ class RunDriver:
         if self.ended:
             return
         self.ended = True
-        self.scripts.end(
+        ended = self.scripts.end(
             keys=[keys.run(self.run_id), keys.lease(self.run_id), keys.output(self.run_id),
                   keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
             args=[status, reason, now_ms(), stream_maxlen(), self.local.token, self.run_id],
         )
+        if not ended:
+            # Already ended, or no longer ours (recovered by another worker): touch nothing.
+            log.info("run %s: not ended here (it ended already or has another owner)", self.run_id)
+            return
         ttl = int(retention_seconds())
         pipe = self.redis.pipeline(transaction=False)
         for key in (keys.run(self.run_id), keys.output(self.run_id), keys.inbox(self.run_id),

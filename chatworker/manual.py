@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from celery import Celery
 
 from . import keys
@@ -128,7 +129,7 @@ class ManualRun(RunDriver):
                 try:
                     self.attempt(attempt)
                     break
-                except (Suspended, RunCanceled):
+                except (Suspended, RunCanceled, redis.ConnectionError, redis.TimeoutError):
                     raise
                 except Exception:
                     if attempt >= policy["max_attempts"]:
@@ -147,8 +148,11 @@ class ManualRun(RunDriver):
             log.info("run %s: session suspended; it re-enters at turn %d", self.run_id,
                      self.turn_number)
         except RunCanceled as exc:
-            self.abandon_turn()
-            self.end("canceled", str(exc) or "canceled")
+            if not self.local.lost:  # a lost lease means another worker owns the run now
+                self.abandon_turn()
+                self.end("canceled", str(exc) or "canceled")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.lost_to_outage(exc)
         except Exception as exc:
             log.exception("run %s: failed", self.run_id)
             self.abandon_turn()

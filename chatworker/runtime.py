@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import redis
+
 from . import keys
 from .accumulator import generate_id
 from .context import (
@@ -67,7 +69,10 @@ class ChatRun(RunDriver):
                     self.end("completed", "max_turns")
                     return
         except RunCanceled as exc:
-            self.end("canceled", str(exc) or "canceled")
+            if not self.local.lost:  # a lost lease means another worker owns the run now
+                self.end("canceled", str(exc) or "canceled")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.lost_to_outage(exc)
         except Exception as exc:
             log.exception("run %s: failed in turn %s", self.run_id, self.turn_number)
             self.end("failed", f"{type(exc).__name__} in the chat task (see the worker log)")
@@ -122,7 +127,8 @@ class ChatRun(RunDriver):
                 if not scope.signal.aborted:
                     raise
         if self.local.cancel.signal.aborted:
-            scope.output.close(stopped=True)
+            if not self.local.lost:  # the stream may already belong to another worker
+                scope.output.close(stopped=True)
             raise RunCanceled(str(self.local.cancel.signal.reason or "canceled"))
 
         stopped = scope.stop.signal.aborted
