@@ -279,6 +279,9 @@ def test_concurrent_chats_every_message_answered_once_in_order(
     assert sum(c.reconnects for c in chats) > 0
     assert any("during" in c.plan.send_mode or "burst" in c.plan.send_mode for c in chats)
     assert worker.proc is not None and worker.proc.poll() is None
+    # A busy but live worker is never mistaken for a dead one: no run was recovered.
+    recovered = [c.run_id for c in chats if r.hget(f"cw:run:{c.run_id}", "recoveries")]
+    assert not recovered, f"runs recovered while their worker was alive: {recovered[:5]}"
     print(json.dumps({
         "chats": CHATS, "turns": TURNS, "seed": SEED, "seconds": round(took, 1),
         "turns_per_second": round(answered / took, 1), "stopped_turns": stopped,
