@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from chatworker.assemble import MessageAssembler, merge_objects, parse_partial_json
+from chatworker.assemble import MessageAssembler, merge_objects
 from chatworker.chunks import TextDeltaChunk, validate_chunk
 from chatworker.convert import cleanup_aborted_parts
 from chatworker.messages import TextUIPart, ToolUIPart, UIMessage, dump
+from chatworker.partial_json import parse_partial_json
 
 
 def assemble(chunks: list[dict[str, Any]], **kwargs: Any) -> MessageAssembler:
