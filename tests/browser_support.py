@@ -8,9 +8,6 @@ Redis database, with the demo model pointed at a scripted model server.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ import redis
 from flask import Flask
 
 from .gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env
-from .support import ROOT, Worker
+from .support import Worker
 
 #: How the gateway app of :func:`create_demo_app` is named for gunicorn.
 DEMO_APP = "tests.browser_support:create_demo_app()"
@@ -38,39 +35,17 @@ def create_demo_app() -> Flask:
     return app
 
 
-class DemoGateway(Gunicorn):
-    """:class:`Gunicorn` serving :data:`DEMO_APP` instead of the plain gateway."""
-
-    def start(self, timeout: float = 30) -> DemoGateway:
-        args = [
-            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(self.workers),
-            "--worker-connections", "1000", "-b", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "3", "--log-level", "info", DEMO_APP,
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log()[-3000:]}")
-            try:
-                if call(self.url, "GET", "/api/demo/config", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not come up:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
+def DemoGateway(env: dict[str, str], *, name: str) -> Gunicorn:
+    """:class:`Gunicorn` serving :data:`DEMO_APP`, ready once the demo API answers."""
+    return Gunicorn(env, name=name, app=DEMO_APP, ready_path="/api/demo/config",
+                    worker_connections=1000)
 
 
 @dataclass
 class DemoStack:
     """A running demo: its gateway URL, SQLite file and Redis database."""
 
-    gateway: DemoGateway
+    gateway: Gunicorn
     worker: Worker
     db_path: Path
     redis: redis.Redis

@@ -56,8 +56,13 @@ def gateway_env(redis_url: str, **overrides: str) -> dict[str, str]:
 class Gunicorn:
     """``gunicorn -k gevent 'web.app:create_app()'`` on a free port, as in production."""
 
-    def __init__(self, env: dict[str, str], *, name: str = "gw", workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], *, name: str = "gw", workers: int = 1,
+                 app: str = "web.app:create_app()", ready_path: str = "/healthz",
+                 worker_connections: int = 4000) -> None:
         self.env = env
+        self.app = app
+        self.ready_path = ready_path
+        self.worker_connections = worker_connections
         self.port = free_port()
         self.name = f"{name}-{self.port}"
         self.workers = workers
@@ -72,8 +77,9 @@ class Gunicorn:
     def start(self, timeout: float = 30) -> Gunicorn:
         args = [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(self.workers),
-            "--worker-connections", "4000", "-b", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "3", "--log-level", "info", "web.app:create_app()",
+            "--worker-connections", str(self.worker_connections),
+            "-b", f"127.0.0.1:{self.port}",
+            "--graceful-timeout", "3", "--log-level", "info", self.app,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -85,7 +91,7 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{self.log()[-3000:]}")
             try:
-                status, _, _ = call(self.url, "GET", "/healthz", timeout=2)
+                status, _, _ = call(self.url, "GET", self.ready_path, timeout=2)
                 if status == 200:
                     return self
             except OSError:
