@@ -47,6 +47,18 @@ def parse_id(entry_id: str) -> tuple[int, int]:
     return ms, seq
 
 
+def _key(entry_id: str) -> tuple[int, int]:
+    """The ``(ms, seq)`` order key of an id Redis made (no validation: hot path)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _bulk(value: str) -> bytes:
+    """One RESP bulk string."""
+    data = value.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 def is_stream_id(value: str) -> bool:
     """True when ``value`` is a well-formed Redis stream id (``<ms>-<seq>``)."""
     try:
@@ -64,6 +76,24 @@ def previous_id(entry_id: str) -> str | None:
     if ms > 0:
         return f"{ms - 1}-{_MAX_U64}"
     return None
+
+
+def _decode_raw(entries: Any) -> list[Entry]:
+    """Entries of a raw ``XREAD`` reply (``[id, [field, value, ...]]`` each) → ``(id, c)``."""
+    out: list[Entry] = []
+    for entry_id, fields in entries or ():
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        raw: Any = None
+        if fields:
+            if fields[0] in ("c", b"c"):
+                raw = fields[1]
+            else:
+                pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+                raw = pairs.get("c", pairs.get(b"c"))
+        if raw is None:
+            raw = "{}"
+        out.append((eid, raw.decode() if isinstance(raw, bytes) else raw))
+    return out
 
 
 def _decode(entries: Any) -> list[Entry]:
@@ -94,7 +124,10 @@ class Subscription:
         self.closed = False
         self._phase = "catchup"
         self._gap_end = "0-0"
-        self._cond = threading.Condition()
+        # A plain lock and an event rather than a Condition: a Condition allocates a lock
+        # for every wait, and this is the per-chunk path of every open stream.
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
         self._mailbox: deque[Entry] = deque()
 
     @property
@@ -139,26 +172,28 @@ class Subscription:
         return self._take(timeout)
 
     def _take(self, timeout: float) -> list[Entry]:
-        with self._cond:
-            if not self._mailbox and not self.dropped and not self.closed:
-                self._cond.wait(timeout)
+        if not self._mailbox and not self.dropped and not self.closed:
+            self._ready.wait(timeout)
+        with self._lock:
+            self._ready.clear()  # cleared under the lock that _offer sets it under
             items = list(self._mailbox)
             self._mailbox.clear()
-        if self.last is not None:
-            floor = parse_id(self.last)
-            items = [item for item in items if parse_id(item[0]) > floor]
+        if items and self.last is not None:
+            floor = _key(self.last)
+            if _key(items[0][0]) <= floor:  # ids ascend: only a prefix can be old
+                items = [item for item in items if _key(item[0]) > floor]
         return self._advance(items)
 
     def _offer(self, entries: list[Entry]) -> bool:
         """Called by the hub reader: queue entries, or return False when the mailbox is full."""
-        with self._cond:
+        with self._lock:
             if len(self._mailbox) + len(entries) > self.limit:
                 self.dropped = True
                 self._mailbox.clear()
-                self._cond.notify_all()
+                self._ready.set()
                 return False
             self._mailbox.extend(entries)
-            self._cond.notify_all()
+            self._ready.set()
             return True
 
     def close(self) -> None:
@@ -167,8 +202,7 @@ class Subscription:
             return
         self.closed = True
         self.hub._leave(self)
-        with self._cond:
-            self._cond.notify_all()
+        self._ready.set()
 
     def __enter__(self) -> Subscription:
         return self
@@ -178,13 +212,24 @@ class Subscription:
 
 
 class _Tracked:
-    """A stream the reader follows: its read cursor and current subscribers."""
+    """A stream the reader follows: its read cursor, current subscribers, and the RESP
+    encodings of its key and cursor (so a read of N streams is a join, not N encodes)."""
 
-    __slots__ = ("cursor", "subscribers")
+    __slots__ = ("_cursor", "cursor_bulk", "key_bulk", "subscribers")
 
-    def __init__(self, cursor: str) -> None:
+    def __init__(self, key: str, cursor: str) -> None:
+        self.key_bulk = _bulk(key)
         self.cursor = cursor
         self.subscribers: set[Subscription] = set()
+
+    @property
+    def cursor(self) -> str:
+        return self._cursor
+
+    @cursor.setter
+    def cursor(self, value: str) -> None:
+        self._cursor = value
+        self.cursor_bulk = _bulk(value)
 
 
 class Hub:
@@ -198,7 +243,8 @@ class Hub:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._streams: dict[str, _Tracked] = {}
-        self._gen = 0
+        self._gen = 0  # bumped when a stream joins: the reader must be woken to read it
+        self._layout = 0  # bumped when a stream joins or leaves: the reader's list changes
         self._reading_gen = -1
         self._changed = threading.Event()
         self._wake = threading.Event()
@@ -222,9 +268,10 @@ class Hub:
         with self._lock:
             tracked = self._streams.get(sub.key)
             if tracked is None:
-                tracked = _Tracked(sub.last or "0-0")
+                tracked = _Tracked(sub.key, sub.last or "0-0")
                 self._streams[sub.key] = tracked
                 self._gen += 1
+                self._layout += 1
                 wake = True
             else:
                 wake = False
@@ -242,6 +289,7 @@ class Hub:
                 tracked.subscribers.discard(sub)
                 if not tracked.subscribers:
                     del self._streams[sub.key]
+                    self._layout += 1
 
     def stats(self) -> dict[str, int]:
         """Counts for logs and tests: streams read and subscribers attached."""
@@ -300,13 +348,28 @@ class Hub:
         except Exception:
             log.debug("closing the hub reader connection failed", exc_info=True)
 
+    def _xread_command(self, tracked: list[_Tracked]) -> bytes:
+        """``XREAD COUNT c BLOCK ms STREAMS k... id...`` packed from the cached pieces."""
+        head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n%s$5\r\nBLOCK\r\n%s$7\r\nSTREAMS\r\n" % (
+            6 + 2 * len(tracked),
+            _bulk(str(self._count)),
+            _bulk(str(self.block_ms)),
+        )
+        return b"".join([head, *[t.key_bulk for t in tracked], *[t.cursor_bulk for t in tracked]])
+
     def _read_loop(self) -> None:
         client: redis.Redis | None = None
         backoff = 0.0
         failing_since: float | None = None
+        layout = -1
+        snapshot: dict[str, _Tracked] = {}
+        order: list[_Tracked] = []
         while not self._stopped:
             with self._lock:
-                snapshot = {key: (t, t.cursor) for key, t in self._streams.items()}
+                if layout != self._layout:  # streams joined or left: a new read list
+                    layout = self._layout
+                    snapshot = dict(self._streams)
+                    order = list(snapshot.values())
                 self._reading_gen = self._gen
                 self._changed.clear()
             if not snapshot:
@@ -315,13 +378,12 @@ class Hub:
             try:
                 if client is None:
                     client = self._open_reader()
+                conn: Any = client.connection  # type: ignore[attr-defined]
+                command = self._xread_command(order)
                 self._blocked = True
                 try:
-                    reply = client.xread(
-                        {key: cursor for key, (_, cursor) in snapshot.items()},
-                        count=self._count,
-                        block=self.block_ms,
-                    )
+                    conn.send_packed_command([command])
+                    reply = conn.read_response()
                 finally:
                     self._blocked = False
             except Exception as exc:
@@ -342,19 +404,22 @@ class Hub:
                 self._fan_out(reply, snapshot)
         self._close_reader(client)
 
-    def _fan_out(self, reply: Any, snapshot: dict[str, tuple[_Tracked, str]]) -> None:
+    def _fan_out(self, reply: Any, snapshot: dict[str, _Tracked]) -> None:
         items = reply.items() if isinstance(reply, dict) else ((k, v) for k, v in reply)
         with self._lock:
             for raw_key, raw_entries in items:
                 key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
                 tracked = self._streams.get(key)
-                seen = snapshot.get(key)
-                if tracked is None or seen is None or seen[0] is not tracked:
+                if tracked is None or snapshot.get(key) is not tracked:
                     continue  # left (or left and re-joined) while we read: next read covers it
-                floor = parse_id(tracked.cursor)
-                entries = [e for e in _decode(raw_entries) if parse_id(e[0]) > floor]
+                entries = _decode_raw(raw_entries)
                 if not entries:
                     continue
+                floor = _key(tracked.cursor)
+                if _key(entries[0][0]) <= floor:  # ids ascend: only a prefix can be old
+                    entries = [e for e in entries if _key(e[0]) > floor]
+                    if not entries:
+                        continue
                 tracked.cursor = entries[-1][0]
                 for sub in list(tracked.subscribers):
                     if not sub._offer(entries):
@@ -362,6 +427,7 @@ class Hub:
                         tracked.subscribers.discard(sub)
                 if not tracked.subscribers:
                     del self._streams[key]
+                    self._layout += 1
 
     def _wake_loop(self) -> None:
         while not self._stopped:

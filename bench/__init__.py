@@ -1,0 +1,1 @@
+"""Benchmarks: what durability costs next to a plain streaming route (``python -m bench``)."""

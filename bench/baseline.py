@@ -1,0 +1,86 @@
+"""The baseline: a hand-rolled Flask streaming route, no Celery, no Redis.
+
+``POST /baseline`` with ``{"messages": [UIMessage...]}`` calls the model through the same
+``openai`` client against the same scripted server and writes the AI SDK UI message chunks as
+SSE straight from the request's greenlet — what an app without durability would do. It sends the
+same chunk sequence a chatworker turn does (``start`` before the model call, as ``streamText``
+does, then ``start-step``, ``text-start``, the deltas, ``text-end``, ``finish-step``,
+``finish``). Serve it with ``gunicorn -k gevent 'bench.baseline:create_app()'``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from chatworker.ai._compat import hide_trio_under_gevent
+
+hide_trio_under_gevent()
+
+from flask import Flask, Response, request  # noqa: E402
+
+from .client import model_client  # noqa: E402
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _sse(chunk: dict[str, Any]) -> str:
+    return f"data: {json.dumps(chunk, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return "".join(p.get("text", "") for p in message.get("parts", []))
+    return ""
+
+
+def create_app() -> Flask:
+    """The baseline app: ``POST /baseline`` and ``GET /healthz``."""
+    app = Flask(__name__)
+    client = model_client()
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response('{"ok":true}', mimetype="application/json")
+
+    @app.post("/baseline")
+    def baseline() -> Response:
+        body = request.get_json()
+        text = _user_text(body.get("messages") or [])
+
+        def stream() -> Iterator[str]:
+            yield _sse({"type": "start", "messageId": uuid.uuid4().hex})
+            response = client.chat.completions.create(
+                model="bench",
+                messages=[{"role": "user", "content": text}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            yield _sse({"type": "start-step"})
+            text_id = None
+            finish = "stop"
+            try:
+                for chunk in response:
+                    for choice in chunk.choices:
+                        delta = choice.delta.content
+                        if delta:
+                            if text_id is None:
+                                text_id = uuid.uuid4().hex
+                                yield _sse({"type": "text-start", "id": text_id})
+                            yield _sse({"type": "text-delta", "id": text_id, "delta": delta})
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            finally:
+                response.close()
+            if text_id is not None:
+                yield _sse({"type": "text-end", "id": text_id})
+            yield _sse({"type": "finish-step"})
+            yield _sse({"type": "finish", "finishReason": finish})
+            yield "data: [DONE]\n\n"
+
+        return Response(stream(), content_type="text/event-stream", headers=HEADERS)
+
+    return app

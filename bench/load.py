@@ -1,0 +1,208 @@
+"""The load generator: many concurrent SSE chats from one gevent process.
+
+``python -m bench.load SPEC.json`` reads a spec written by the benchmark runner, and talks to it
+over stdin/stdout:
+
+- mode ``runs`` (chatworker): open every run's SSE stream (``GET /runs/<id>/stream`` after its
+  last entry), print ``open <n>``, wait for ``go`` on stdin, then post one message to each run,
+  staggered evenly over ``stagger`` seconds, and read each stream to the turn's marker;
+- mode ``baseline``: on ``go``, ``POST /baseline`` for each chat, staggered the same way, and
+  read each response to its end.
+
+It prints ``started <monotonic time>`` when the first message goes out and, at the end, writes
+``out``: for every text delta received, its receive time and its latency from the model's emit
+timestamp (the delta's text), plus counts of failures. It is bounded: ``deadline`` seconds after
+``go`` every stream is abandoned.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from array import array  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event as GEvent  # noqa: E402
+
+from bench.sse_client import Connection  # noqa: E402
+
+_DELTA = b'"delta":"'
+
+
+class Turn:
+    """What one chat's turn has shown so far."""
+
+    aborted = False
+
+
+class Recorder:
+    """Receive times and latencies of text deltas (compact arrays) and failure counts."""
+
+    def __init__(self) -> None:
+        self.received = array("d")
+        self.latency = array("d")
+        self.completed = 0
+        self.failed = 0
+        self.errors: list[str] = []
+
+    def feed(self, events: list[Any], turn: Turn) -> str:
+        """Record the deltas of ``events``; ``"done"`` or ``"failed"`` once the turn is over
+        (failed: cut off with ``abort``, or the run ended), ``""`` before."""
+        done = ""
+        for event in events:
+            data = event.data
+            at = event.at
+            if b'"text-delta"' in data:
+                start = data.find(_DELTA)
+                if start >= 0:
+                    start += len(_DELTA)
+                    try:
+                        emitted = float(data[start : data.find(b" ", start)])
+                    except ValueError:
+                        continue
+                    self.received.append(at)
+                    self.latency.append(at - emitted)
+            elif b'"type":"abort"' in data:
+                turn.aborted = True
+            elif b'"__turn_complete"' in data or data == b"[DONE]":
+                done = "failed" if turn.aborted else "done"
+            elif b'"__run_end"' in data:
+                done = "failed"
+        return done
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(repr(exc))
+
+
+def _read_turn(conn: Connection, recorder: Recorder) -> None:
+    turn = Turn()
+    while True:
+        events = conn.next_events()
+        if not events:
+            raise ConnectionError("the stream ended before the turn did")
+        outcome = recorder.feed(events, turn)
+        if outcome == "done":
+            recorder.completed += 1
+            return
+        if outcome:
+            raise ConnectionError("the turn was cut off (abort, or the run ended)")
+
+
+def run_chat(
+    spec: dict[str, Any], chat: dict[str, Any], go: GEvent, at: float, rec: Recorder
+) -> None:
+    """One chatworker chat: stream open first, then the message, then read the turn."""
+    host, port, prefix = spec["host"], spec["port"], spec["prefix"]
+    auth = {"Authorization": f"Bearer {chat['token']}"}
+    stream = None
+    try:
+        stream = Connection(host, port, timeout=None)
+        stream.request(
+            "GET",
+            f"{prefix}/runs/{chat['run']}/stream?timeout=600",
+            headers={**auth, "Last-Event-ID": chat["after"]},
+        )
+        if stream.head() != 200:
+            raise ConnectionError(f"stream: HTTP {stream.status}")
+        stream.wait_open()
+        spec["_opened"] += 1
+        if spec["_opened"] == len(spec["chats"]):
+            spec["_all_open"].set()
+        go.wait()
+        gevent.sleep(max(0.0, spec["_t0"] + at - time.monotonic()))
+        post = Connection(host, port, timeout=60)
+        try:
+            body = {"chatId": chat["chat"], "messages": [message(spec["message"])]}
+            post.request(
+                "POST", f"{prefix}/runs/{chat['run']}/input/messages", body=body, headers=auth
+            )
+            post.json(202)
+        finally:
+            post.close()
+        _read_turn(stream, rec)
+    except Exception as exc:
+        rec.fail(exc)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def run_baseline(spec: dict[str, Any], go: GEvent, at: float, rec: Recorder) -> None:
+    """One baseline chat: ``POST /baseline`` and read the response to its end."""
+    conn = None
+    try:
+        go.wait()
+        gevent.sleep(max(0.0, spec["_t0"] + at - time.monotonic()))
+        conn = Connection(spec["host"], spec["port"], timeout=None)
+        conn.request("POST", "/baseline", body={"messages": [message(spec["message"])]})
+        if conn.head() != 200:
+            raise ConnectionError(f"baseline: HTTP {conn.status}")
+        _read_turn(conn, rec)
+    except Exception as exc:
+        rec.fail(exc)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def message(text: str) -> dict[str, Any]:
+    """A user UI message."""
+    return {
+        "id": f"m{time.monotonic_ns()}",
+        "role": "user",
+        "parts": [{"type": "text", "text": text}],
+    }
+
+
+def main(path: str) -> None:
+    """Run the spec at ``path`` (see the module docstring)."""
+    with open(path) as f:
+        spec: dict[str, Any] = json.load(f)
+    rec = Recorder()
+    go = GEvent()
+    spec["_opened"] = 0
+    spec["_all_open"] = GEvent()
+    spec["_t0"] = 0.0
+    count = len(spec["chats"]) if spec["mode"] == "runs" else int(spec["count"])
+    step = spec["stagger"] / max(1, count)
+    if spec["mode"] == "runs":
+        greenlets = [
+            gevent.spawn(run_chat, spec, chat, go, i * step, rec)
+            for i, chat in enumerate(spec["chats"])
+        ]
+        spec["_all_open"].wait(timeout=spec["open_timeout"])
+        print(f"open {spec['_opened']}", flush=True)
+    else:
+        greenlets = [gevent.spawn(run_baseline, spec, go, i * step, rec) for i in range(count)]
+        print("open 0", flush=True)
+    command = sys.stdin.readline().strip()
+    if command == "go":
+        spec["_t0"] = time.monotonic() + 0.05
+        go.set()
+        print(f"started {spec['_t0']:.6f}", flush=True)
+        gevent.joinall(greenlets, timeout=spec["deadline"])
+    gevent.killall(greenlets, timeout=5)
+    with open(spec["out"], "w") as f:
+        json.dump(
+            {
+                "received": rec.received.tolist(),
+                "latency": rec.latency.tolist(),
+                "completed": rec.completed,
+                "failed": rec.failed,
+                "errors": rec.errors,
+            },
+            f,
+        )
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

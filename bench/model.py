@@ -1,0 +1,85 @@
+"""The scripted model server in a process of its own, under gevent, with timestamped tokens.
+
+``python -m bench.model --port N`` serves :class:`chatworker.testing.model_server.ModelServer`.
+The reply is chosen by the last user message:
+
+- ``bench:fast`` — eight short words at 1,000 tokens/s (time-to-first-chunk probes);
+- ``bench:silent`` — one word, then silence for two minutes (stop latency);
+- ``bench:stream:<tokens>:<rate>`` — ``tokens`` words at ``rate`` tokens/s, each word being the
+  server's ``time.monotonic()`` at the moment it is written, so a client can compute the
+  latency from model emit to its own receipt (``CLOCK_MONOTONIC`` is shared by all processes);
+- anything else — ``ok`` at once.
+
+gevent makes the server's one-thread-per-connection design cheap enough for 1,000 concurrent
+streams; it runs in its own process so its CPU is never counted against the measured ones.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from chatworker.testing import model_server  # noqa: E402
+from chatworker.testing.script import Silence, Step, Text, last_user_text  # noqa: E402
+
+#: Placeholder word replaced by the emit timestamp.
+STAMP = "§"
+FAST = "a b c d e f g h"
+
+
+def reply(body: dict[str, Any]) -> list[Step]:
+    """The scripted reply for a request body (see the module docstring)."""
+    text = last_user_text(body).strip()
+    if text == "bench:fast":
+        return [Text(FAST, tokens_per_second=1000)]
+    if text == "bench:silent":
+        return [Text("waiting ", tokens_per_second=1000), Silence(120)]
+    if text.startswith("bench:stream:"):
+        _, _, tokens, rate = text.split(":")
+        return [Text(" ".join([STAMP] * int(tokens)), tokens_per_second=float(rate))]
+    return [Text("ok", tokens_per_second=1000)]
+
+
+def _install_stamps() -> None:
+    """Replace each placeholder token with the time it is written (a private hook)."""
+    responder: Any = model_server._Responder
+    original = responder._event
+
+    def _event(self: Any, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        if content and content[0] == STAMP:
+            delta = {"content": f"{time.monotonic():.6f} "}
+        original(self, delta)
+
+    responder._event = _event
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until killed; prints ``ready <port>`` once listening."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    _install_stamps()
+    server = model_server.ModelServer(args.port, default_reply=reply).start()
+    server._httpd.socket.listen(4096)  # type: ignore[union-attr]  # bursts of connections
+    print(f"ready {server.port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
