@@ -141,9 +141,15 @@ def test_disconnect_mid_stream(server: ModelServer, model: OpenAIChatModel) -> N
 
 def test_error_event_mid_stream(server: ModelServer, model: OpenAIChatModel) -> None:
     server.on("hello", [Text("Start"), Error(500, "exploded")])
-    chunks = ui(stream_text(model=model, messages=USER))
+    result = stream_text(model=model, messages=USER)
+    chunks = ui(result)
     assert types(chunks)[-3:] == ["error", "finish-step", "finish"]
     assert chunks[-3]["errorText"] == GENERIC
+    # the same exception the openai SDK raises for an error event
+    assert type(result.error) is openai_sdk.APIError
+    assert result.error.message == "exploded"
+    assert result.error.body == {"message": "exploded", "type": "server_error"}
+    assert result.text == "Start"
 
 
 def test_unreachable_server() -> None:

@@ -6,7 +6,6 @@ It yields UI-message-chunk-shaped parts; error-carrying parts hold the exception
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -169,25 +168,31 @@ class Runner:
     # ---------------------------------------------------------------- model chunks
 
     def _on_chunk(self, chunk: Any, state: _StepState) -> Iterator[Part]:
-        usage = getattr(chunk, "usage", None)
+        if not isinstance(chunk, Mapping):
+            # an SDK ChatCompletionChunk (a user's model, or an openai without _iter_events)
+            dump = getattr(chunk, "model_dump", None)
+            if dump is None:
+                return  # neither a dict nor an SDK model: nothing to read
+            chunk = dump()
+        usage = chunk.get("usage")
         if usage is not None:
             state.result.usage = map_usage(usage)
-        for choice in getattr(chunk, "choices", None) or []:
-            if getattr(choice, "index", 0) != 0:
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
                 continue
-            delta = choice.delta
-            reasoning = _extra(delta, "reasoning_content") or _extra(delta, "reasoning")
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 yield from self._reasoning_delta(state, reasoning)
-            content = delta.content or getattr(delta, "refusal", None)
+            content = delta.get("content") or delta.get("refusal")
             if content:
                 yield from self._text_delta(state, content)
-            for tool_call in delta.tool_calls or []:
+            for tool_call in delta.get("tool_calls") or []:
                 yield from self._tool_call_delta(state, tool_call)
-            for annotation in _extra(delta, "annotations") or []:
+            for annotation in delta.get("annotations") or []:
                 yield from self._source(state, annotation)
-            if choice.finish_reason:
-                state.raw_finish = str(choice.finish_reason)
+            if choice.get("finish_reason"):
+                state.raw_finish = str(choice["finish_reason"])
 
     def _reasoning_delta(self, state: _StepState, delta: str) -> Iterator[Part]:
         if state.reasoning_id is None:
@@ -209,15 +214,15 @@ class Runner:
         state.result.text += delta
         yield {"type": "text-delta", "id": state.text_id, "delta": delta}
 
-    def _tool_call_delta(self, state: _StepState, delta: Any) -> Iterator[Part]:
-        function = getattr(delta, "function", None)
-        fragment = (getattr(function, "arguments", None) or "") if function else ""
-        pending = state.calls.get(delta.index)
+    def _tool_call_delta(self, state: _StepState, delta: Mapping[str, Any]) -> Iterator[Part]:
+        function = delta.get("function") or {}
+        fragment = function.get("arguments") or ""
+        pending = state.calls.get(delta["index"])
         if pending is None:
             yield from self._close_reasoning(state)
-            name = (getattr(function, "name", None) or "") if function else ""
-            call_id = delta.id or f"call_{uuid.uuid4().hex[:24]}"
-            pending = state.calls[delta.index] = _PendingCall(call_id, name)
+            name = function.get("name") or ""
+            call_id = delta.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+            pending = state.calls[delta["index"]] = _PendingCall(call_id, name)
             yield {"type": "tool-input-start", "toolCallId": call_id, "toolName": name}
         if fragment:
             pending.arguments += fragment
@@ -228,10 +233,9 @@ class Runner:
             }
 
     def _source(self, state: _StepState, annotation: Any) -> Iterator[Part]:
-        data = annotation if isinstance(annotation, Mapping) else _dump(annotation)
-        if data.get("type") != "url_citation":
+        if not isinstance(annotation, Mapping) or annotation.get("type") != "url_citation":
             return
-        citation = data.get("url_citation") or data
+        citation = annotation.get("url_citation") or annotation
         url = citation.get("url")
         if not isinstance(url, str) or url in self._source_urls:
             return
@@ -375,24 +379,3 @@ class Runner:
     def _new_id(self, prefix: str) -> str:
         self._ids += 1
         return f"{prefix}-{self._ids}"
-
-
-def _extra(model: Any, name: str) -> Any:
-    """A field the openai types do not declare (``reasoning_content``, ``annotations``...)."""
-    extra = getattr(model, "model_extra", None)
-    if isinstance(extra, dict) and name in extra:
-        return extra[name]
-    return getattr(model, name, None)
-
-
-def _dump(value: Any) -> dict[str, Any]:
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:
-        data = dump()
-        if isinstance(data, dict):
-            return data
-    try:
-        data = json.loads(json.dumps(value, default=vars))
-    except (TypeError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
