@@ -132,6 +132,9 @@ class RunDriver:
         if item.stop_reason:
             stop.abort(item.stop_reason)
         self.local.stop, self.local.current_input, self.local.streaming = stop, input_id, True
+        # A stop notice that came between the take and the line above found no turn to stop.
+        if self.local.last_stop and self.local.last_stop[0] == input_id:
+            stop.abort(self.local.last_stop[1] or "stopped")
         return item
 
     def next_message(self, warm: float, timeout: float, *, park: bool = False) -> Input | None:

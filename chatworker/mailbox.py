@@ -27,6 +27,11 @@ from .state import now_ms, scripts
 log = logging.getLogger("chatworker.mailbox")
 
 POLL_SECONDS = 1.0
+#: How often every owned run is re-checked in Redis in case a notice was missed. Notices are
+#: exact while the Pub/Sub connection is up (it is re-checked at once after a reconnect), so
+#: this is a backstop for rare races; at 1,000 owned runs a once-a-second check cost ~10% of
+#: a worker's CPU.
+RECHECK_SECONDS = 10.0
 RESUME_GRACE_MS = 30_000
 
 
@@ -43,6 +48,7 @@ class LocalRun:
     streaming: bool = False
     lost: bool = False
     slot: str | None = None  # the concurrency-limited queue whose slot this run holds
+    last_stop: tuple[str, str] | None = None  # the latest stop notice: (input id, reason)
 
     def on_stop(self, input_id: str, reason: str) -> None:
         stop = self.stop
@@ -134,13 +140,14 @@ class Mailbox:
             local.wake.set()
         elif kind == "s":
             input_id, _, reason = rest.partition(" ")
+            local.last_stop = (input_id, reason)  # read by a turn starting at this instant
             local.on_stop(input_id, reason)
         elif kind == "c":
             local.cancel.abort("canceled")
             local.wake.set()
 
     def _maintain(self) -> None:
-        last_renew = 0.0
+        last_renew = last_check = 0.0
         last_failure: float | None = None
         while not self._stopping.wait(POLL_SECONDS):
             try:
@@ -148,7 +155,9 @@ class Mailbox:
                 if now - last_renew >= lease_seconds() / 4:
                     self._renew()
                     last_renew = now
-                self._check_all()
+                if now - last_check >= RECHECK_SECONDS:
+                    self._check_all()
+                    last_check = now
                 # Just after Redis came back every lease looks lapsed, those of live workers
                 # too: give each owner a lease period to renew (take back) its own before
                 # treating any run as orphaned.
