@@ -1,8 +1,10 @@
 """The baseline: a hand-rolled Flask streaming route, no Celery, no Redis.
 
 ``POST /baseline`` with ``{"messages": [UIMessage...]}`` calls the model through the same
-``openai`` client against the same scripted server and writes the AI SDK UI message chunks as
-SSE straight from the request's greenlet — what an app without durability would do. It sends the
+``openai`` client against the same scripted server, reads it with the same reader the worker
+uses (``ChunkStream``: the SDK's SSE decoder, chunks as dicts, so the comparison isolates what
+durability adds), and writes the AI SDK UI message chunks as SSE straight from the request's
+greenlet — what an app without durability would do. It sends the
 same chunk sequence a chatworker turn does (``start`` before the model call, as ``streamText``
 does, then ``start-step``, ``text-start``, the deltas, ``text-end``, ``finish-step``,
 ``finish``). Serve it with ``gunicorn -k gevent 'bench.baseline:create_app()'``.
@@ -20,6 +22,8 @@ from chatworker.ai._compat import hide_trio_under_gevent
 hide_trio_under_gevent()
 
 from flask import Flask, Response, request  # noqa: E402
+
+from chatworker.ai.providers import OpenAIChatModel  # noqa: E402
 
 from .client import model_client  # noqa: E402
 
@@ -40,7 +44,7 @@ def _user_text(messages: list[dict[str, Any]]) -> str:
 def create_app() -> Flask:
     """The baseline app: ``POST /baseline`` and ``GET /healthz``."""
     app = Flask(__name__)
-    client = model_client()
+    model = OpenAIChatModel(model_id="bench", client=model_client())
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -53,26 +57,22 @@ def create_app() -> Flask:
 
         def stream() -> Iterator[str]:
             yield _sse({"type": "start", "messageId": uuid.uuid4().hex})
-            response = client.chat.completions.create(
-                model="bench",
-                messages=[{"role": "user", "content": text}],
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+            response = model.open_stream({"messages": [{"role": "user", "content": text}]})
             yield _sse({"type": "start-step"})
             text_id = None
             finish = "stop"
             try:
                 for chunk in response:
-                    for choice in chunk.choices:
-                        delta = choice.delta.content
+                    assert isinstance(chunk, dict)
+                    for choice in chunk.get("choices") or []:
+                        delta = choice["delta"].get("content")
                         if delta:
                             if text_id is None:
                                 text_id = uuid.uuid4().hex
                                 yield _sse({"type": "text-start", "id": text_id})
                             yield _sse({"type": "text-delta", "id": text_id, "delta": delta})
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
             finally:
                 response.close()
             if text_id is not None:

@@ -10,8 +10,9 @@ over stdin/stdout:
   read each response to its end.
 
 It prints ``started <monotonic time>`` when the first message goes out and, at the end, writes
-``out``: for every text delta received, its receive time and its latency from the model's emit
-timestamp (the delta's text), plus counts of failures. It is bounded: ``deadline`` seconds after
+``out``: for every model token received, its receive time and its latency from the model's emit
+timestamp (the token's text; a worker under load may merge queued tokens into one text delta),
+plus counts of failures. It is bounded: ``deadline`` seconds after
 ``go`` every stream is abandoned.
 """
 
@@ -42,7 +43,7 @@ class Turn:
 
 
 class Recorder:
-    """Receive times and latencies of text deltas (compact arrays) and failure counts."""
+    """Receive times and latencies of model tokens (compact arrays) and failure counts."""
 
     def __init__(self) -> None:
         self.received = array("d")
@@ -60,14 +61,15 @@ class Recorder:
             at = event.at
             if b'"text-delta"' in data:
                 start = data.find(_DELTA)
-                if start >= 0:
+                if start >= 0:  # one stamp per model token; a merged delta holds several
                     start += len(_DELTA)
-                    try:
-                        emitted = float(data[start : data.find(b" ", start)])
-                    except ValueError:
-                        continue
-                    self.received.append(at)
-                    self.latency.append(at - emitted)
+                    for stamp in data[start : data.find(b'"', start)].split():
+                        try:
+                            emitted = float(stamp)
+                        except ValueError:
+                            continue
+                        self.received.append(at)
+                        self.latency.append(at - emitted)
             elif b'"type":"abort"' in data:
                 turn.aborted = True
             elif b'"__turn_complete"' in data or data == b"[DONE]":

@@ -325,10 +325,15 @@ class Bench:
         return samples
 
     def model_parse(self) -> dict[str, list[float]]:
-        """CPU per model chunk: the SDK's stream versus ``json.loads`` of the raw lines."""
-        from bench.sdk import json_us_per_chunk, sdk_us_per_chunk
+        """CPU per model chunk: the SDK's models, chatworker's reader, ``json.loads`` of lines."""
+        from bench.sdk import json_us_per_chunk, reader_us_per_chunk, sdk_us_per_chunk
 
-        out = {"sdk": sdk_us_per_chunk(self.model.url), "json": json_us_per_chunk(self.model.url)}
+        url = self.model.url
+        out = {
+            "sdk": sdk_us_per_chunk(url),
+            "reader": reader_us_per_chunk(url),
+            "json": json_us_per_chunk(url),
+        }
         self.results["model_parse"] = out
         return out
 
@@ -581,6 +586,10 @@ def report_parse(parse: dict[str, list[float]]) -> str:
     """The model-stream parsing table."""
     rows = [
         ["`openai` SDK stream (`create(stream=True)`)", fmt(percentile(parse["sdk"], 50))],
+        [
+            "chatworker's reader (SDK request + SSE decoder, dicts)",
+            fmt(percentile(parse["reader"], 50)),
+        ],
         ["raw lines + `json.loads`", fmt(percentile(parse["json"], 50))],
     ]
     return (
@@ -622,11 +631,11 @@ def report_scale(phases: list[Phase], window: float, rate: float) -> str:
         ])  # fmt: skip
     head = [
         "chats, system",
-        "chunks/s p50 / p1",
+        "tokens/s p50 / p1",
         "offered",
         "latency ms p50 / p99",
         "added ms p50 / p99",
-        "worker µs/chunk p50 / p99",
+        "worker µs/token p50 / p99",
         "gateway",
         "redis",
         "baseline",
@@ -637,9 +646,12 @@ def report_scale(phases: list[Phase], window: float, rate: float) -> str:
     ]
     return (
         f"### 2. Streaming at scale ({rate:g} tokens/s per chat, {window:g} s window, "
-        "rates and CPU per 1-s interval, latency per chunk)\n\n"
+        "rates and CPU per 1-s interval, latency per token)\n\n"
         + table(head, rows)
-        + "\n\ncores: w worker, g gateway, r redis, b baseline, m model server, c load "
+        + "\n\nA token is one streamed model chunk (one word here): under load a worker merges "
+        "tokens already queued into one `text-delta`, so rates and CPU are counted per token, "
+        "the unit the baseline and chatworker both deliver.\n\n"
+        "cores: w worker, g gateway, r redis, b baseline, m model server, c load "
         "generator (CPU seconds per second). turns done: answers complete before the phase's "
         "deadline; cut off: ended by `abort` or `__run_end`, or the stream broke."
     )

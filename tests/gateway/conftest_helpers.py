@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,7 +74,7 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> Gunicorn:
+    def start(self, timeout: float = 30) -> Self:
         args = [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(self.workers),
             "--worker-connections", str(self.worker_connections),
