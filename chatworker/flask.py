@@ -263,8 +263,7 @@ class _Routes:
 
     def messages(self, run_id: str) -> Response:
         self.gw.run_claims(run_id, "write")
-        info = runs.status(run_id)
-        payload = parse_payload(self.gw.read_json(), get_task(info.task_id))
+        payload = parse_payload(self.gw.read_json(), get_task(runs.task_of(run_id)))
         return json_response({"inputId": runs.send_message(run_id, payload)}, 202)
 
     def stop(self, run_id: str) -> Response:

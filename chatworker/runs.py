@@ -35,6 +35,7 @@ __all__ = [
     "status",
     "stop",
     "tail_id",
+    "task_of",
     "trigger",
 ]
 
@@ -124,6 +125,29 @@ def enqueue(run_id: str, task_id: str | None = None) -> None:
     task.enqueue(run_id)
 
 
+#: run id → task id, for runs this process has sent to. A run's task never changes, so a
+#: message costs one round trip (the send script), not two; bounded, oldest dropped first.
+_task_ids: dict[str, str] = {}
+_TASK_IDS_MAX = 10_000
+
+
+def task_of(run_id: str) -> str:
+    """The id of the task a run belongs to; :class:`RunNotFound` when Redis has no such run."""
+    task_id = _task_ids.get(run_id)
+    if task_id is not None:
+        return task_id
+    try:
+        value = _client().hget(keys.run(run_id), "task_id")
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    if value is None:
+        raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
+    if len(_task_ids) >= _TASK_IDS_MAX:
+        _task_ids.pop(next(iter(_task_ids)), None)
+    task_id = _task_ids[run_id] = str(value)
+    return task_id
+
+
 def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     """Queue a message for the run; returns its ``inputId``.
 
@@ -132,10 +156,8 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     """
     client = _client()
     try:
-        task_id = client.hget(keys.run(run_id), "task_id")
-        if task_id is None:
-            raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
-        parsed = parse_payload(payload, get_task(str(task_id)))
+        task_id = task_of(run_id)
+        parsed = parse_payload(payload, get_task(task_id))
         result = scripts(client).send(
             keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES],
             args=[json.dumps(parsed.to_wire()), now_ms(), keys.PREFIX, run_id],

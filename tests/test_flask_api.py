@@ -254,6 +254,17 @@ def test_unknown_run_is_404(client: FlaskClient) -> None:
         assert_error(resp, 404, "run_not_found")
 
 
+def test_message_to_a_run_that_expired_since_the_last_one_is_404(
+    client: FlaskClient, gateway_redis: redis.Redis
+) -> None:
+    run_id, token = start_run(client, chatId="chat-expired")
+    url = f"/api/chat/runs/{run_id}/input/messages"
+    assert client.post(url, json=body("chat-expired"), headers=auth(token)).status_code == 202
+    gateway_redis.delete(keys.run(run_id))  # its retention ran out
+    assert_error(client.post(url, json=body("chat-expired"), headers=auth(token)), 404,
+                 "run_not_found")  # fmt: skip
+
+
 # -- bodies ------------------------------------------------------------------------------------
 
 
