@@ -104,7 +104,9 @@ def test_rate_limit_is_retried_by_the_client_when_configured(server: ModelServer
 
 
 def test_timeout_while_model_is_silent(server: ModelServer) -> None:
-    server.on("hello", [Text("Partial answer"), Silence(5), Text(" never sent")])
+    # paced, so each model chunk arrives alone (chunks already queued are merged into one)
+    partial = Text("Partial answer", tokens_per_second=50)
+    server.on("hello", [partial, Silence(5), Text(" never sent")])
     impatient = openai("m", base_url=server.base_url, max_retries=0, timeout=0.3)
     started = time.monotonic()
     result = stream_text(model=impatient, messages=USER)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,12 +11,15 @@ import pytest
 
 from chatworker.ai import FinishEvent, StreamTextResult, openai, stream_text
 from chatworker.ai.providers import OpenAIChatModel
+from chatworker.assemble import MessageAssembler
 from chatworker.messages import parse_model_messages
 from chatworker.testing import Citation, Finish, ModelServer, Reasoning, Text, ToolCall, Usage
 from chatworker.testing.checks import assert_valid_ui_stream
-from chatworker.testing.script import Step
+from chatworker.testing.script import Step, split_tokens
 
 USER = [{"role": "user", "content": "hello"}]
+PACED = 50.0
+"""Tokens per second slow enough that the consumer keeps up and no chunks get merged."""
 
 
 @pytest.fixture()
@@ -40,7 +44,9 @@ def types(chunks: list[dict[str, Any]]) -> list[str]:
 
 
 def test_text_chunks_in_exact_order(server: ModelServer, model: OpenAIChatModel) -> None:
-    server.on("hello", [Text("Hi there, friend."), Usage(prompt_tokens=11, completion_tokens=3)])
+    # paced, so each model chunk arrives alone (chunks already queued are merged into one)
+    paced = Text("Hi there, friend.", tokens_per_second=PACED)
+    server.on("hello", [paced, Usage(prompt_tokens=11, completion_tokens=3)])
     result = stream_text(model=model, messages=USER)
     chunks = ui(result, message_id="msg-1")
     text_id = chunks[2]["id"]
@@ -186,7 +192,8 @@ def test_properties_after_iterating(model: OpenAIChatModel) -> None:
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
 def test_reasoning_chunks(server: ModelServer, model: OpenAIChatModel, field: str) -> None:
-    server.on("hello", [Reasoning("Let me think.", field=field), Text("Done.")])  # type: ignore[arg-type]
+    thinking = Reasoning("Let me think.", field=field, tokens_per_second=PACED)  # type: ignore[arg-type]
+    server.on("hello", [thinking, Text("Done.")])
     result = stream_text(model=model, messages=USER)
     chunks = ui(result)
     assert types(chunks) == [
@@ -347,3 +354,34 @@ def test_openai_handle_defaults_from_environment(
     handle = openai("env-model", max_retries=0)
     assert stream_text(model=handle, messages=USER).text == "Hello! I am a scripted model."
     assert server.requests[-1]["model"] == "env-model"
+
+
+def test_deltas_that_pile_up_reach_a_slow_reader_merged(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    reply = " ".join(f"word{i}" for i in range(300)) + "."
+    server.on("hello", [Reasoning("Thinking it over."), Text(reply)])
+    result = stream_text(model=model, messages=USER)
+    chunks = []
+    for chunk in result.to_ui_message_stream():
+        chunks.append(chunk)
+        time.sleep(0.01)  # a busy worker: the model's chunks queue up meanwhile
+    assert_valid_ui_stream(chunks)
+    deltas = [c["delta"] for c in chunks if c["type"] == "text-delta"]
+    assert 1 < len(deltas) < len(split_tokens(reply)) // 4
+    assert "".join(deltas) == reply == result.text
+    reasoning = "".join(c["delta"] for c in chunks if c["type"] == "reasoning-delta")
+    assert reasoning == "Thinking it over." == result.reasoning_text
+    assembler = MessageAssembler()
+    for chunk in chunks:
+        assembler.feed(chunk)
+    assert assembler.message.text == reply
+    assert result.response_messages == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "reasoning", "text": "Thinking it over."},
+                {"type": "text", "text": reply},
+            ],
+        }
+    ]

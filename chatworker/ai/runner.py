@@ -41,6 +41,10 @@ log = logging.getLogger("chatworker.ai")
 
 Part = dict[str, Any]
 
+_MERGE_MAX_CHARS = 4096
+"""A merged delta stops growing once its text is this long, so a backlog streams in steps."""
+_TEXT_KEYS = ("content", "reasoning_content", "reasoning")
+
 
 @dataclass
 class _PendingCall:
@@ -114,7 +118,9 @@ class Runner:
         call: ModelCall | None = None
         try:
             request = self._request()
-            call = ModelCall(lambda: self.model.open_stream(request), self.signal)
+            call = ModelCall(
+                lambda: self.model.open_stream(request), self.signal, merge=_merge_deltas
+            )
             for item in call:
                 if item is OPENED:
                     started = True
@@ -379,3 +385,49 @@ class Runner:
     def _new_id(self, prefix: str) -> str:
         self._ids += 1
         return f"{prefix}-{self._ids}"
+
+
+def _merge_deltas(first: Any, second: Any) -> dict[str, Any] | None:
+    """``first`` with ``second``'s text appended, for :class:`ModelCall` to merge queued chunks.
+
+    None unless both are dicts with one choice (index 0) whose delta is only ``content`` or only
+    the same reasoning key (plus maybe ``role``): anything else must reach the runner as sent.
+    """
+    first_text = _plain_text_delta(first)
+    if first_text is None:
+        return None
+    second_text = _plain_text_delta(second)
+    if second_text is None or second_text[0] != first_text[0]:
+        return None
+    key, text = first_text
+    if len(text) >= _MERGE_MAX_CHARS:
+        return None
+    choice = first["choices"][0]
+    delta = {**choice["delta"], key: text + second_text[1]}
+    return {**first, "choices": [{**choice, "delta": delta}]}
+
+
+def _plain_text_delta(chunk: Any) -> tuple[str, str] | None:
+    """(key, text) of a chunk that only adds text (see :func:`_merge_deltas`), else None."""
+    if type(chunk) is not dict or chunk.get("usage") is not None:
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index", 0) != 0:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return None
+    for name, value in choice.items():
+        if name not in ("index", "delta") and value is not None:
+            return None  # finish_reason, logprobs, anything the runner might need to see
+    found: tuple[str, str] | None = None
+    for name, value in delta.items():
+        if value is None or name == "role":
+            continue
+        if name not in _TEXT_KEYS or found is not None or type(value) is not str:
+            return None
+        found = (name, value)
+    return found
