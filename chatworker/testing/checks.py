@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["assert_valid_ui_stream", "ui_stream_problems"]
+__all__ = ["assert_valid_ui_stream", "collapse_deltas", "ui_stream_problems"]
 
 _ENDINGS = ("abort",)
 
@@ -66,6 +66,28 @@ def assert_valid_ui_stream(chunks: Sequence[dict[str, Any]]) -> None:
     """Raise AssertionError listing the problems of ``chunks`` (see :func:`ui_stream_problems`)."""
     problems = ui_stream_problems(chunks)
     assert not problems, "invalid UI message stream:\n" + "\n".join(problems)
+
+
+_DELTAS = {"text-delta": "delta", "reasoning-delta": "delta", "tool-input-delta": "inputTextDelta"}
+
+
+def collapse_deltas(chunks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``chunks`` with each run of consecutive deltas of one part joined into one delta.
+
+    A worker merges model tokens that queue up while it is busy, so how a text is split into
+    deltas depends on timing; compare collapsed streams to assert order and content exactly.
+    """
+    out: list[dict[str, Any]] = []
+    for chunk in chunks:
+        field = _DELTAS.get(chunk.get("type", ""))
+        last = out[-1] if out else None
+        if field and last is not None and last.get("type") == chunk["type"] and all(
+            last.get(k) == chunk.get(k) for k in ("id", "toolCallId")
+        ):
+            out[-1] = {**last, field: last[field] + chunk[field]}
+        else:
+            out.append(dict(chunk))
+    return out
 
 
 def _has_none(value: Any) -> bool:
