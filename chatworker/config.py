@@ -73,6 +73,24 @@ def lease_seconds() -> float:
     return parse_duration(env("CHATWORKER_LEASE", "3s"))
 
 
+def gc_thresholds() -> tuple[int, ...] | None:
+    """``CHATWORKER_GC_THRESHOLD``: a worker process's ``gc.set_threshold`` (default
+    ``50000,20,100``); ``default`` keeps Python's own."""
+    raw = env("CHATWORKER_GC_THRESHOLD", "50000,20,100").strip()
+    if raw.lower() == "default":
+        return None
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    if not 1 <= len(values) <= 3 or min(values) < 0:
+        raise ValueError(
+            f"CHATWORKER_GC_THRESHOLD={raw!r}: expected up to three non-negative integers "
+            "such as 50000,20,100 (or `default`)"
+        )
+    return values
+
+
 _lock = threading.Lock()
 _clients: dict[tuple[int, str, bool], redis.Redis] = {}
 

@@ -1,0 +1,58 @@
+"""The worker process's own settings: garbage collector tuning (in-process)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from chatworker.config import gc_thresholds
+from chatworker.worker import tune_gc
+
+
+@pytest.fixture
+def restore_gc() -> Iterator[None]:
+    before = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_a_worker_makes_full_collections_rare_and_freezes_startup_objects(
+    restore_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHATWORKER_GC_THRESHOLD", raising=False)
+    gc.unfreeze()
+    tune_gc()
+    assert gc.get_threshold() == (50000, 20, 100)
+    assert gc.get_freeze_count() > 1000  # the imported modules' objects, out of every pass
+
+
+def test_the_thresholds_are_configurable_or_left_alone(
+    restore_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATWORKER_GC_THRESHOLD", "1234,5,6")
+    tune_gc()
+    assert gc.get_threshold() == (1234, 5, 6)
+    gc.set_threshold(700, 10, 10)
+    monkeypatch.setenv("CHATWORKER_GC_THRESHOLD", "default")
+    tune_gc()
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+@pytest.mark.parametrize("raw", ["lots", "1,2,3,4", "-1", "10,,2"])
+def test_a_bad_setting_is_named_and_python_defaults_kept(
+    raw: str, restore_gc: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CHATWORKER_GC_THRESHOLD", raw)
+    with pytest.raises(ValueError, match="CHATWORKER_GC_THRESHOLD"):
+        gc_thresholds()
+    gc.set_threshold(700, 10, 10)
+    with caplog.at_level(logging.ERROR, logger="chatworker.worker"):
+        tune_gc()  # a worker starting with it logs the problem and carries on
+    assert gc.get_threshold() == (700, 10, 10)
+    assert "expected up to three non-negative integers" in caplog.text
