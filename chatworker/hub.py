@@ -36,7 +36,7 @@ PAGE = 500
 #: Least time between a read that brought entries and the next. After a quiet spell a read
 #: goes out at once; under load reads come back at once, and spacing them lets each gather the
 #: entries of many streams (at 2,000 chunks/s a read per chunk re-scans every key each time).
-GATHER_SECONDS = 0.002
+GATHER_SECONDS = 0.001
 BLOCK_MS = 1000
 
 
