@@ -6,6 +6,8 @@ needed, so tests and ``chatworker dev`` can set the environment before anything 
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import re
 import threading
@@ -89,6 +91,30 @@ def gc_thresholds() -> tuple[int, ...] | None:
             "such as 50000,20,100 (or `default`)"
         )
     return values
+
+
+def tune_gc() -> None:
+    """Make full garbage collections rare in a worker process (``CHATWORKER_GC_THRESHOLD``).
+
+    A process streaming 1,000 chats holds millions of objects, and Python's default thresholds
+    ran a full collection over all of them every few seconds (~0.3 s each, stalling every stream:
+    a quarter of the worker's CPU in the benchmark). Objects alive after startup are frozen out
+    of collections, and young collections run less often, so short-lived chunks die uncounted.
+    """
+    try:
+        thresholds = gc_thresholds()
+    except ValueError as exc:
+        logging.getLogger("chatworker.worker").error(
+            "%s; keeping Python's garbage collector settings", exc
+        )
+        return
+    if thresholds is None:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
+    log = logging.getLogger("chatworker.worker")
+    log.debug("gc thresholds %s, %d startup objects frozen", thresholds, gc.get_freeze_count())
 
 
 _lock = threading.Lock()

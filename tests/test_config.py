@@ -1,4 +1,4 @@
-"""The worker process's own settings: garbage collector tuning (in-process)."""
+"""A worker process's garbage collector tuning (``chatworker.config.tune_gc``), in-process."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatworker.config import gc_thresholds
-from chatworker.worker import tune_gc
+from chatworker.config import gc_thresholds, tune_gc
 
 
 @pytest.fixture
