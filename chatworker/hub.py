@@ -33,9 +33,10 @@ Entry = tuple[str, str]
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _MAX_U64 = 2**64 - 1
 PAGE = 500
-#: Least time between a read that brought entries and the next. After a quiet spell a read
-#: goes out at once; under load reads come back at once, and spacing them lets each gather the
-#: entries of many streams (at 2,000 chunks/s a read per chunk re-scans every key each time).
+#: Least time between a read that brought entries of several streams (a busy gateway) and the
+#: next: spacing them lets each gather the entries of many streams (at 2,000 chunks/s a read
+#: per chunk re-scans every key each time). A read after one stream's entries, or after a
+#: quiet spell, goes out at once, so a turn's first chunks are never held back.
 GATHER_SECONDS = 0.001
 BLOCK_MS = 1000
 
@@ -416,7 +417,7 @@ class Hub:
                     "SSE hub: Redis reads resumed after %.1fs", time.monotonic() - failing_since
                 )
                 failing_since, backoff = None, 0.0
-            gathered = bool(reply)
+            gathered = bool(reply) and len(reply) > 1  # several streams at once: busy
             if reply:
                 self._fan_out(reply, snapshot)
         self._close_reader(client)
