@@ -83,6 +83,7 @@ class Config:
     profile: bool = False
     profile_dir: str | None = None
     refs: list[tuple[str, Path]] = field(default_factory=list)
+    ref_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> Config:
@@ -246,6 +247,7 @@ class Bench:
         env = bench_env(server.url, self.model.url)
         if root != ROOT:  # its chatworker first; ``bench`` from here if it has none
             env["PYTHONPATH"] = os.pathsep.join([str(root), str(ROOT)])
+        env.update(self.config.ref_env.get(label, {}))
         with _source_tree(root):
             worker = Worker(env, pool="gevent", concurrency=slots, name=f"bench-{label}").start()
             self.exit.callback(worker.stop)
@@ -550,6 +552,13 @@ class Bench:
 
 
 # -- reporting ----------------------------------------------------------------------------------
+def _describe_ref(cfg: Config, label: str, root: Path) -> str:
+    """How a ``--ref`` system differs: another checkout, and/or its environment."""
+    code = "this checkout" if root == ROOT else "another checkout"
+    env = " ".join(f"{k}={v}" for k, v in cfg.ref_env.get(label, {}).items())
+    return f"{code} with {env}" if env else code
+
+
 def report_latency(samples: dict[str, list[float]], rounds: int, labels: list[str]) -> str:
     """The time-to-first-chunk table (Δ: minus the baseline's percentile of the same run)."""
     a50, a99 = p50_p99(samples["a"])
@@ -734,6 +743,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the chatworker code of another checkout DIR (e.g. the commit before "
         "a change), side by side in the same run; repeatable",
     )
+    parser.add_argument(
+        "--ref-env",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE",
+        help="an environment variable for the --ref system LABEL (e.g. --ref gc=. --ref-env "
+        "gc:CHATWORKER_GC_THRESHOLD=default measures a setting side by side); repeatable",
+    )
     args = parser.parse_args(argv)
     cfg = Config.quick() if args.quick else Config()
     if args.rounds:
@@ -749,6 +766,12 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not (Path(path) / "chatworker").is_dir():
             parser.error(f"--ref {ref!r}: expected LABEL=DIR, DIR holding a chatworker checkout")
         cfg.refs.append((label, Path(path).resolve()))
+    for item in args.ref_env:
+        label, _, assignment = item.partition(":")
+        name, sep, value = assignment.partition("=")
+        if not sep or not name or label not in {ref for ref, _ in cfg.refs}:
+            parser.error(f"--ref-env {item!r}: expected LABEL:NAME=VALUE for a --ref LABEL")
+        cfg.ref_env.setdefault(label, {})[name] = value
     only = set(args.only.split(","))
     info = machine()
     started = time.monotonic()
@@ -763,7 +786,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"redis-server {server['redis_version']}; worker: celery -P gevent -c "
             f"{main_stack.worker.concurrency}; gateway and baseline: gunicorn -k gevent -w 1"
-            + "".join(f"; [{label}] = another checkout" for label, _ in cfg.refs),
+            + "".join(
+                f"; [{label}] = {_describe_ref(cfg, label, root)}" for label, root in cfg.refs
+            ),
             flush=True,
         )
         labels = [stack.label for stack in bench.stacks]
