@@ -102,19 +102,17 @@ def tune_gc() -> None:
     frozen out of collections, and young collections run less often, so short-lived chunks die
     uncounted.
     """
+    log = logging.getLogger("chatworker.worker")
     try:
         thresholds = gc_thresholds()
     except ValueError as exc:
-        logging.getLogger("chatworker.worker").error(
-            "%s; keeping Python's garbage collector settings", exc
-        )
+        log.error("%s; keeping Python's garbage collector settings", exc)
         return
     if thresholds is None:
         return
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
-    log = logging.getLogger("chatworker.worker")
     log.debug("gc thresholds %s, %d startup objects frozen", thresholds, gc.get_freeze_count())
 
 

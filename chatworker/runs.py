@@ -126,7 +126,7 @@ def enqueue(run_id: str, task_id: str | None = None) -> None:
 
 
 #: run id → task id, for runs this process has sent to. A run's task never changes, so a
-#: message costs one round trip (the send script), not two; bounded, oldest dropped first.
+#: message costs one round trip (the send script), not two; emptied when it grows too large.
 _task_ids: dict[str, str] = {}
 _TASK_IDS_MAX = 10_000
 
@@ -143,7 +143,7 @@ def task_of(run_id: str) -> str:
     if value is None:
         raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
     if len(_task_ids) >= _TASK_IDS_MAX:
-        _task_ids.pop(next(iter(_task_ids)), None)
+        _task_ids.clear()  # a cache: refilled one lookup per run (clear is atomic across threads)
     task_id = _task_ids[run_id] = str(value)
     return task_id
 
