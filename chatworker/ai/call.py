@@ -100,8 +100,6 @@ class ModelCall:
         """
         merged = first
         for _ in range(_MAX_MERGE - 1):
-            if self._queue.empty():
-                break
             try:
                 entry = self._queue.get_nowait()
             except queue.Empty:
