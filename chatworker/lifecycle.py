@@ -14,14 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from . import concurrency, keys
 from .accumulator import MessageAccumulator
 from .capture import TurnOutput
-from .config import get_redis, parse_duration, retention_seconds, stream_maxlen
+from .config import get_redis, lease_seconds, parse_duration, retention_seconds, stream_maxlen
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
 from .signals import AbortController, AbortSignal
-from .state import now_ms, scripts, split_item
+from .state import LeaseLost, raise_if_lease_lost, scripts, split_item
 from .streams import OutputStream
 from .turns import TurnScope
 
@@ -56,7 +58,8 @@ class RunDriver:
         self.local = local
         self.redis = get_redis()
         self.scripts = scripts(self.redis)
-        self.stream = OutputStream(self.redis, run_id)
+        self.stream = OutputStream(self.redis, run_id, token=local.token)
+        self.lease_ms = int(lease_seconds() * 1000)
         self.accumulator = MessageAccumulator()
         self.turn_number = 0
         self.warm_override: float | None = None
@@ -114,14 +117,29 @@ class RunDriver:
         """The task's static ``ui_message_stream_options``."""
         return dict(getattr(self.task, "ui_message_stream_options", {}) or {})
 
+    def fenced(self, script: Any, run_keys: list[str], args: list[Any]) -> Any:
+        """Run one of the owner's scripts; :class:`LeaseLost` if this worker lost the run."""
+        try:
+            return script(keys=run_keys, args=args)
+        except redis.ResponseError as exc:
+            raise_if_lease_lost(exc)
+            raise
+
+    def owner_set(self, **fields: str | int) -> None:
+        """Set fields of the run record that only the owner writes (fenced by the lease)."""
+        pairs = [item for pair in fields.items() for item in pair]
+        self.fenced(self.scripts.owner_set, [keys.run(self.run_id), keys.lease(self.run_id)],
+                    [self.local.token, self.lease_ms, *pairs])
+
     # -- where a message enters ---------------------------------------------------------------
     def take(self) -> Input | None:
         """Move the oldest waiting message into this run's processing list and start a turn."""
         self.local.wake.clear()
-        result = self.scripts.take(
-            keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
-                  keys.output(self.run_id)],
-            args=[self.turn_number, now_ms(), stream_maxlen()],
+        result = self.fenced(
+            self.scripts.take,
+            [keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
+             keys.output(self.run_id), keys.lease(self.run_id)],
+            [self.turn_number, stream_maxlen(), self.local.token, self.lease_ms],
         )
         if not result:
             return None
@@ -180,14 +198,14 @@ class RunDriver:
 
     def suspend(self, timeout: float) -> bool:
         """Checkpoint, then atomically suspend unless a message is waiting; frees the slot."""
-        self.redis.set(keys.checkpoint(self.run_id), self.checkpoint())
         done = self.scripts.suspend(
             keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.DEADLINES,
-                  keys.lease(self.run_id), keys.ACTIVE],
-            args=[self.local.token, now_ms() + int(timeout * 1000), now_ms(), self.run_id],
+                  keys.lease(self.run_id), keys.ACTIVE, keys.checkpoint(self.run_id)],
+            args=[self.local.token, self.lease_ms, int(timeout * 1000), self.run_id,
+                  self.checkpoint()],
         )
         if done == -1:
-            raise RunCanceled("lease lost")
+            raise LeaseLost("lease lost")
         if done:
             log.info("run %s: suspended (turn timeout %gs)", self.run_id, timeout)
             concurrency.release(self.task, self.run_id)
@@ -196,13 +214,14 @@ class RunDriver:
     def park(self, timeout: float) -> Input | None:
         """Wait up to ``timeout`` without suspending (the stack stays; no polling): raw mode."""
         log.info("run %s: parked for up to %gs", self.run_id, timeout)
-        self.redis.hset(keys.run(self.run_id), mapping={"parked": 1, "status": "waiting"})
+        self.owner_set(parked=1, status="waiting")
         self.parked = True
         try:
             return self._wait(timeout)
         finally:
             self.parked = False
-            self.redis.hset(keys.run(self.run_id), "parked", 0)
+            if not self.local.lost:
+                self.owner_set(parked=0)
 
     def lost_to_outage(self, exc: BaseException) -> None:
         """Redis failed mid-run: leave the run to lease recovery rather than mark it failed."""
@@ -238,11 +257,12 @@ class RunDriver:
             marker["inputId"] = input_id
         if token:
             marker["publicAccessToken"] = token
-        marker_id = str(self.scripts.marker(
-            keys=[keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
-                  keys.processing(self.run_id)],
-            args=[json.dumps(marker, separators=(",", ":")), self.checkpoint(), now_ms(),
-                  stream_maxlen(), input_id if hook_pending else ""],
+        marker_id = str(self.fenced(
+            self.scripts.marker,
+            [keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
+             keys.processing(self.run_id), keys.lease(self.run_id)],
+            [json.dumps(marker, separators=(",", ":")), self.checkpoint(), stream_maxlen(),
+             input_id if hook_pending else "", self.local.token, self.lease_ms, input_id],
         ))
         self.local.streaming = False
         log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
@@ -250,14 +270,12 @@ class RunDriver:
 
     def hook_done(self) -> None:
         """``on_turn_complete`` returned: the turn is fully answered."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.run(self.run_id), "hook_pending", "")
-        pipe.delete(keys.processing(self.run_id))
-        pipe.execute()
+        self.fenced(self.scripts.hook_done,
+                    [keys.run(self.run_id), keys.processing(self.run_id), keys.lease(self.run_id)],
+                    [self.local.token, self.lease_ms])
 
     def mark_waiting(self) -> None:
-        fields: dict[str, str | int] = {"status": "waiting", "updated_at": now_ms()}
-        self.redis.hset(keys.run(self.run_id), mapping=fields)  # type: ignore[arg-type]
+        self.owner_set(status="waiting")
 
     # -- timeouts --------------------------------------------------------------------------------
     def warm_seconds(self) -> float:
@@ -277,20 +295,14 @@ class RunDriver:
             return
         self.ended = True
         ended = self.scripts.end(
-            keys=[keys.run(self.run_id), keys.lease(self.run_id), keys.output(self.run_id),
-                  keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
-            args=[status, reason, now_ms(), stream_maxlen(), self.local.token, self.run_id],
+            keys=[*keys.run_keys(self.run_id), keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
+            args=[status, reason, stream_maxlen(), self.local.token, self.run_id,
+                  int(retention_seconds())],
         )
         if not ended:
             # Already ended, or no longer ours (recovered by another worker): touch nothing.
             log.info("run %s: not ended here (it ended already or has another owner)", self.run_id)
             return
-        ttl = int(retention_seconds())
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (keys.run(self.run_id), keys.output(self.run_id), keys.inbox(self.run_id),
-                    keys.processing(self.run_id), keys.checkpoint(self.run_id)):
-            pipe.expire(key, ttl)
-        pipe.execute()
         concurrency.release(self.task, self.run_id)
         log.info("run %s: %s (%s)", self.run_id, status, reason)
 
@@ -311,5 +323,11 @@ def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
     local.slot = group[0] if group else None
     try:
         driver_class(task, run_id, local).live()
+    except LeaseLost:
+        # Recovery handed the run to another worker while this one could not renew its lease
+        # (a stall): every write of ours is refused from then on, so stop here, quietly.
+        local.lost = True
+        log.warning("run %s: this worker lost the run's lease; another worker carries it on",
+                    run_id)
     finally:
         mailbox.release(run_id)

@@ -15,11 +15,11 @@ from typing import Any
 import redis
 
 from . import keys, streams
-from .config import get_redis, retention_seconds, stream_maxlen
+from .config import get_redis, requeue_seconds, retention_seconds, stream_maxlen
 from .errors import RedisUnavailable, RunEnded, RunNotFound
 from .payload import ChatWirePayload, parse_payload
 from .registry import get_task
-from .state import ENDED, RunInfo, load_info, now_ms, scripts
+from .state import ENDED, RunInfo, load_info, scripts
 from .tokens import create_run_token
 
 log = logging.getLogger("chatworker.runs")
@@ -90,8 +90,9 @@ def trigger(
 
 
 def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload) -> None:
+    """The run's record and first message, in one script that also gives the run a start
+    deadline: if no worker claims it in time (its Celery message was lost), it is sent again."""
     preload = payload.trigger == "preload"
-    now = now_ms()
     initial = json.dumps(payload.to_wire())
     record: dict[str, str | int] = {
         "task_id": task.id,
@@ -102,19 +103,17 @@ def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayloa
         "input_seq": 0,
         "max_turns": getattr(task, "max_turns", 0) or 0,
         "is_streaming": 0,
-        "created_at": now,
-        "updated_at": now,
         "continuation": int(payload.continuation),
         "previous_run_id": payload.previous_run_id or "",
         "initial": initial,
     }
-    pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.run(run_id), mapping=record)  # type: ignore[arg-type]
-    if not preload:
-        pipe.rpush(keys.inbox(run_id), "i0 " + initial)
-    pipe.zadd(keys.RUNS, {run_id: now})
-    pipe.set(keys.chat_run(task.id, payload.chat_id), run_id, ex=int(retention_seconds()) + 86400)
-    pipe.execute()
+    scripts(client).create(
+        keys=[keys.run(run_id), keys.inbox(run_id), keys.RESUMING, keys.RUNS,
+              keys.chat_run(task.id, payload.chat_id)],
+        args=[*(item for pair in record.items() for item in pair),
+              "" if preload else "i0 " + initial, run_id, int(requeue_seconds() * 1000),
+              int(retention_seconds()) + 86400],
+    )
 
 
 def enqueue(run_id: str, task_id: str | None = None) -> None:
@@ -159,8 +158,9 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
         task_id = task_of(run_id)
         parsed = parse_payload(payload, get_task(task_id))
         result = scripts(client).send(
-            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES],
-            args=[json.dumps(parsed.to_wire()), now_ms(), keys.PREFIX, run_id],
+            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
+            args=[json.dumps(parsed.to_wire()), keys.PREFIX, run_id,
+                  int(requeue_seconds() * 1000)],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc
@@ -204,9 +204,8 @@ def cancel(run_id: str, reason: str = "canceled") -> None:
     """End the run; its stream gets ``__run_end{status:"canceled"}``."""
     try:
         verdict = scripts(_client()).cancel(
-            keys=[keys.run(run_id), keys.output(run_id), keys.DEADLINES, keys.RESUMING,
-                  keys.lease(run_id)],
-            args=[reason, now_ms(), stream_maxlen(), keys.PREFIX, run_id],
+            keys=[*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING],
+            args=[reason, stream_maxlen(), keys.PREFIX, run_id, int(retention_seconds())],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc
