@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
 from . import concurrency, keys
-from .accumulator import MessageAccumulator
+from .accumulator import MessageAccumulator, generate_id
 from .capture import TurnOutput
 from .config import get_redis, lease_seconds, parse_duration, retention_seconds, stream_maxlen
 from .mailbox import LocalRun, get_mailbox
@@ -25,6 +26,7 @@ from .payload import ChatWirePayload
 from .signals import AbortController, AbortSignal
 from .state import LeaseLost, raise_if_lease_lost, scripts, split_item
 from .streams import OutputStream
+from .tokens import create_run_token
 from .turns import TurnScope
 
 log = logging.getLogger("chatworker.run")
@@ -135,16 +137,23 @@ class RunDriver:
     def take(self) -> Input | None:
         """Move the oldest waiting message into this run's processing list and start a turn."""
         self.local.wake.clear()
-        result = self.fenced(
-            self.scripts.take,
-            [keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
-             keys.output(self.run_id), keys.lease(self.run_id)],
-            [self.turn_number, stream_maxlen(), self.local.token, self.lease_ms],
-        )
-        if not result:
-            return None
-        input_id, body = split_item(str(result[0]))
-        item = Input(input_id, ChatWirePayload.model_validate_json(body), str(result[1] or ""))
+        while True:
+            result = self.fenced(
+                self.scripts.take,
+                [keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
+                 keys.output(self.run_id), keys.lease(self.run_id)],
+                [self.turn_number, stream_maxlen(), self.local.token, self.lease_ms],
+            )
+            if not result:
+                return None
+            input_id, body = split_item(str(result[0]))
+            try:
+                payload = ChatWirePayload.model_validate_json(body)
+            except ValidationError as exc:
+                self.reject(input_id, exc)
+                continue  # that turn is answered: on to the next message, if one is waiting
+            break
+        item = Input(input_id, payload, str(result[1] or ""))
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
         if item.stop_reason:
@@ -154,6 +163,22 @@ class RunDriver:
         if self.local.last_stop and self.local.last_stop[0] == input_id:
             stop.abort(self.local.last_stop[1] or "stopped")
         return item
+
+    def reject(self, input_id: str, exc: ValidationError) -> None:
+        """A queued message this worker cannot read (the gateway refuses such bodies, so it was
+        corrupted in Redis or written by another version): only its turn fails, with an
+        ``error`` chunk and the turn's marker, and the run goes on to the next message."""
+        log.error("run %s: input %s is unreadable, its turn fails: %s", self.run_id, input_id,
+                  exc)
+        output = TurnOutput(self.stream, generate_id())
+        output.write({"type": "error", "errorText": (
+            "This message could not be read by the chat run, so it was not answered; "
+            "send it again.")})
+        output.close(stopped=False)
+        number = self.turn_number
+        self.turn_number += 1
+        ttl = getattr(self.task, "chat_access_token_ttl", "1h")
+        self.write_turn_complete(number, input_id, False, create_run_token(self.run_id, ttl))
 
     def next_message(self, warm: float, timeout: float, *, park: bool = False) -> Input | None:
         """The next message: at once, or after a warm wait; None once suspended (or timed out

@@ -6,7 +6,6 @@ process that can reach Redis can drive any run.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -68,10 +67,13 @@ def trigger(
 ) -> TriggerResult:
     """Start a run of ``task_id`` answering ``payload`` (a wire payload with the full history).
 
-    With ``idempotency_key``, a retried call returns the run the first call created.
+    With ``idempotency_key``, a retried call returns the run the first call created. Raises
+    :class:`InvalidPayload` (nothing is written) for a payload the run could not read: a schema
+    failure, a lone surrogate in a string, nesting deeper than ``payload.MAX_DEPTH``.
     """
     task = get_task(task_id)
     parsed = parse_payload(payload, task)
+    initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
     client = _client()
     try:
         run_id = new_run_id()
@@ -81,7 +83,7 @@ def trigger(
                 existing = str(client.get(idem))
                 token = create_run_token(existing, task.chat_access_token_ttl)
                 return TriggerResult(existing, token)
-        _create(client, task, run_id, parsed)
+        _create(client, task, run_id, parsed, initial)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     enqueue(run_id, task_id)
@@ -89,11 +91,12 @@ def trigger(
     return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
 
 
-def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload) -> None:
+def _create(
+    client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload, initial: str
+) -> None:
     """The run's record and first message, in one script that also gives the run a start
     deadline: if no worker claims it in time (its Celery message was lost), it is sent again."""
     preload = payload.trigger == "preload"
-    initial = json.dumps(payload.to_wire())
     record: dict[str, str | int] = {
         "task_id": task.id,
         "chat_id": payload.chat_id,
@@ -151,16 +154,16 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     """Queue a message for the run; returns its ``inputId``.
 
     Raises :class:`RunEnded` when the run will not answer it (ended, or ``max_turns`` reached
-    counting messages already queued): start a continuation run instead.
+    counting messages already queued): start a continuation run instead, and
+    :class:`InvalidPayload` (nothing is queued) for a payload the run could not read.
     """
     client = _client()
     try:
         task_id = task_of(run_id)
-        parsed = parse_payload(payload, get_task(task_id))
+        wire = parse_payload(payload, get_task(task_id)).to_wire_json()
         result = scripts(client).send(
             keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
-            args=[json.dumps(parsed.to_wire()), keys.PREFIX, run_id,
-                  int(requeue_seconds() * 1000)],
+            args=[wire, keys.PREFIX, run_id, int(requeue_seconds() * 1000)],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc

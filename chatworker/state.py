@@ -100,7 +100,8 @@ fence(KEYS[1], KEYS[5], ARGV[3], ARGV[4])
 local item = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
 if not item then return false end
 local sp = string.find(item, ' ', 1, true)
-local input_id = string.sub(item, 1, sp - 1)
+local input_id = item
+if sp then input_id = string.sub(item, 1, sp - 1) end
 local start = {type='__turn_start', turn=tonumber(ARGV[1])}
 if input_id ~= 'i0' then start['inputId'] = input_id end
 local id = xadd(KEYS[4], ARGV[2], cjson.encode(start))
