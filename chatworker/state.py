@@ -7,6 +7,9 @@ suspend, stop, cancel, expire) is one Lua script, so "suspend only if no message
 
 Statuses: queued → running ⇄ waiting → suspended → resuming → running … → completed | canceled |
 failed. ``is_streaming`` is 1 from the moment a turn takes its input until its marker is written.
+
+Every write a run's owner makes is fenced by its lease in the same script (:data:`LEASE_LOST`),
+and every script takes the time from Redis, never from the caller's clock.
 """
 
 from __future__ import annotations
