@@ -253,13 +253,14 @@ def test_a_future_position_is_refused_and_never_holds_back_others(
 def test_a_trimmed_position_is_refused(hub: Hub, gateway_redis: redis.Redis) -> None:
     run_id = new_run()
     ids = add(gateway_redis, run_id, 300)
-    gateway_redis.xtrim(keys.output(run_id), minid=ids[100])  # as XADD MAXLEN trims: oldest first
+    # Trimmed as XADD MAXLEN trims, oldest entries first (exactly here).
+    gateway_redis.xtrim(keys.output(run_id), minid=ids[120], approximate=False)
     with hub.subscribe(run_id, after=ids[10]) as sub, pytest.raises(StreamTrimmed):
         sub.next_batch(0.1)
-    with hub.subscribe(run_id, after=previous_id(ids[100])) as sub:  # right before the first
-        assert collect(sub, ids[-1]) == ids[100:]
+    with hub.subscribe(run_id, after=previous_id(ids[120])) as sub:  # right before the first
+        assert collect(sub, ids[-1]) == ids[120:]
     with hub.subscribe(run_id) as sub:  # no position: from the first retained entry
-        assert collect(sub, ids[-1]) == ids[100:]
+        assert collect(sub, ids[-1]) == ids[120:]
 
 
 def test_a_subscription_ends_when_its_run_vanishes(
