@@ -49,3 +49,21 @@ class AbortError(ChatworkerError):
     """Raised by code that honours an abort signal when the signal fires."""
 
     code = "aborted"
+
+
+class StreamTrimmed(ChatworkerError):
+    """Entries after the id a reader resumes from were trimmed from the run's output stream (it
+    keeps about ``CHATWORKER_STREAM_MAXLEN`` entries): reading on would skip them. Load the
+    chat's history again instead, then follow the run from its current position."""
+
+    code = "stream_trimmed"
+    status = 410
+
+
+class StreamIdAhead(ChatworkerError):
+    """The id to resume after is beyond the last entry the run's output stream ever had: it was
+    not sent by this stream (or Redis lost entries it had sent). Resume from an id the stream
+    sent, or load the chat's history again."""
+
+    code = "stream_id_ahead"
+    status = 400

@@ -22,7 +22,7 @@ from flask import Blueprint, Request, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
-from . import keys, runs, tokens
+from . import keys, runs, streams, tokens
 from .config import env_float, get_redis
 from .errors import ChatworkerError, InvalidPayload, TaskNotFound
 from .hub import is_stream_id
@@ -210,8 +210,22 @@ def release_token(claims: tokens.Claims) -> None:
             log.warning("could not release one-time token %s after a failed trigger", claims.jti)
 
 
+#: The last event of a stream whose run vanished from Redis (flushed, or restarted without
+#: persistence): a ``__run_end`` that is no stream entry, so it has no id.
+RUN_LOST = {
+    "type": "__run_end",
+    "status": "failed",
+    "reason": "lost: Redis no longer has this run (it was flushed or restarted without its data)",
+}
+
+
 def run_stream_body(run_id: str, after: str | None, idle: float) -> Iterator[str]:
-    """The SSE body of ``GET /runs/<id>/stream``: every entry until ``__run_end`` or idle."""
+    """The SSE body of ``GET /runs/<id>/stream``: every entry until ``__run_end`` or idle.
+
+    A run that vanishes from Redis meanwhile ends it with :data:`RUN_LOST`. Entries trimmed
+    away while it catches up end it without a word: the client resumes by id and is told so
+    (410 ``stream_trimmed``).
+    """
     yield comment("stream open")
     follow = Follow(run_id, after, idle_timeout=idle)
     try:
@@ -229,6 +243,8 @@ def run_stream_body(run_id: str, after: str | None, idle: float) -> Iterator[str
             yield "".join(parts)
             if ended:
                 return
+        if follow.end_reason == "lost":
+            yield event(json.dumps(RUN_LOST))
     finally:
         follow.close()
 
@@ -299,6 +315,8 @@ class _Routes:
         after = last_event_id(request)
         idle = self.gw.stream_timeout()
         info = runs.status(run_id)
+        if after is not None:  # 400 stream_id_ahead / 410 stream_trimmed before any event
+            streams.check_resume(get_redis(), run_id, after)
         if info.ended:
             idle = min(idle, 1.0)  # nothing new will come: close soon after catching up
         body = run_stream_body(run_id, after, idle)
@@ -306,7 +324,11 @@ class _Routes:
 
 
 def last_event_id(req: Request) -> str | None:
-    """The resume position: ``Last-Event-ID`` header, else ``?lastEventId=``; 400 if garbage."""
+    """The resume position: ``Last-Event-ID`` header, else ``?lastEventId=``; 400 if garbage.
+
+    Whether the stream can be resumed there (not beyond its end, nothing after it trimmed) is
+    checked against the stream: :func:`chatworker.streams.check_resume`.
+    """
     raw = req.headers.get("Last-Event-ID") or req.args.get("lastEventId") or ""
     raw = raw.strip()
     if not raw:

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, g, request
 
-from . import runs, tokens
+from . import runs, streams, tokens
 from .config import get_redis
 from .errors import RunEnded, RunNotFound
 from .flask import (
@@ -90,6 +90,16 @@ def ui_turn_stream(
                 yield "".join(parts)
         if follow.end_reason == "idle":
             text = f"No output from the chat run for {idle:g} s; it may still be working."
+        elif follow.end_reason == "lost":
+            text = (
+                "The chat run was lost: Redis no longer has it (it was flushed or restarted"
+                " without its data). Send the message again."
+            )
+        elif follow.end_reason == "trimmed":
+            text = (
+                "This answer is longer than the chat run's stream keeps, so it cannot be"
+                " replayed from its start; reload the chat once it is complete."
+            )
         else:
             text = "Lost the connection to the chat run's stream; try again."
         yield _error_chunk(text) + DONE
@@ -202,7 +212,10 @@ class _UiRoutes:
         start = info.turn_start_id or _last_turn_start(run_id)
         if start is None:
             return _no_content()
-        return _ui_response(run_id, previous_id(start), None, self.gw.stream_timeout())
+        after = previous_id(start)
+        if after is not None:  # 410 stream_trimmed: the turn's start is gone, no replay
+            streams.check_resume(get_redis(), run_id, after)
+        return _ui_response(run_id, after, None, self.gw.stream_timeout())
 
     def stop(self, task_id: str, chat_id: str) -> Response:
         self._authorize(task_id)

@@ -8,6 +8,15 @@ non-blocking client, then joins the live fan-out; ids are tracked so that nothin
 repeated in between. A subscriber whose mailbox overflows is dropped: its response ends and the
 client resumes by id. When a new stream joins, the reader is woken with ``CLIENT UNBLOCK`` (and
 its block timeout is short anyway, in case that command is not allowed).
+
+A resume position is checked against the stream as it is read (:func:`streams.check_after`):
+an id beyond the stream's end raises :class:`~chatworker.errors.StreamIdAhead` and never
+becomes the reader's cursor (the cursor is always an id the stream made, so no subscriber can
+hold back the others), and an id whose successors were trimmed away raises
+:class:`~chatworker.errors.StreamTrimmed` rather than silently skipping them. Every
+``CHECK_SECONDS`` the reader also checks that the runs of the streams it follows still exist:
+when Redis comes back empty (flushed, or restarted without persistence) their subscriptions
+end as :attr:`Subscription.lost` instead of idling until their timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import redis
 
 from . import keys
 from .config import env_float, get_redis
+from .streams import check_after
 
 log = logging.getLogger("chatworker.hub")
 
@@ -39,6 +49,8 @@ PAGE = 500
 #: quiet spell, goes out at once, so a turn's first chunks are never held back.
 GATHER_SECONDS = 0.001
 BLOCK_MS = 1000
+#: Seconds between the reader's checks that the runs of the streams it follows still exist.
+CHECK_SECONDS = 2.0
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -119,13 +131,18 @@ class Subscription:
     each exactly once and in order. Always :meth:`close` it (in a ``finally``).
     """
 
-    def __init__(self, hub: Hub, run_id: str, after: str | None, limit: int) -> None:
+    def __init__(
+        self, hub: Hub, run_id: str, after: str | None, limit: int, watch_run: bool = False
+    ) -> None:
         self.hub = hub
         self.run_id = run_id
         self.key = keys.output(run_id)
         self.last: str | None = after
         self.limit = limit
+        self.watch_run = watch_run
         self.dropped = False
+        #: The run's record vanished from Redis (flushed, or restarted without persistence).
+        self.lost = False
         self.closed = False
         self._phase = "catchup"
         self._gap_end = "0-0"
@@ -141,8 +158,18 @@ class Subscription:
         return self._phase == "live"
 
     def _xrange(self, upper: str) -> list[Entry]:
-        lower = f"({self.last}" if self.last else "-"
-        return _decode(get_redis().xrange(self.key, min=lower, max=upper, count=PAGE))
+        if self.last is None:
+            return _decode(get_redis().xrange(self.key, min="-", max=upper, count=PAGE))
+        # The page and the stream's state of one moment: nothing after `last` trimmed unseen,
+        # and `last` never beyond the stream's end (it becomes the reader's cursor).
+        pipe = get_redis().pipeline(transaction=True)
+        pipe.xrange(self.key, min=f"({self.last}", max=upper, count=PAGE)
+        pipe.xinfo_stream(self.key)
+        raw, info = pipe.execute(raise_on_error=False)
+        check_after(info, self.last)
+        if isinstance(raw, Exception):
+            raise raw
+        return _decode(raw)
 
     def _advance(self, entries: list[Entry]) -> list[Entry]:
         if entries:
@@ -152,8 +179,10 @@ class Subscription:
     def next_batch(self, timeout: float) -> list[Entry]:
         """The next entries after the last one returned; ``[]`` after ``timeout`` seconds.
 
-        Redis errors of the catch-up reads propagate; a dropped or closed subscription returns
-        ``[]`` at once (check :attr:`dropped`).
+        Redis errors of the catch-up reads propagate, and so do :class:`StreamIdAhead` and
+        :class:`StreamTrimmed` (see :func:`streams.check_after`); a dropped or closed
+        subscription returns ``[]`` at once, a lost one once it has returned what it had
+        (check :attr:`dropped` and :attr:`lost`).
         """
         if self.closed or self.dropped:
             return []
@@ -177,7 +206,7 @@ class Subscription:
         return self._take(timeout)
 
     def _take(self, timeout: float) -> list[Entry]:
-        if not self._mailbox and not self.dropped and not self.closed:
+        if not self._mailbox and not self.dropped and not self.closed and not self.lost:
             self._ready.wait(timeout)
         with self._lock:
             self._ready.clear()  # cleared under the lock that _offer sets it under
@@ -201,6 +230,12 @@ class Subscription:
             self._ready.set()
             return True
 
+    def _lose(self) -> None:
+        """Called by the hub reader: the run's record is gone from Redis."""
+        with self._lock:
+            self.lost = True
+            self._ready.set()
+
     def close(self) -> None:
         """Leave the hub; idempotent."""
         if self.closed:
@@ -220,12 +255,15 @@ class _Tracked:
     """A stream the reader follows: its read cursor, current subscribers, and the RESP
     encodings of its key and cursor (so a read of N streams is a join, not N encodes)."""
 
-    __slots__ = ("_cursor", "cursor_bulk", "key_bulk", "subscribers")
+    __slots__ = ("_cursor", "cursor_bulk", "key", "key_bulk", "run_key", "subscribers")
 
     def __init__(self, key: str, cursor: str) -> None:
+        self.key = key
         self.key_bulk = _bulk(key)
         self.cursor = cursor
         self.subscribers: set[Subscription] = set()
+        #: The run record whose existence the reader checks (a subscriber asked to watch it).
+        self.run_key: str | None = None
 
     @property
     def cursor(self) -> str:
@@ -246,10 +284,12 @@ class Hub:
         mailbox_limit: int | None = None,
         block_ms: int = BLOCK_MS,
         gather: float = GATHER_SECONDS,
+        check_seconds: float = CHECK_SECONDS,
     ) -> None:
         self.mailbox_limit = mailbox_limit or int(env_float("CHATWORKER_SSE_QUEUE", 4096))
         self.block_ms = block_ms
         self.gather = gather
+        self.check_seconds = check_seconds
         # One read never brings more than a quarter of a mailbox, so a burst alone drops no one.
         self._count = max(1, min(PAGE, self.mailbox_limit // 4))
         self.pid = os.getpid()
@@ -268,12 +308,18 @@ class Hub:
 
     # -- subscriber side -------------------------------------------------------------------
 
-    def subscribe(self, run_id: str, after: str | None = None) -> Subscription:
-        """A subscription to ``run_id``'s output, strictly after ``after`` (None: from start)."""
+    def subscribe(
+        self, run_id: str, after: str | None = None, *, watch_run: bool = False
+    ) -> Subscription:
+        """A subscription to ``run_id``'s output, strictly after ``after`` (None: from start).
+
+        With ``watch_run`` (the run's record exists now), the subscription ends as
+        :attr:`~Subscription.lost` if that record disappears from Redis.
+        """
         if after is not None:
             parse_id(after)
         self._ensure_started()
-        return Subscription(self, run_id, after, self.mailbox_limit)
+        return Subscription(self, run_id, after, self.mailbox_limit, watch_run)
 
     def _join(self, sub: Subscription) -> str:
         """Add ``sub`` to the fan-out; return the cursor after which the hub delivers to it."""
@@ -288,6 +334,8 @@ class Hub:
             else:
                 wake = False
             tracked.subscribers.add(sub)
+            if sub.watch_run:
+                tracked.run_key = keys.run(sub.run_id)
             cursor = tracked.cursor
         if wake:
             self._changed.set()
@@ -377,6 +425,7 @@ class Hub:
         snapshot: dict[str, _Tracked] = {}
         order: list[_Tracked] = []
         issued, gathered = 0.0, False
+        next_check = 0.0
         while not self._stopped:
             pause = issued + self.gather - time.monotonic()
             if gathered and pause > 0:  # busy: let entries gather (see GATHER_SECONDS)
@@ -391,6 +440,9 @@ class Hub:
             if not snapshot:
                 self._changed.wait(30)
                 continue
+            if failing_since is None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.check_seconds
+                self._check_runs(order)
             try:
                 if client is None:
                     client = self._open_reader()
@@ -417,6 +469,7 @@ class Hub:
                     "SSE hub: Redis reads resumed after %.1fs", time.monotonic() - failing_since
                 )
                 failing_since, backoff = None, 0.0
+                next_check = 0.0  # Redis may have come back empty: check the runs at once
             gathered = bool(reply) and len(reply) > 1  # several streams at once: busy
             if reply:
                 self._fan_out(reply, snapshot)
@@ -446,6 +499,33 @@ class Hub:
                 if not tracked.subscribers:
                     del self._streams[key]
                     self._layout += 1
+
+    def _check_runs(self, order: list[_Tracked]) -> None:
+        """End the subscriptions of watched runs whose record is gone from Redis."""
+        watched = [(t, t.run_key) for t in order if t.run_key is not None]
+        if not watched:
+            return
+        try:
+            pipe = get_redis().pipeline(transaction=False)
+            for _, run_key in watched:
+                pipe.exists(run_key)
+            found = pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("SSE hub: could not check the followed runs (%s)", exc)
+            return
+        lost: list[Subscription] = []
+        with self._lock:
+            for (tracked, _), exists in zip(watched, found, strict=True):
+                if exists or self._streams.get(tracked.key) is not tracked:
+                    continue
+                del self._streams[tracked.key]
+                self._layout += 1
+                lost.extend(tracked.subscribers)
+                tracked.subscribers.clear()
+        for sub in lost:
+            sub._lose()
+        for run_id in sorted({sub.run_id for sub in lost}):
+            log.warning("SSE hub: run %s is gone from Redis; ending its streams", run_id)
 
     def _wake_loop(self) -> None:
         while not self._stopped:

@@ -232,7 +232,12 @@ def status(run_id: str) -> RunInfo:
 def read_stream(
     run_id: str, after: str | None = None, count: int | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Output entries ``(id, chunk)`` strictly after ``after`` (from the start when None)."""
+    """Output entries ``(id, chunk)`` strictly after ``after`` (from the start when None).
+
+    Raises :class:`StreamTrimmed` when entries after ``after`` were trimmed away (the stream
+    keeps about ``CHATWORKER_STREAM_MAXLEN`` entries), :class:`StreamIdAhead` when ``after`` is
+    beyond the stream's end, ``ValueError`` when it is not a stream id.
+    """
     try:
         return streams.read(_client(), run_id, after, count)
     except redis.RedisError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from .config import env_float
+from .errors import StreamIdAhead, StreamTrimmed
 from .hub import Entry, Hub, Subscription, get_hub
 
 log = logging.getLogger("chatworker.sse")
@@ -67,9 +68,12 @@ def parse_chunk(raw: str) -> dict[str, Any]:
 class Follow:
     """Iterate one run's output for a response: entry batches, and ``None`` for a heartbeat.
 
-    Ends after ``idle_timeout`` seconds without a new entry, when the hub drops a slow reader
-    (unless ``resume_on_drop``: it then resubscribes after the last entry it gave, losing
-    nothing), or on a Redis error. ``end_reason`` says which. Always :meth:`close` it.
+    Ends after ``idle_timeout`` seconds without a new entry (``end_reason`` "idle"), when the hub
+    drops a slow reader ("dropped"; unless ``resume_on_drop``: it then resubscribes after the
+    last entry it gave, losing nothing), on a Redis error ("error"), when entries after the
+    position were trimmed away ("trimmed") or the position is beyond the stream's end ("ahead"),
+    or when the run's record vanished from Redis ("lost": flushed, or restarted without
+    persistence; the run must exist when following starts). Always :meth:`close` it.
     """
 
     def __init__(
@@ -97,7 +101,7 @@ class Follow:
         while True:
             sub = self._sub
             if sub is None:
-                sub = self._sub = self.hub.subscribe(self.run_id, self.after)
+                sub = self._sub = self.hub.subscribe(self.run_id, self.after, watch_run=True)
             now = time.monotonic()
             if now - last_entry >= self.idle_timeout:
                 self.end_reason = "idle"
@@ -113,10 +117,20 @@ class Follow:
                 log.warning("SSE stream of run %s: Redis error (%s); closing", self.run_id, exc)
                 self.end_reason = "error"
                 return
+            except StreamTrimmed:
+                log.info("SSE stream of run %s: trimmed after %s; closing", self.run_id, self.after)
+                self.end_reason = "trimmed"
+                return
+            except StreamIdAhead:
+                self.end_reason = "ahead"
+                return
             if batch:
                 self.after = batch[-1][0]
                 last_entry = time.monotonic()
                 yield batch
+            elif sub.lost:
+                self.end_reason = "lost"
+                return
             elif sub.dropped:
                 sub.close()
                 self._sub = None

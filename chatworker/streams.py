@@ -26,9 +26,11 @@ import redis
 
 from . import keys
 from .config import lease_seconds, stream_maxlen
+from .errors import StreamIdAhead, StreamTrimmed
 from .state import APPEND, raise_if_lease_lost
 
 _ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_MAX_U64 = 2**64 - 1
 
 #: Most appends sent in one round trip (a bound on a pipeline's size, not a delay).
 MAX_BATCH = 512
@@ -44,8 +46,80 @@ def encode(chunk: dict[str, Any]) -> str:
 
 
 def is_entry_id(value: str) -> bool:
-    """True for a well-formed stream id such as ``1700000000000-0``."""
-    return bool(_ENTRY_ID.match(value))
+    """True for a well-formed stream id such as ``1700000000000-0`` (or ``1700000000000``, read
+    as ``1700000000000-0``), each part at most 2**64 - 1 (as :func:`chatworker.hub.parse_id`)."""
+    if not _ENTRY_ID.match(value):
+        return False
+    return max(_id_key(value)) <= _MAX_U64
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    """The ``(ms, seq)`` order of a well-formed id (``"5"`` is ``5-0``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _before(key: tuple[int, int]) -> tuple[int, int]:
+    """The greatest id order strictly before ``key`` (``(0, 0)`` for itself)."""
+    ms, seq = key
+    if seq:
+        return ms, seq - 1
+    return (ms - 1, _MAX_U64) if ms else (0, 0)
+
+
+def check_after(info: Any, after: str) -> None:
+    """Raise unless reading the stream strictly after ``after`` yields every later entry.
+
+    ``info`` is the stream's ``XINFO STREAM`` reply (a dict), or the error (or None) Redis gave
+    for a stream that does not exist. :class:`StreamIdAhead` when ``after`` is beyond the last id
+    the stream ever made; :class:`StreamTrimmed` when entries after it were trimmed away. Trims
+    remove the oldest entries, so it is the case when ``after`` precedes the first entry still
+    there and entries were removed; an ``after`` right at the edge of the removed part (the very
+    last removed entry) is reported as trimmed too, as Redis keeps no trace of that entry's id.
+    """
+    wanted = _id_key(after)
+    if not isinstance(info, dict):
+        if isinstance(info, redis.ResponseError) and "no such key" not in str(info).lower():
+            return  # XINFO refused (e.g. by an ACL): nothing to check against
+        if wanted > (0, 0):
+            raise StreamIdAhead(
+                f"{after} is after the end of the run's output stream (it has no entry yet), so"
+                " this stream never sent it: resume from an id it sent, or without one"
+            )
+        return
+    last_id = str(info.get("last-generated-id") or "0-0")
+    if wanted > _id_key(last_id):
+        raise StreamIdAhead(
+            f"{after} is after the end of the run's output stream ({last_id}), so this stream"
+            " never sent it: resume from an id it sent, or load the chat's history again"
+        )
+    length = int(info.get("length") or 0)
+    added = info.get("entries-added")  # Redis 7 and later
+    removed = int(added) - length > 0 if added is not None else length >= stream_maxlen()
+    if not removed:
+        return
+    first = info.get("first-entry")
+    if first and first[0]:
+        first_key = _id_key(str(first[0]))
+        gap = wanted < first_key and wanted != _before(first_key)
+    else:  # every entry was removed
+        gap = wanted < _id_key(last_id)
+    if gap:
+        since = f" (it now starts at {first[0]})" if first and first[0] else ""
+        raise StreamTrimmed(
+            f"the run's output after {after} was trimmed: the stream keeps its last "
+            f"{stream_maxlen()} entries or so{since}. Load the chat's history again, then follow "
+            "the run from its current position"
+        )
+
+
+def check_resume(client: redis.Redis, run_id: str, after: str) -> None:
+    """:func:`check_after` for the run's stream as it is now (one ``XINFO STREAM``)."""
+    try:
+        info: Any = client.xinfo_stream(keys.output(run_id))
+    except redis.ResponseError as exc:
+        info = exc
+    check_after(info, after)
 
 
 _APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()
@@ -287,9 +361,25 @@ def decode_entries(raw: Any) -> list[Entry]:
 def read(
     client: redis.Redis, run_id: str, after: str | None = None, count: int | None = None
 ) -> list[Entry]:
-    """Entries strictly after ``after`` (from the first retained entry when None)."""
-    start = f"({after}" if after and after != "0-0" else "-"
-    return decode_entries(client.xrange(keys.output(run_id), min=start, max="+", count=count))
+    """Entries strictly after ``after`` (from the first retained entry when None).
+
+    With ``after``, raises :class:`StreamTrimmed` when entries after it were trimmed away and
+    :class:`StreamIdAhead` when it is beyond the stream's end (see :func:`check_after`);
+    ``ValueError`` when it is not a stream id.
+    """
+    key = keys.output(run_id)
+    if after is None:
+        return decode_entries(client.xrange(key, min="-", max="+", count=count))
+    if not is_entry_id(after):
+        raise ValueError(f"not a stream id: {after!r} (expected e.g. '1718000000000-0')")
+    pipe = client.pipeline(transaction=True)  # the range and the trim state of one moment
+    pipe.xrange(key, min=f"({after}", max="+", count=count)
+    pipe.xinfo_stream(key)
+    raw, info = pipe.execute(raise_on_error=False)
+    check_after(info, after)
+    if isinstance(raw, Exception):
+        raise raw
+    return decode_entries(raw)
 
 
 def tail_id(client: redis.Redis, run_id: str) -> str:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import uuid
 
 import pytest
+import redis
 
-from chatworker import tokens
+from chatworker import keys, tokens
 
-from .gateway.conftest_helpers import Gunicorn, live_gateway
-from .support import ROOT
+from .gateway.conftest_helpers import Gunicorn, SSEClient, call, live_gateway
+from .support import ROOT, user_message
 
 __all__ = ["live_gateway"]
 
@@ -42,3 +45,34 @@ def test_ai_sdk_chat_two_turns_stop_and_reconnect(live_gateway: Gunicorn) -> Non
     assert proc.returncode == 0 and "OK" in proc.stdout, (
         f"{output}\n--- gateway log ---\n{live_gateway.log()[-3000:]}"
     )
+
+
+def test_ui_resume_of_a_turn_whose_start_was_trimmed_is_410(
+    live_gateway: Gunicorn, r: redis.Redis
+) -> None:
+    """A reload while a reply longer than the stream keeps is streaming: the resume cannot
+    replay the turn from its start, and says so (410) instead of replaying its middle."""
+    chat_id = "ui-trimmed-" + uuid.uuid4().hex[:8]
+    auth = {"Authorization": f"Bearer {tokens.create_trigger_token('echo', multiple_use=True)}"}
+    body = {"id": chat_id, "messages": [user_message("long")], "trigger": "submit-message",
+            "metadata": {"words": 400, "delay": 0.03}}  # fmt: skip
+    with SSEClient(live_gateway.url, "/api/chat/ui/echo", method="POST", body=body,
+                   headers=auth) as send:  # fmt: skip
+        deltas = 0
+        for item in send.events():
+            deltas += '"text-delta"' in (item.data or "")
+            if deltas >= 10:
+                break
+    run_id = str(r.get(keys.chat_run("echo", chat_id)))
+    stream = keys.output(run_id)
+    entries = r.xrange(stream)
+    assert json.loads(entries[0][1]["c"])["type"] == "__turn_start"
+    resume = f"/api/chat/ui/echo/{chat_id}/stream?timeout=5"
+    try:
+        # Trimmed as XADD MAXLEN trims a long stream: its oldest entries, here the turn's start.
+        r.xtrim(stream, minid=entries[3][0], approximate=False)
+        status, data, headers = call(live_gateway.url, "GET", resume, headers=auth)
+        assert status == 410, (status, str(data)[:300])
+        assert data["error"] == "stream_trimmed" and headers["Content-Type"] == "application/json"
+    finally:
+        call(live_gateway.url, "POST", f"/api/chat/ui/echo/{chat_id}/stop", {}, headers=auth)

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from chatworker import config, keys
+from chatworker.errors import StreamIdAhead, StreamTrimmed
 from chatworker.hub import Entry, Hub, Subscription, parse_id, previous_id
 
 from .gateway.conftest_helpers import gateway_db, gateway_redis
@@ -227,3 +228,59 @@ def test_reader_reconnects_after_redis_restarts(gateway_db: str) -> None:
         server.stop()
         os.environ["CHATWORKER_REDIS_URL"] = old_url
         config.reset_redis()
+
+
+def test_a_future_position_is_refused_and_never_holds_back_others(
+    hub: Hub, gateway_redis: redis.Redis
+) -> None:
+    run_id = new_run()
+    [head] = add(gateway_redis, run_id, 1)
+    future = f"{parse_id(head)[0] + 10**9}-0"
+    ahead = hub.subscribe(run_id, after=future)
+    other = hub.subscribe(run_id)
+    try:
+        with pytest.raises(StreamIdAhead, match=head):
+            ahead.next_batch(0.1)
+        assert collect(other, head) == [head]
+        assert other.live
+        later = add(gateway_redis, run_id, 3)
+        assert collect(other, later[-1]) == later
+    finally:
+        ahead.close()
+        other.close()
+
+
+def test_a_trimmed_position_is_refused(hub: Hub, gateway_redis: redis.Redis) -> None:
+    run_id = new_run()
+    ids = add(gateway_redis, run_id, 300)
+    # Trimmed as XADD MAXLEN trims, oldest entries first (exactly here).
+    gateway_redis.xtrim(keys.output(run_id), minid=ids[120], approximate=False)
+    with hub.subscribe(run_id, after=ids[10]) as sub, pytest.raises(StreamTrimmed):
+        sub.next_batch(0.1)
+    with hub.subscribe(run_id, after=previous_id(ids[120])) as sub:  # right before the first
+        assert collect(sub, ids[-1]) == ids[120:]
+    with hub.subscribe(run_id) as sub:  # no position: from the first retained entry
+        assert collect(sub, ids[-1]) == ids[120:]
+
+
+def test_a_subscription_ends_when_its_run_vanishes(
+    gateway_db: str, gateway_redis: redis.Redis
+) -> None:
+    hub = Hub(check_seconds=0.2)
+    try:
+        watched, unwatched = new_run(), new_run()
+        for run_id in (watched, unwatched):
+            gateway_redis.hset(keys.run(run_id), "status", "waiting")
+        [entry] = add(gateway_redis, watched, 1)
+        with hub.subscribe(watched, watch_run=True) as sub, hub.subscribe(unwatched) as plain:
+            assert collect(sub, entry) == [entry]
+            assert plain.next_batch(0.1) == [] and not sub.lost
+            gateway_redis.delete(keys.run(watched), keys.run(unwatched), keys.output(watched))
+            deadline = time.monotonic() + 10
+            while not sub.lost:
+                assert sub.next_batch(0.5) == []
+                assert time.monotonic() < deadline, "the lost run was never noticed"
+            assert not plain.lost  # only subscribers that asked are told
+            assert hub.stats() == {"streams": 1, "subscribers": 1}
+    finally:
+        hub.stop()

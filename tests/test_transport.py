@@ -11,16 +11,17 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from typing import Any
 
 import pytest
 import redis
 
-from chatworker import tokens
+from chatworker import keys, tokens
 
 from .conftest import SECRET
-from .gateway.conftest_helpers import Gunicorn, live_gateway
-from .support import ROOT, events
+from .gateway.conftest_helpers import Gunicorn, call, live_gateway
+from .support import ROOT, events, user_message, wait_for
 
 __all__ = ["live_gateway"]
 
@@ -48,9 +49,14 @@ def node_binary() -> str:
     return node
 
 
-def run_scenario(gateway: Gunicorn, name: str) -> dict[str, Any]:
-    """Run one Node scenario; return its RESULT object (fail with its output otherwise)."""
+def run_scenario(
+    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
+    RESULT object (fail with its output otherwise)."""
     env = dict(os.environ)
+    if setup is not None:
+        env["SETUP"] = json.dumps(setup)
     env.update(
         BASE_URL=gateway.url,
         TOKENS=json.dumps(
@@ -160,3 +166,34 @@ def test_dropped_connections_and_idle_streams_resume(
     result = run_scenario(live_gateway, "network")
     completes = hook_events(r, result["chatId"], "on_turn_complete")
     assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
+
+
+def test_a_trimmed_stream_is_reported_not_skipped(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    """The run's stream is trimmed past the session's position while a long reply streams (as
+    ``XADD MAXLEN ~`` trims a long stream: its oldest entries, here up to the reply's fourth)."""
+    chat_id = "tr-trimmed-" + uuid.uuid4().hex[:8]
+    trigger = tokens.create_trigger_token("echo", multiple_use=True)
+    body = {"chatId": chat_id, "messages": [user_message("one", id="u-one")]}
+    status, data, _ = call(live_gateway.url, "POST", "/api/chat/tasks/echo/runs", body,
+                           token=trigger)  # fmt: skip
+    assert status == 201, data
+    run_id, token = data["runId"], data["publicAccessToken"]
+    wait_for(lambda: hook_events(r, chat_id, "on_turn_complete"))
+    marker = str(r.hget(keys.run(run_id), "last_event_id"))
+    body = {"chatId": chat_id, "messages": [user_message("long", id="u-long")],
+            "metadata": {"words": 400, "delay": 0.03}}  # fmt: skip
+    path = f"/api/chat/runs/{run_id}/input/messages"
+    status, data, _ = call(live_gateway.url, "POST", path, body, token=token)
+    assert status == 202, data
+    stream = keys.output(run_id)
+    entries = wait_for(lambda: (e := r.xrange(stream, min=f"({marker}")) and len(e) > 10 and e)
+    assert json.loads(entries[0][1]["c"])["type"] == "__turn_start"
+    r.xtrim(stream, minid=entries[3][0], approximate=False)
+    setup = {"chatId": chat_id, "runId": run_id, "publicAccessToken": token, "lastEventId": marker}
+    run_scenario(live_gateway, "trimmed", setup)
+    completes = hook_events(r, chat_id, "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, True), (2, False)]
+    # What a reload shows from the chat's history: the long reply as far as it went, whole.
+    reply = completes[1]["ui_messages"][-1]
+    assert reply["role"] == "assistant"
+    assert reply["parts"][-1]["text"].startswith("echo: long (turn 1) w0 w1 w2")

@@ -1,7 +1,8 @@
 // Drives chatworker's gateway with the real AI SDK client (AbstractChat) over ChatWorkerTransport.
 // Usage: node scenarios.mjs <scenario>. Env: BASE_URL, TOKENS ({task: trigger token}),
-// TOKEN_SECRET / TOKEN_ISSUER (to forge an expired run token). Prints `RESULT <json>` and exits
-// 0 when the scenario behaved; otherwise prints what went wrong and exits 1.
+// TOKEN_SECRET / TOKEN_ISSUER (to forge an expired run token), SETUP (a run the test prepared).
+// Prints `RESULT <json>` and exits 0 when the scenario behaved; otherwise prints what went
+// wrong and exits 1.
 import assert from "node:assert/strict";
 
 import {
@@ -251,6 +252,42 @@ const scenarios = {
     assert.equal(textOf(last(slow)), echo("gaps", 1));
     assert.ok(counted.stats.streams >= 3, `reopened idle streams (${counted.stats.streams})`);
     return { chatId, streams: stats.streams, idleStreams: counted.stats.streams };
+  },
+
+  // The run's stream was trimmed past the session's position (SETUP, prepared by the test): a
+  // reload while a long reply streams is told so at once (not a gap, not a hang); the next
+  // message, whose turn starts after the trimmed part, is answered as usual.
+  async trimmed() {
+    const { chatId, runId, publicAccessToken, lastEventId } = JSON.parse(process.env.SETUP);
+    const user = (text) => ({ id: `u-${text}`, role: "user", parts: [{ type: "text", text }] });
+    const answer = { id: "a-one", role: "assistant", parts: [{ type: "text", text: echo("one", 0) }] };
+    const history = [user("one"), answer, user("long")];
+    const sessions = { [chatId]: { runId, publicAccessToken, lastEventId } };
+
+    const page = makeTransport("echo", { sessions: structuredClone(sessions) });
+    const reloaded = makeChat(chatId, page.transport, structuredClone(history));
+    void reloaded.resumeStream();
+    await waitFor(() => reloaded.status === "error", "the resume to fail");
+    assert.match(reloaded.error.message, /trimmed/);
+    assert.equal(roles(reloaded), "user,assistant,user", "nothing partial was shown");
+    assert.equal(errors.length, 1);
+    errors.length = 0;
+    // The page stops the long reply and waits until the run is idle again.
+    assert.equal(await page.transport.stopGeneration(chatId), true);
+    await waitFor(async () => !(await runInfo(runId, publicAccessToken)).isStreaming, "the stop", 10000);
+
+    // Another reload: nothing in flight; the next message goes to the same run, and its reply
+    // is read although the session's position is still before the trimmed part.
+    const again = makeTransport("echo", { sessions: structuredClone(sessions) });
+    const chat = makeChat(chatId, again.transport, structuredClone(history));
+    await chat.resumeStream();
+    ready(chat, "resume with nothing in flight");
+    await chat.sendMessage({ text: "three" });
+    ready(chat, "after the trimmed stream");
+    assert.equal(textOf(last(chat)), echo("three", 2));
+    assert.equal(again.store[chatId].runId, runId);
+    assert.notEqual(again.store[chatId].lastEventId, lastEventId, "the session moved on");
+    return { chatId, runId };
   },
 
   // preload starts the run before the first message; the message goes to that run.

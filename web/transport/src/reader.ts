@@ -5,6 +5,12 @@
  * turn it was made for, forwards that turn's chunks, and closes on the matching
  * `__turn_complete`; control chunks (`__*`) are never forwarded, and markers of other turns
  * (stale or later ones) never close it. Dropped connections resume from the last event read.
+ *
+ * The gateway answers 410 `stream_trimmed` when entries after the resume position were trimmed
+ * from the run's stream. Before its turn starts, a reader for a message it sent needs none of
+ * them: it reads on from the stream's first retained entry. A turn whose own start is gone (a
+ * reply in flight after a reload, or one longer than the stream keeps) cannot be shown whole:
+ * the reply fails with that error, and the page shows it from its history once it is complete.
  */
 
 import type { UIMessageChunk } from "ai";
@@ -56,6 +62,15 @@ export interface ReaderOptions {
 const STOP_GRACE_MS = 30_000;
 /** A connection that lasted this long is not counted as a failure when it drops. */
 const HEALTHY_MS = 5_000;
+
+function trimmedError(): ChatWorkerError {
+  return new ChatWorkerError(
+    410,
+    "stream_trimmed",
+    "The start of this answer is no longer in the chat's stream (the answer is longer than the " +
+      "server keeps); reload the chat to see it once it is complete.",
+  );
+}
 
 type Phase = "waiting" | "answering" | "done";
 
@@ -183,6 +198,7 @@ export class TurnReader {
         }
         if (!response.ok || response.body === null) {
           const error = await errorFrom(response, "reading the chat stream");
+          if (error.code === "stream_trimmed" && this.skipTrimmed()) continue;
           if (!error.retryable) return this.finish(error);
           throw error;
         }
@@ -251,7 +267,28 @@ export class TurnReader {
     if (this.stopWanted) this.sendStop();
   }
 
+  /**
+   * 410 `stream_trimmed`: entries after our position are gone. Still waiting for the turn of a
+   * message we sent, none of them matter: read on from the first retained entry. Otherwise
+   * (a reply in flight, or one already partly shown) there is no way to show it whole.
+   */
+  private skipTrimmed(): boolean {
+    if (this.phase !== "waiting" || this.match.kind === "inflight" || this.after === undefined) {
+      return false;
+    }
+    this.after = undefined;
+    return true;
+  }
+
+  /** While waiting, our own turn's marker means its start was trimmed before we read it. */
+  private missedStart(chunk: TurnCompleteChunk): boolean {
+    if (this.match.kind === "input") return chunk.inputId === this.match.inputId;
+    if (this.match.kind === "trigger") return chunk.inputId === undefined && chunk.turn === 0;
+    return true;
+  }
+
   private onTurnComplete(chunk: TurnCompleteChunk, eventId: string | undefined): void {
+    if (this.phase === "waiting" && this.missedStart(chunk)) return this.finish(trimmedError());
     if (this.phase !== "answering") return; // an earlier (stale) or unrelated turn's marker
     const ours =
       this.match.kind === "input"
