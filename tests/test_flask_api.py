@@ -162,9 +162,9 @@ def test_unknown_task_is_404(client: FlaskClient) -> None:
 
 
 def expired_token(scopes: list[str]) -> str:
-    now = int(time.time())
+    now = int(time.time())  # expired for longer than the clock-skew leeway
     return jwt.encode(
-        {"iss": "chatworker", "iat": now - 100, "exp": now - 10, "scopes": scopes}, SECRET
+        {"iss": "chatworker", "iat": now - 200, "exp": now - 100, "scopes": scopes}, SECRET
     )
 
 
