@@ -64,24 +64,38 @@ def _guard(exc: redis.RedisError) -> RedisUnavailable:
 
 
 def trigger(
-    task_id: str, payload: dict[str, Any] | ChatWirePayload, *, idempotency_key: str | None = None
+    task_id: str,
+    payload: dict[str, Any] | ChatWirePayload,
+    *,
+    idempotency_key: str | None = None,
+    principal: str | None = None,
 ) -> TriggerResult:
     """Start a run of ``task_id`` answering ``payload`` (a wire payload with the full history).
 
-    With ``idempotency_key``, a retried call returns the run the first call created.
+    ``principal`` is who the run belongs to (:attr:`chatworker.tokens.Claims.principal` of the
+    token that asked for it, or ``tokens.subject_principal(user_id)``): only that principal
+    reaches it through the ``/ui`` routes. With ``idempotency_key``, a retried call by the same
+    principal returns the run the first call created; the same key from another principal is
+    another request, and starts a run of its own.
     """
     task = get_task(task_id)
     parsed = parse_payload(payload, task)
     client = _client()
     try:
         run_id = new_run_id()
+        idem = None
         if idempotency_key:
-            idem = keys.idempotency(task_id, idempotency_key)
+            idem = keys.idempotency(task_id, principal or "", idempotency_key)
             if not client.set(idem, run_id, nx=True, ex=86400):
                 existing = str(client.get(idem))
                 token = create_run_token(existing, task.chat_access_token_ttl)
                 return TriggerResult(existing, token)
-        _create(client, task, run_id, parsed)
+        try:
+            _create(client, task, run_id, parsed, principal or "")
+        except BaseException:
+            if idem is not None:  # a retry must not be handed a run that was never created
+                client.delete(idem)
+            raise
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     enqueue(run_id, task_id)
@@ -89,7 +103,9 @@ def trigger(
     return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
 
 
-def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload) -> None:
+def _create(
+    client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload, principal: str = ""
+) -> None:
     preload = payload.trigger == "preload"
     now = now_ms()
     initial = json.dumps(payload.to_wire())
@@ -106,6 +122,7 @@ def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayloa
         "updated_at": now,
         "continuation": int(payload.continuation),
         "previous_run_id": payload.previous_run_id or "",
+        "principal": principal,
         "initial": initial,
     }
     pipe = client.pipeline(transaction=True)
@@ -115,6 +132,15 @@ def _create(client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayloa
     pipe.zadd(keys.RUNS, {run_id: now})
     pipe.set(keys.chat_run(task.id, payload.chat_id), run_id, ex=int(retention_seconds()) + 86400)
     pipe.execute()
+
+
+def principal_of(run_id: str) -> str | None:
+    """Who run ``run_id`` belongs to (``""`` when nobody was named); None when it is gone."""
+    try:
+        task_id, principal = _client().hmget(keys.run(run_id), ["task_id", "principal"])
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    return None if task_id is None else str(principal or "")
 
 
 def enqueue(run_id: str, task_id: str | None = None) -> None:

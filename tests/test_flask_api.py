@@ -127,15 +127,33 @@ def test_idempotency_key_returns_the_same_run(client: FlaskClient) -> None:
     assert first.get_json()["runId"] == again.get_json()["runId"] != other.get_json()["runId"]
 
 
-def test_idempotent_retry_with_a_one_time_token_is_not_refused(client: FlaskClient) -> None:
-    token = tokens.create_trigger_token("echo")
+def test_a_one_time_token_is_spent_by_an_idempotent_retry_too(client: FlaskClient) -> None:
+    token = tokens.create_trigger_token("echo", subject="retrier")
     headers = {**auth(token), "Idempotency-Key": "otu-retry"}
     first = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    retry = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    assert first.status_code == retry.status_code == 201
-    assert first.get_json()["runId"] == retry.get_json()["runId"]
-    fresh = client.post("/api/chat/tasks/echo/runs", json=body(), headers=auth(token))
-    assert_error(fresh, 401, "invalid_token")
+    assert first.status_code == 201
+    again = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
+    assert "already used" in assert_error(again, 401, "invalid_token")["message"]
+    # A fresh one-time token of the same subject retries the same request: the same run.
+    fresh = tokens.create_trigger_token("echo", subject="retrier")
+    retry = client.post("/api/chat/tasks/echo/runs", json=body(),
+                        headers={**auth(fresh), "Idempotency-Key": "otu-retry"})  # fmt: skip
+    assert retry.status_code == 201 and retry.get_json()["runId"] == first.get_json()["runId"]
+    assert_error(client.post("/api/chat/tasks/echo/runs", json=body(), headers=auth(fresh)), 401)
+
+
+def test_an_idempotency_key_is_scoped_to_the_caller(client: FlaskClient) -> None:
+    def trigger(token: str) -> str:
+        headers = {**auth(token), "Idempotency-Key": "everyones-key"}
+        resp = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
+        assert resp.status_code == 201
+        return str(resp.get_json()["runId"])
+
+    alice = trigger_token()
+    first = trigger(alice)
+    assert trigger(alice) == first
+    assert trigger(trigger_token()) != first  # another token without a subject
+    assert trigger(tokens.create_trigger_token("echo", multiple_use=True, subject="x")) != first
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "tab\there", "é"])
@@ -551,7 +569,10 @@ def test_no_input_produces_html_or_500(client: FlaskClient) -> None:
 
 
 def test_keys_used_by_idempotency(gateway_redis: redis.Redis, client: FlaskClient) -> None:
-    headers = {**auth(trigger_token()), "Idempotency-Key": "stored"}
+    token = trigger_token()
+    headers = {**auth(token), "Idempotency-Key": "stored"}
     resp = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    assert gateway_redis.get(keys.idempotency("echo", "stored")) == resp.get_json()["runId"]
-    assert 0 < gateway_redis.ttl(keys.idempotency("echo", "stored")) <= 86400
+    key = keys.idempotency("echo", tokens.verify(token).principal, "stored")
+    assert gateway_redis.get(key) == resp.get_json()["runId"]
+    assert 0 < gateway_redis.ttl(key) <= 86400
+
