@@ -77,9 +77,13 @@ def trigger(
     reaches it through the ``/ui`` routes. With ``idempotency_key``, a retried call by the same
     principal returns the run the first call created; the same key from another principal is
     another request, and starts a run of its own.
+
+    A client may ask for a shorter ``warmTimeoutInSeconds`` than the task's, never a longer one:
+    the value is capped by the task's setting, so no client can hold a worker slot longer than
+    the task allows.
     """
     task = get_task(task_id)
-    parsed = parse_payload(payload, task)
+    parsed = _cap_client_timeouts(task, parse_payload(payload, task))
     client = _client()
     try:
         run_id = new_run_id()
@@ -101,6 +105,27 @@ def trigger(
     enqueue(run_id, task_id)
     log.info("run %s: queued (task %s, chat %s)", run_id, task_id, parsed.chat_id)
     return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
+
+
+def max_warm_seconds(task: Any) -> float:
+    """The longest warm wait a client may ask of ``task``'s first turn: what it waits unasked
+    (``preload_warm_timeout_in_seconds`` when set, else ``warm_timeout_in_seconds``)."""
+    preload = getattr(task, "preload_warm_timeout_in_seconds", None)
+    if preload is not None:
+        return float(preload)
+    return float(getattr(task, "warm_timeout_in_seconds", 0) or 0)
+
+
+def _cap_client_timeouts(task: Any, payload: ChatWirePayload) -> ChatWirePayload:
+    """``warmTimeoutInSeconds`` capped by the task's own warm timeout."""
+    asked = payload.warm_timeout_in_seconds
+    if asked is None:
+        return payload
+    allowed = max_warm_seconds(task)
+    if asked <= allowed:
+        return payload
+    log.info("task %s: warmTimeoutInSeconds %g capped at the task's %g", task.id, asked, allowed)
+    return payload.model_copy(update={"warm_timeout_in_seconds": allowed})
 
 
 def _create(

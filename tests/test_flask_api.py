@@ -576,3 +576,17 @@ def test_keys_used_by_idempotency(gateway_redis: redis.Redis, client: FlaskClien
     assert gateway_redis.get(key) == resp.get_json()["runId"]
     assert 0 < gateway_redis.ttl(key) <= 86400
 
+
+@pytest.mark.parametrize(("asked", "kept"), [(86400, 10), (10, 10), (2.5, 2.5), (0, 0)])
+def test_a_client_warm_timeout_is_capped_by_the_tasks(
+    client: FlaskClient, gateway_redis: redis.Redis, asked: float, kept: float
+) -> None:
+    preload = {"chatId": "warm", "messages": [], "trigger": "preload"}
+    resp = client.post(
+        "/api/chat/tasks/echo/runs",  # echo waits warm 10 s
+        json={**preload, "warmTimeoutInSeconds": asked},
+        headers=auth(trigger_token()),
+    )
+    assert resp.status_code == 201
+    initial = json.loads(gateway_redis.hget(keys.run(resp.get_json()["runId"]), "initial") or "")
+    assert initial["warmTimeoutInSeconds"] == kept
