@@ -58,6 +58,41 @@ def dev_mode() -> bool:
 
 _secret_cache: dict[str, str] = {}
 
+_MISSING = (
+    "CHATWORKER_SECRET_KEY is not set. Set it to a long random string shared by every "
+    "worker and gateway (`python -c 'import secrets;print(secrets.token_urlsafe(32))'`),"
+    " or set CHATWORKER_DEV=1 to have a development secret generated for you."
+)
+
+
+def check_secret(process: str, *, warn: bool = True) -> None:
+    """At the start of a worker or gateway: refuse to run without a signing secret.
+
+    Raises :class:`SecretMissing` (with what to do) when ``CHATWORKER_SECRET_KEY`` is unset
+    outside dev mode: every token would fail later otherwise. In dev mode without a key, logs
+    (unless ``warn`` is False) a WARNING naming the risk of the generated secret.
+    """
+    if os.environ.get("CHATWORKER_SECRET_KEY"):
+        return
+    if not dev_mode():
+        raise SecretMissing(_MISSING)
+    if warn:
+        warn_dev_secret(process)
+
+
+def warn_dev_secret(process: str) -> None:
+    """Log the dev-mode WARNING when this process signs with the generated secret."""
+    if os.environ.get("CHATWORKER_SECRET_KEY") or not dev_mode():
+        return
+    log.warning(
+        "%s: CHATWORKER_DEV=1 and no CHATWORKER_SECRET_KEY: the token signing secret is "
+        "generated and kept in Redis (%s) with no expiry, so anyone who can read this Redis "
+        "can mint tokens for every task and run. For development only: set "
+        "CHATWORKER_SECRET_KEY in production.",
+        process,
+        keys.DEV_SECRET,
+    )
+
 
 def get_secret() -> str:
     """The signing secret: ``CHATWORKER_SECRET_KEY``, or in dev mode one kept in Redis.
@@ -69,11 +104,7 @@ def get_secret() -> str:
     if secret:
         return secret
     if not dev_mode():
-        raise SecretMissing(
-            "CHATWORKER_SECRET_KEY is not set. Set it to a long random string shared by every "
-            "worker and gateway (`python -c 'import secrets;print(secrets.token_urlsafe(32))'`),"
-            " or set CHATWORKER_DEV=1 to have a development secret generated for you."
-        )
+        raise SecretMissing(_MISSING)
     cached = _secret_cache.get("dev")
     if cached:
         return cached

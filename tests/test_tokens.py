@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from typing import Any
 
@@ -134,7 +135,9 @@ def test_one_time_tokens_are_spent_once(redis_url: str, r: redis.Redis) -> None:
     tokens.spend_one_time(multi)
 
 
-def test_missing_secret_and_dev_mode(redis_url: str, r: redis.Redis, monkeypatch: Any) -> None:
+def test_missing_secret_and_dev_mode(
+    redis_url: str, r: redis.Redis, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("CHATWORKER_SECRET_KEY")
     monkeypatch.delenv("CHATWORKER_DEV", raising=False)
     monkeypatch.setattr(tokens, "_secret_cache", {})
@@ -146,6 +149,9 @@ def test_missing_secret_and_dev_mode(redis_url: str, r: redis.Redis, monkeypatch
         create_app()
     monkeypatch.setenv("CHATWORKER_DEV", "1")
     r.delete(keys.DEV_SECRET)
+    with caplog.at_level(logging.WARNING, logger="chatworker.tokens"):
+        tokens.check_secret("test gateway")
+    assert "anyone who can read this Redis can mint tokens" in caplog.text
     token = tokens.create_run_token("r")
     shared = r.get(keys.DEV_SECRET)
     assert shared and jwt.decode(token, shared, algorithms=["HS256"], issuer="chatworker")
