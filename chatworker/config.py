@@ -75,6 +75,13 @@ def lease_seconds() -> float:
     return parse_duration(env("CHATWORKER_LEASE", "3s"))
 
 
+def requeue_seconds() -> float:
+    """``CHATWORKER_REQUEUE_AFTER``: how long a queued or resuming run may wait for a worker to
+    claim it before its start message is sent again, in case it was lost (default 5 s; each
+    further re-send waits twice as long, up to a minute)."""
+    return parse_duration(env("CHATWORKER_REQUEUE_AFTER", "5s"))
+
+
 def gc_thresholds() -> tuple[int, ...] | None:
     """``CHATWORKER_GC_THRESHOLD``: a worker process's ``gc.set_threshold`` (default
     ``50000,20,100``); ``default`` keeps Python's own."""

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 from flask import Blueprint, Request, Response, request
@@ -24,9 +24,9 @@ from werkzeug.exceptions import HTTPException
 
 from . import keys, runs, tokens
 from .config import env_float, get_redis
-from .errors import ChatworkerError, TaskNotFound
+from .errors import ChatworkerError, InvalidPayload, TaskNotFound
 from .hub import is_stream_id
-from .payload import parse_payload
+from .payload import load_json, parse_payload
 from .registry import get_task
 from .sse import SSE_HEADERS, Follow, chunk_type, comment, event
 
@@ -116,10 +116,6 @@ def bearer_token(req: Request, *, allow_query: bool = False) -> str | None:
     return None
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def check_path_id(kind: str, value: str) -> None:
     """404 for a task or run id no task or run could have (control characters, huge...)."""
     if not _PATH_ID.match(value):
@@ -144,7 +140,9 @@ class Gateway:
         return get_task(task_id)
 
     def read_json(self, *, required: bool = True) -> Any:
-        """The request body parsed as JSON, enforcing the size limit and the content type."""
+        """The request body parsed as JSON, enforcing the size limit and the content type.
+
+        400 for malformed JSON; 422 for JSON the worker could not read (see ``load_json``)."""
         limit = self.max_body_bytes
         length = request.content_length
         if length is not None and length > limit:
@@ -164,8 +162,12 @@ class Gateway:
                 f"the body must be JSON (Content-Type: application/json), not {mimetype}",
             )
         try:
-            return json.loads(data.decode("utf-8-sig"), parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
+            # The parser the worker reads messages with: a body accepted here is one the run can
+            # read (a lone surrogate or too deep a nesting is a 422 from load_json).
+            return load_json(data.decode("utf-8-sig"))
+        except InvalidPayload:
+            raise
+        except ValueError as exc:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON ({exc})") from None
 
     def stream_timeout(self) -> float:

@@ -42,6 +42,13 @@ def lease(run_id: str) -> str:
     return f"{PREFIX}:run:{run_id}:lease"
 
 
+def run_keys(run_id: str) -> list[str]:
+    """Every key of one run, in the order the ending scripts take them: run, inbox,
+    processing, output, checkpoint, lease (an ended run's keys expire together)."""
+    return [run(run_id), inbox(run_id), processing(run_id), output(run_id), checkpoint(run_id),
+            lease(run_id)]
+
+
 def idempotency(task_id: str, principal: str, key: str) -> str:
     """String: the run id a trigger by ``principal`` created with this ``Idempotency-Key``.
 
@@ -64,7 +71,8 @@ def wake_channel(worker_id: str) -> str:
 
 #: Sorted set: suspended runs scored by the time their turn timeout ends them.
 DEADLINES = f"{PREFIX}:deadlines"
-#: Sorted set: runs flipped to ``resuming`` scored by when; cleared when a worker takes them.
+#: Sorted set: runs ``queued`` or ``resuming`` until a worker claims them, scored by when their
+#: start is overdue (a lost Celery message is then sent again).
 RESUMING = f"{PREFIX}:resuming"
 #: Sorted set: runs with a live owner, scored by when the owner's lease runs out.
 ACTIVE = f"{PREFIX}:active"

@@ -14,15 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from pydantic import ValidationError
+
 from . import concurrency, keys
-from .accumulator import MessageAccumulator
+from .accumulator import MessageAccumulator, generate_id
 from .capture import TurnOutput
-from .config import get_redis, parse_duration, retention_seconds, stream_maxlen
+from .config import get_redis, lease_seconds, parse_duration, retention_seconds, stream_maxlen
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
 from .signals import AbortController, AbortSignal
-from .state import now_ms, scripts, split_item
+from .state import LeaseLost, raise_if_lease_lost, scripts, split_item
 from .streams import OutputStream
+from .tokens import create_run_token
 from .turns import TurnScope
 
 log = logging.getLogger("chatworker.run")
@@ -56,7 +60,8 @@ class RunDriver:
         self.local = local
         self.redis = get_redis()
         self.scripts = scripts(self.redis)
-        self.stream = OutputStream(self.redis, run_id)
+        self.stream = OutputStream(self.redis, run_id, token=local.token)
+        self.lease_ms = int(lease_seconds() * 1000)
         self.accumulator = MessageAccumulator()
         self.turn_number = 0
         self.warm_override: float | None = None
@@ -114,19 +119,41 @@ class RunDriver:
         """The task's static ``ui_message_stream_options``."""
         return dict(getattr(self.task, "ui_message_stream_options", {}) or {})
 
+    def fenced(self, script: Any, run_keys: list[str], args: list[Any]) -> Any:
+        """Run one of the owner's scripts; :class:`LeaseLost` if this worker lost the run."""
+        try:
+            return script(keys=run_keys, args=args)
+        except redis.ResponseError as exc:
+            raise_if_lease_lost(exc)
+            raise
+
+    def owner_set(self, **fields: str | int) -> None:
+        """Set fields of the run record that only the owner writes (fenced by the lease)."""
+        pairs = [item for pair in fields.items() for item in pair]
+        self.fenced(self.scripts.owner_set, [keys.run(self.run_id), keys.lease(self.run_id)],
+                    [self.local.token, self.lease_ms, *pairs])
+
     # -- where a message enters ---------------------------------------------------------------
     def take(self) -> Input | None:
         """Move the oldest waiting message into this run's processing list and start a turn."""
         self.local.wake.clear()
-        result = self.scripts.take(
-            keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
-                  keys.output(self.run_id)],
-            args=[self.turn_number, now_ms(), stream_maxlen()],
-        )
-        if not result:
-            return None
-        input_id, body = split_item(str(result[0]))
-        item = Input(input_id, ChatWirePayload.model_validate_json(body), str(result[1] or ""))
+        while True:
+            result = self.fenced(
+                self.scripts.take,
+                [keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
+                 keys.output(self.run_id), keys.lease(self.run_id)],
+                [self.turn_number, stream_maxlen(), self.local.token, self.lease_ms],
+            )
+            if not result:
+                return None
+            input_id, body = split_item(str(result[0]))
+            try:
+                payload = ChatWirePayload.model_validate_json(body)
+            except ValidationError as exc:
+                self.reject(input_id, exc)
+                continue  # that turn is answered: on to the next message, if one is waiting
+            break
+        item = Input(input_id, payload, str(result[1] or ""))
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
         if item.stop_reason:
@@ -136,6 +163,22 @@ class RunDriver:
         if self.local.last_stop and self.local.last_stop[0] == input_id:
             stop.abort(self.local.last_stop[1] or "stopped")
         return item
+
+    def reject(self, input_id: str, exc: ValidationError) -> None:
+        """A queued message this worker cannot read (the gateway refuses such bodies, so it was
+        corrupted in Redis or written by another version): only its turn fails, with an
+        ``error`` chunk and the turn's marker, and the run goes on to the next message."""
+        log.error("run %s: input %s is unreadable, its turn fails: %s", self.run_id, input_id,
+                  exc)
+        output = TurnOutput(self.stream, generate_id())
+        output.write({"type": "error", "errorText": (
+            "This message could not be read by the chat run, so it was not answered; "
+            "send it again.")})
+        output.close(stopped=False)
+        number = self.turn_number
+        self.turn_number += 1
+        ttl = getattr(self.task, "chat_access_token_ttl", "1h")
+        self.write_turn_complete(number, input_id, False, create_run_token(self.run_id, ttl))
 
     def next_message(self, warm: float, timeout: float, *, park: bool = False) -> Input | None:
         """The next message: at once, or after a warm wait; None once suspended (or timed out
@@ -180,14 +223,14 @@ class RunDriver:
 
     def suspend(self, timeout: float) -> bool:
         """Checkpoint, then atomically suspend unless a message is waiting; frees the slot."""
-        self.redis.set(keys.checkpoint(self.run_id), self.checkpoint())
         done = self.scripts.suspend(
             keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.DEADLINES,
-                  keys.lease(self.run_id), keys.ACTIVE],
-            args=[self.local.token, now_ms() + int(timeout * 1000), now_ms(), self.run_id],
+                  keys.lease(self.run_id), keys.ACTIVE, keys.checkpoint(self.run_id)],
+            args=[self.local.token, self.lease_ms, int(timeout * 1000), self.run_id,
+                  self.checkpoint()],
         )
         if done == -1:
-            raise RunCanceled("lease lost")
+            raise LeaseLost("lease lost")
         if done:
             log.info("run %s: suspended (turn timeout %gs)", self.run_id, timeout)
             concurrency.release(self.task, self.run_id)
@@ -196,13 +239,14 @@ class RunDriver:
     def park(self, timeout: float) -> Input | None:
         """Wait up to ``timeout`` without suspending (the stack stays; no polling): raw mode."""
         log.info("run %s: parked for up to %gs", self.run_id, timeout)
-        self.redis.hset(keys.run(self.run_id), mapping={"parked": 1, "status": "waiting"})
+        self.owner_set(parked=1, status="waiting")
         self.parked = True
         try:
             return self._wait(timeout)
         finally:
             self.parked = False
-            self.redis.hset(keys.run(self.run_id), "parked", 0)
+            if not self.local.lost:
+                self.owner_set(parked=0)
 
     def lost_to_outage(self, exc: BaseException) -> None:
         """Redis failed mid-run: leave the run to lease recovery rather than mark it failed."""
@@ -238,11 +282,12 @@ class RunDriver:
             marker["inputId"] = input_id
         if token:
             marker["publicAccessToken"] = token
-        marker_id = str(self.scripts.marker(
-            keys=[keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
-                  keys.processing(self.run_id)],
-            args=[json.dumps(marker, separators=(",", ":")), self.checkpoint(), now_ms(),
-                  stream_maxlen(), input_id if hook_pending else ""],
+        marker_id = str(self.fenced(
+            self.scripts.marker,
+            [keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
+             keys.processing(self.run_id), keys.lease(self.run_id)],
+            [json.dumps(marker, separators=(",", ":")), self.checkpoint(), stream_maxlen(),
+             input_id if hook_pending else "", self.local.token, self.lease_ms, input_id],
         ))
         self.local.streaming = False
         log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
@@ -250,14 +295,12 @@ class RunDriver:
 
     def hook_done(self) -> None:
         """``on_turn_complete`` returned: the turn is fully answered."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.run(self.run_id), "hook_pending", "")
-        pipe.delete(keys.processing(self.run_id))
-        pipe.execute()
+        self.fenced(self.scripts.hook_done,
+                    [keys.run(self.run_id), keys.processing(self.run_id), keys.lease(self.run_id)],
+                    [self.local.token, self.lease_ms])
 
     def mark_waiting(self) -> None:
-        fields: dict[str, str | int] = {"status": "waiting", "updated_at": now_ms()}
-        self.redis.hset(keys.run(self.run_id), mapping=fields)  # type: ignore[arg-type]
+        self.owner_set(status="waiting")
 
     # -- timeouts --------------------------------------------------------------------------------
     def warm_seconds(self) -> float:
@@ -277,20 +320,14 @@ class RunDriver:
             return
         self.ended = True
         ended = self.scripts.end(
-            keys=[keys.run(self.run_id), keys.lease(self.run_id), keys.output(self.run_id),
-                  keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
-            args=[status, reason, now_ms(), stream_maxlen(), self.local.token, self.run_id],
+            keys=[*keys.run_keys(self.run_id), keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
+            args=[status, reason, stream_maxlen(), self.local.token, self.run_id,
+                  int(retention_seconds())],
         )
         if not ended:
             # Already ended, or no longer ours (recovered by another worker): touch nothing.
             log.info("run %s: not ended here (it ended already or has another owner)", self.run_id)
             return
-        ttl = int(retention_seconds())
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (keys.run(self.run_id), keys.output(self.run_id), keys.inbox(self.run_id),
-                    keys.processing(self.run_id), keys.checkpoint(self.run_id)):
-            pipe.expire(key, ttl)
-        pipe.execute()
         concurrency.release(self.task, self.run_id)
         log.info("run %s: %s (%s)", self.run_id, status, reason)
 
@@ -311,5 +348,11 @@ def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
     local.slot = group[0] if group else None
     try:
         driver_class(task, run_id, local).live()
+    except LeaseLost:
+        # Recovery handed the run to another worker while this one could not renew its lease
+        # (a stall): every write of ours is refused from then on, so stop here, quietly.
+        local.lost = True
+        log.warning("run %s: this worker lost the run's lease; another worker carries it on",
+                    run_id)
     finally:
         mailbox.release(run_id)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import redis
 
 from . import concurrency, keys
-from .config import get_redis, lease_seconds, stream_maxlen
+from .config import get_redis, lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
 from .signals import AbortController
-from .state import now_ms, scripts
+from .state import redis_now_ms, scripts
 
 log = logging.getLogger("chatworker.mailbox")
 
@@ -32,7 +32,14 @@ POLL_SECONDS = 1.0
 #: this is a backstop for rare races; at 1,000 owned runs a once-a-second check cost ~10% of
 #: a worker's CPU.
 RECHECK_SECONDS = 10.0
-RESUME_GRACE_MS = 30_000
+#: The longest wait between two re-sends of an overdue run's start message.
+REQUEUE_MAX_SECONDS = 60.0
+#: How often a worker walks part of the runs index, dropping runs whose keys have expired.
+TRIM_SECONDS = 10.0
+#: How many runs of the index one trim looks at.
+TRIM_BATCH = 500
+#: A worker whose heartbeat is older than this is dropped from the workers index.
+WORKER_FORGET_SECONDS = 3600.0
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
+        self._trim_from = 0
         self.draining = False
 
     # -- ownership -----------------------------------------------------------------------
@@ -77,7 +85,7 @@ class Mailbox:
         token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
         result = scripts(client).claim(
             keys=[keys.run(run_id), keys.lease(run_id), keys.RESUMING, keys.ACTIVE],
-            args=[token, int(lease_seconds() * 1000), self.worker_id, now_ms(), run_id],
+            args=[token, int(lease_seconds() * 1000), self.worker_id, run_id],
         )
         verdict = str(result[0])
         if verdict == "state":
@@ -147,7 +155,7 @@ class Mailbox:
             local.wake.set()
 
     def _maintain(self) -> None:
-        last_renew = last_check = 0.0
+        last_renew = last_check = last_trim = 0.0
         last_failure: float | None = None
         while not self._stopping.wait(POLL_SECONDS):
             try:
@@ -164,6 +172,9 @@ class Mailbox:
                 grace = last_failure is not None and now - last_failure < lease_seconds() + 1
                 self._sweep(recover=not grace)
                 concurrency.sweep()
+                if now - last_trim >= TRIM_SECONDS:
+                    self._trim()
+                    last_trim = now
             except redis.RedisError as exc:
                 if last_failure is None or time.monotonic() - last_failure > 30:
                     log.warning("mailbox maintenance: Redis unreachable (%s)", exc)
@@ -181,7 +192,7 @@ class Mailbox:
             keys=[keys.ACTIVE, *(keys.lease(r.run_id) for r in runs),
                   *(keys.run(r.run_id) for r in runs)],
             args=[*(r.token for r in runs), *(r.run_id for r in runs),
-                  int(lease_seconds() * 1000), now_ms(), self.worker_id],
+                  int(lease_seconds() * 1000)],
         )
         concurrency.renew([(r.slot, r.run_id) for r in runs if r.slot])
         lost_keys = set(lost or [])
@@ -200,49 +211,78 @@ class Mailbox:
         pipe = get_redis().pipeline(transaction=False)
         for local in runs:
             pipe.llen(keys.inbox(local.run_id))
-            pipe.hmget(keys.run(local.run_id), "stop_input", "stop_reason", "cancel")
+            current = local.current_input or "i0"
+            pipe.hmget(keys.run(local.run_id), "cancel", f"stop:{current}")
         results = pipe.execute()
         for i, local in enumerate(runs):
-            waiting, (stop_input, stop_reason, cancel) = results[2 * i], results[2 * i + 1]
+            waiting, (cancel, stop_reason) = results[2 * i], results[2 * i + 1]
             if cancel == "1":
                 local.cancel.abort("canceled")
                 local.wake.set()
             elif waiting:
                 local.wake.set()
-            if stop_input:
-                local.on_stop(stop_input, stop_reason or "stopped")
+            if stop_reason and local.current_input:
+                local.on_stop(local.current_input, stop_reason)
 
     def _sweep(self, *, recover: bool = True) -> None:
-        """End suspended runs whose turn timeout passed; re-enqueue resumes never started;
-        with ``recover``, resume elsewhere the runs whose owner stopped renewing its lease."""
+        """End suspended runs whose turn timeout passed; send again the start of runs queued or
+        resuming that no worker claimed in time; with ``recover``, resume elsewhere the runs
+        whose owner stopped renewing its lease. Deadlines are on Redis's clock."""
         client = get_redis()
-        now = now_ms()
+        run_scripts = scripts(client)
+        now = redis_now_ms(client)
+        retention = int(retention_seconds())
         due = client.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=100)
         for run_id in due:
-            ended = scripts(client).expire(
-                keys=[keys.run(run_id), keys.inbox(run_id), keys.output(run_id), keys.DEADLINES],
-                args=[now, stream_maxlen(), run_id],
+            ended = run_scripts.expire(
+                keys=[*keys.run_keys(run_id), keys.DEADLINES],
+                args=[stream_maxlen(), run_id, retention],
             )
             if ended:
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
         orphans = (
             client.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=50) if recover else []
         )
+        requeue_ms = int(requeue_seconds() * 1000)
         for run_id in orphans:
-            recovered = scripts(client).recover(
+            recovered = run_scripts.recover(
                 keys=[keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
                       keys.inbox(run_id), keys.output(run_id), keys.ACTIVE, keys.RESUMING],
-                args=[now, stream_maxlen(), run_id],
+                args=[stream_maxlen(), run_id, requeue_ms],
             )
             if recovered:
                 log.warning("run %s: its worker stopped renewing its lease; resuming it elsewhere",
                             run_id)
                 _enqueue(run_id)
-        stale = client.zrangebyscore(keys.RESUMING, "-inf", now - RESUME_GRACE_MS, start=0, num=50)
-        for run_id in stale:
-            if client.zadd(keys.RESUMING, {run_id: now}, xx=True):
-                log.warning("run %s: resume was never picked up; enqueueing it again", run_id)
+        overdue = client.zrangebyscore(keys.RESUMING, "-inf", now, start=0, num=50)
+        for run_id in overdue:
+            if run_scripts.requeue(
+                keys=[keys.RESUMING, keys.run(run_id)],
+                args=[run_id, requeue_ms, int(REQUEUE_MAX_SECONDS * 1000)],
+            ):
+                log.warning("run %s: no worker started it in time (its message may be lost); "
+                            "enqueueing it again", run_id)
                 _enqueue(run_id)
+
+    def _trim(self) -> None:
+        """Drop from the runs index the runs whose keys expired, a window at a time (the window
+        moves on, so long-lived runs at the old end never stop the walk), and forget workers
+        that stopped beating long ago."""
+        client = get_redis()
+        client.zremrangebyscore(keys.WORKERS, "-inf", time.time() - WORKER_FORGET_SECONDS)
+        ids = client.zrange(keys.RUNS, self._trim_from, self._trim_from + TRIM_BATCH - 1)
+        if not ids:
+            self._trim_from = 0
+            return
+        pipe = client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.exists(keys.run(run_id))
+        gone = [run_id for run_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+        if gone:
+            client.zrem(keys.RUNS, *gone)
+        self._trim_from += len(ids) - len(gone)
+        if len(ids) < TRIM_BATCH:
+            self._trim_from = 0
 
     def drain(self) -> None:
         """Warm shutdown: runs waiting warm suspend at once (streaming turns finish first)."""

@@ -16,7 +16,6 @@ from typing import Any
 import redis
 from celery import Celery
 
-from . import keys
 from .accumulator import generate_id
 from .app import CeleryBacked
 from .config import Duration, parse_duration
@@ -175,7 +174,7 @@ class ManualRun(RunDriver):
 
     def allow_turns(self, limit: int) -> None:
         """Accept further messages (a session or raw wait is listening) up to ``limit`` turns."""
-        self.redis.hset(keys.run(self.run_id), "max_turns", max(limit, 1))
+        self.owner_set(max_turns=max(limit, 1))
 
     # -- the turn in progress -------------------------------------------------------------------
     def ensure_scope(self) -> TurnScope:

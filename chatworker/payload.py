@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidPayload
@@ -13,6 +15,10 @@ if TYPE_CHECKING:
     from .registry import AnyTask
 
 Trigger = Literal["submit-message", "regenerate-message", "preload"]
+
+#: How deep objects and arrays may nest in a payload: the limit of the JSON parser the worker
+#: reads every queued message with (pydantic's). Deeper is refused before anything is enqueued.
+MAX_DEPTH = 200
 
 
 class ChatWirePayload(BaseModel):
@@ -41,6 +47,20 @@ class ChatWirePayload(BaseModel):
         """The JSON-ready camelCase dict, with absent optional fields omitted."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def to_wire_json(self) -> str:
+        """The exact JSON that is enqueued for the worker, already read back the way the worker
+        reads it (:meth:`model_validate_json`), so a message that is accepted is one the run can
+        read. Raises :class:`InvalidPayload` for what it could not: a lone surrogate, nesting
+        deeper than :data:`MAX_DEPTH`."""
+        try:
+            wire = self.model_dump_json(by_alias=True, exclude_none=True)
+            ChatWirePayload.model_validate_json(wire)
+        except (ValueError, ValidationError) as exc:  # incl. PydanticSerializationError
+            detail = _json_detail(exc)
+            reason = unreadable_json(detail, "the payload", where=False)
+            raise InvalidPayload(reason or f"invalid payload: {detail}") from None
+        return wire
+
 
 def _describe(exc: ValidationError) -> str:
     parts = []
@@ -49,6 +69,50 @@ def _describe(exc: ValidationError) -> str:
         parts.append(f"{where}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+_WHERE = re.compile(r" at (line \d+ column \d+)$")
+
+
+def _json_detail(exc: Exception) -> str:
+    """The parser's own words for why JSON was refused (from a ValidationError, its ctx)."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            return str((errors[0].get("ctx") or {}).get("error", errors[0]["msg"]))
+        return _describe(exc)
+    return str(exc)
+
+
+def unreadable_json(detail: str, what: str, *, where: bool = True) -> str | None:
+    """Why well-formed JSON is refused by the worker's parser, in words a person can act on
+    (``detail`` is the parser's message); None when it is something else (malformed JSON)."""
+    found = _WHERE.search(detail) if where else None
+    at = f" at {found.group(1)}" if found else ""
+    if "recursion limit" in detail or "depth exceeded" in detail:
+        return (f"{what} nests deeper than {MAX_DEPTH} levels{at}: objects and arrays may be "
+                f"nested at most {MAX_DEPTH} deep")
+    if "surrogate" in detail or "hex escape" in detail:
+        return (f"{what} contains an invalid unicode escape (a lone surrogate){at}: one half "
+                f"of a \\ud800-\\udfff surrogate pair without the other is not text; send the "
+                f"character itself, or both halves of its pair")
+    return None
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse a request body with the parser the worker reads messages with (pydantic's), so
+    what is accepted here the worker can read. ``NaN`` and ``Infinity`` are refused.
+
+    Raises :class:`InvalidPayload` for well-formed JSON the worker could not read (a lone
+    surrogate, nesting deeper than :data:`MAX_DEPTH`) and ``ValueError`` for malformed JSON.
+    """
+    try:
+        return pydantic_core.from_json(text, allow_inf_nan=False)
+    except ValueError as exc:
+        reason = unreadable_json(str(exc), "the body")
+        if reason is not None:
+            raise InvalidPayload(reason) from None
+        raise
 
 
 def parse_payload(obj: Any, task: AnyTask | None = None) -> ChatWirePayload:

@@ -6,7 +6,6 @@ process that can reach Redis can drive any run.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ from typing import Any
 import redis
 
 from . import keys, streams
-from .config import get_redis, retention_seconds, stream_maxlen
+from .config import get_redis, requeue_seconds, retention_seconds, stream_maxlen
 from .errors import RedisUnavailable, RunEnded, RunNotFound
 from .payload import ChatWirePayload, parse_payload
 from .registry import get_task
-from .state import ENDED, RunInfo, load_info, now_ms, scripts
+from .state import ENDED, RunInfo, load_info, scripts
 from .tokens import create_run_token
 
 log = logging.getLogger("chatworker.runs")
@@ -76,7 +75,9 @@ def trigger(
     token that asked for it, or ``tokens.subject_principal(user_id)``): only that principal
     reaches it through the ``/ui`` routes. With ``idempotency_key``, a retried call by the same
     principal returns the run the first call created; the same key from another principal is
-    another request, and starts a run of its own.
+    another request, and starts a run of its own. Raises :class:`InvalidPayload` (nothing is
+    written) for a payload the run could not read: a schema failure, a lone surrogate in a
+    string, nesting deeper than ``payload.MAX_DEPTH``.
 
     A client may ask for a shorter ``warmTimeoutInSeconds`` than the task's, never a longer one:
     the value is capped by the task's setting, so no client can hold a worker slot longer than
@@ -84,6 +85,7 @@ def trigger(
     """
     task = get_task(task_id)
     parsed = _cap_client_timeouts(task, parse_payload(payload, task))
+    initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
     client = _client()
     try:
         run_id = new_run_id()
@@ -95,7 +97,7 @@ def trigger(
                 token = create_run_token(existing, task.chat_access_token_ttl)
                 return TriggerResult(existing, token)
         try:
-            _create(client, task, run_id, parsed, principal or "")
+            _create(client, task, run_id, parsed, initial, principal or "")
         except BaseException:
             if idem is not None:  # a retry must not be handed a run that was never created
                 client.delete(idem)
@@ -129,11 +131,16 @@ def _cap_client_timeouts(task: Any, payload: ChatWirePayload) -> ChatWirePayload
 
 
 def _create(
-    client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload, principal: str = ""
+    client: redis.Redis,
+    task: Any,
+    run_id: str,
+    payload: ChatWirePayload,
+    initial: str,
+    principal: str = "",
 ) -> None:
+    """The run's record and first message, in one script that also gives the run a start
+    deadline: if no worker claims it in time (its Celery message was lost), it is sent again."""
     preload = payload.trigger == "preload"
-    now = now_ms()
-    initial = json.dumps(payload.to_wire())
     record: dict[str, str | int] = {
         "task_id": task.id,
         "chat_id": payload.chat_id,
@@ -143,20 +150,18 @@ def _create(
         "input_seq": 0,
         "max_turns": getattr(task, "max_turns", 0) or 0,
         "is_streaming": 0,
-        "created_at": now,
-        "updated_at": now,
         "continuation": int(payload.continuation),
         "previous_run_id": payload.previous_run_id or "",
         "principal": principal,
         "initial": initial,
     }
-    pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.run(run_id), mapping=record)  # type: ignore[arg-type]
-    if not preload:
-        pipe.rpush(keys.inbox(run_id), "i0 " + initial)
-    pipe.zadd(keys.RUNS, {run_id: now})
-    pipe.set(keys.chat_run(task.id, payload.chat_id), run_id, ex=int(retention_seconds()) + 86400)
-    pipe.execute()
+    scripts(client).create(
+        keys=[keys.run(run_id), keys.inbox(run_id), keys.RESUMING, keys.RUNS,
+              keys.chat_run(task.id, payload.chat_id)],
+        args=[*(item for pair in record.items() for item in pair),
+              "" if preload else "i0 " + initial, run_id, int(requeue_seconds() * 1000),
+              int(retention_seconds()) + 86400],
+    )
 
 
 def principal_of(run_id: str) -> str | None:
@@ -203,15 +208,16 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     """Queue a message for the run; returns its ``inputId``.
 
     Raises :class:`RunEnded` when the run will not answer it (ended, or ``max_turns`` reached
-    counting messages already queued): start a continuation run instead.
+    counting messages already queued): start a continuation run instead, and
+    :class:`InvalidPayload` (nothing is queued) for a payload the run could not read.
     """
     client = _client()
     try:
         task_id = task_of(run_id)
-        parsed = parse_payload(payload, get_task(task_id))
+        wire = parse_payload(payload, get_task(task_id)).to_wire_json()
         result = scripts(client).send(
-            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES],
-            args=[json.dumps(parsed.to_wire()), now_ms(), keys.PREFIX, run_id],
+            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
+            args=[wire, keys.PREFIX, run_id, int(requeue_seconds() * 1000)],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc
@@ -255,9 +261,8 @@ def cancel(run_id: str, reason: str = "canceled") -> None:
     """End the run; its stream gets ``__run_end{status:"canceled"}``."""
     try:
         verdict = scripts(_client()).cancel(
-            keys=[keys.run(run_id), keys.output(run_id), keys.DEADLINES, keys.RESUMING,
-                  keys.lease(run_id)],
-            args=[reason, now_ms(), stream_maxlen(), keys.PREFIX, run_id],
+            keys=[*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING],
+            args=[reason, stream_maxlen(), keys.PREFIX, run_id, int(retention_seconds())],
         )
     except redis.RedisError as exc:
         raise _guard(exc) from exc

@@ -14,6 +14,7 @@ instead of each queueing for a pooled connection of its own.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -24,7 +25,8 @@ from typing import Any
 import redis
 
 from . import keys
-from .config import stream_maxlen
+from .config import lease_seconds, stream_maxlen
+from .state import APPEND, raise_if_lease_lost
 
 _ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
@@ -46,20 +48,44 @@ def is_entry_id(value: str) -> bool:
     return bool(_ENTRY_ID.match(value))
 
 
-def _xadd(key: str, body: str, maxlen: int) -> tuple[Any, ...]:
+_APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()
+
+Command = tuple[Any, ...]
+
+
+def _xadd(key: str, body: str, maxlen: int) -> Command:
     """The ``XADD`` of one entry, the stream trimmed approximately to ``maxlen``."""
     return ("XADD", key, "MAXLEN", "~", maxlen, "*", "c", body)
 
 
+class Fence:
+    """The lease a run's owner writes under: an append is refused once the lease is another's."""
+
+    __slots__ = ("lease_key", "lease_ms", "run_key", "token")
+
+    def __init__(self, run_id: str, token: str) -> None:
+        self.lease_key = keys.lease(run_id)
+        self.run_key = keys.run(run_id)
+        self.token = token
+        self.lease_ms = int(lease_seconds() * 1000)
+
+    def append(self, key: str, body: str, maxlen: int) -> Command:
+        """The fenced append of one entry (the ``APPEND`` script, by its SHA)."""
+        return ("EVALSHA", _APPEND_SHA, 3, key, self.lease_key, self.run_key, self.token,
+                self.lease_ms, maxlen, body)
+
+
+def _no_script(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.NoScriptError)
+
+
 class _Append:
-    """One queued ``XADD``: filled in by the writer thread, then ``done`` is set."""
+    """One queued append: filled in by the writer thread, then ``done`` is set."""
 
-    __slots__ = ("body", "done", "error", "id", "key", "maxlen")
+    __slots__ = ("command", "done", "error", "id")
 
-    def __init__(self, key: str, body: str, maxlen: int) -> None:
-        self.key = key
-        self.body = body
-        self.maxlen = maxlen
+    def __init__(self, command: Command) -> None:
+        self.command = command
         self.done = threading.Event()
         self.id: str | None = None
         self.error: BaseException | None = None
@@ -84,12 +110,12 @@ class _Writer:
         self._inflight = 0
         self._thread: threading.Thread | None = None
 
-    def append(self, key: str, body: str, maxlen: int) -> str:
+    def append(self, command: Command) -> str:
         """Append one entry (now, or with the next batch); returns its id."""
         item: _Append | None = None
         with self._cond:
             if self._inflight or self._queue:
-                item = _Append(key, body, maxlen)
+                item = _Append(command)
                 self._queue.append(item)
                 self._start()
                 self._cond.notify()
@@ -98,7 +124,7 @@ class _Writer:
         if item is not None:
             return item.result(self)
         try:
-            return str(self.client.execute_command(*_xadd(key, body, maxlen)))
+            return str(self._execute(command))
         finally:
             with self._cond:
                 self._inflight -= 1
@@ -147,19 +173,33 @@ class _Writer:
                 for item in batch:
                     item.done.set()
 
+    def _execute(self, command: Command) -> Any:
+        """One command; a fenced append whose script Redis forgot (a restart) loads it again."""
+        try:
+            return self.client.execute_command(*command)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(APPEND)
+            return self.client.execute_command(*command)
+
     def _send(self, batch: list[_Append]) -> None:
         try:
             if len(batch) == 1:
                 item = batch[0]
-                item.id = str(self.client.execute_command(*_xadd(item.key, item.body, item.maxlen)))
+                item.id = str(self._execute(item.command))
                 return
             pipe = self.client.pipeline(transaction=False)
             for item in batch:
-                pipe.execute_command(*_xadd(item.key, item.body, item.maxlen))
+                pipe.execute_command(*item.command)
             replies = pipe.execute(raise_on_error=False)
+            if any(_no_script(reply) for reply in replies):
+                self.client.script_load(APPEND)
+                for i, (item, reply) in enumerate(zip(batch, replies, strict=True)):
+                    if _no_script(reply):
+                        replies[i] = self._execute(item.command)
         except Exception as exc:
             for item in batch:
-                item.error = _own(exc) if len(batch) > 1 else exc
+                if item.id is None:
+                    item.error = _own(exc) if len(batch) > 1 else exc
             return
         for item, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
@@ -196,25 +236,41 @@ def _writer(client: redis.Redis) -> _Writer:
 
 
 class OutputStream:
-    """Writes chunks to one run's output stream."""
+    """Writes chunks to one run's output stream; with ``token`` (the owner's lease token) every
+    append is fenced, and :class:`~chatworker.state.LeaseLost` is raised once it is refused."""
 
-    def __init__(self, client: redis.Redis, run_id: str) -> None:
+    def __init__(self, client: redis.Redis, run_id: str, *, token: str | None = None) -> None:
         self.client = client
         self.key = keys.output(run_id)
         self.maxlen = stream_maxlen()
+        self.fence = Fence(run_id, token) if token else None
+
+    def _command(self, chunk: dict[str, Any]) -> Command:
+        body = encode(chunk)
+        if self.fence is None:
+            return _xadd(self.key, body, self.maxlen)
+        return self.fence.append(self.key, body, self.maxlen)
 
     def write(self, chunk: dict[str, Any]) -> str:
         """Append ``chunk``; returns its entry id once it is in Redis."""
-        return _writer(self.client).append(self.key, encode(chunk), self.maxlen)
+        try:
+            return _writer(self.client).append(self._command(chunk))
+        except redis.ResponseError as exc:
+            raise_if_lease_lost(exc)
+            raise
 
     def write_many(self, chunks: Iterable[dict[str, Any]]) -> list[str]:
         """Append several chunks in one round trip; returns their ids."""
-        items = [_Append(self.key, encode(chunk), self.maxlen) for chunk in chunks]
+        items = [_Append(self._command(chunk)) for chunk in chunks]
         if not items:
             return []
         writer = _writer(self.client)
         writer.submit(items)
-        return [item.result(writer) for item in items]
+        try:
+            return [item.result(writer) for item in items]
+        except redis.ResponseError as exc:
+            raise_if_lease_lost(exc)
+            raise
 
 
 def decode_entries(raw: Any) -> list[Entry]:

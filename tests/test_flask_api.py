@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from chatworker import config, keys, runs, tokens
+from chatworker import InvalidPayload, config, keys, runs, tokens
 from chatworker.flask import chat_blueprint
 from web.app import create_app
 
@@ -293,7 +294,11 @@ def test_message_to_a_run_that_expired_since_the_last_one_is_404(
         (b'{"chatId": "c", "messages": [] ', "application/json", 400, "malformed_json"),
         (b'{"chatId": NaN, "messages": []}', "application/json", 400, "malformed_json"),
         (b"\xff\xfe{}", "application/json", 400, "malformed_json"),
-        (b"[" * 100000 + b"]" * 100000, "application/json", 400, "malformed_json"),
+        (b"[" * 100000 + b"]" * 100000, "application/json", 422, "invalid_payload"),
+        (b'{"chatId": "c", "messages": [], "x": ' + b"[" * 250 + b"]" * 250 + b"}",
+         "application/json", 422, "invalid_payload"),
+        (b'{"chatId": "c", "messages": [], "x": "\\ud800"}', "application/json", 422,
+         "invalid_payload"),
         (b"", "application/json", 400, "empty_body"),
         (b"chatId=c", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
         (b'{"chatId": "c"}', "text/plain", 415, "unsupported_media_type"),
@@ -316,6 +321,55 @@ def test_bad_trigger_bodies(
     data = assert_error(resp, status, code)
     if status == 422 and b"metadata" in raw:
         assert "metadata" in data["message"]
+
+
+def nested(arrays: int) -> Any:
+    value: Any = 0
+    for _ in range(arrays):
+        value = [value]
+    return value
+
+
+#: Values ``json.loads`` and python-mode validation accept that the worker's JSON parser (which
+#: reads every queued message) refuses: each one used to be queued, then fail the whole run.
+UNREADABLE = {
+    "lone surrogate": ("\ud800", "contains an invalid unicode escape (a lone surrogate)"),
+    "lone low surrogate": ("x\udc00", "contains an invalid unicode escape (a lone surrogate)"),
+    "201 levels": (nested(200), "nests deeper than 200 levels"),
+    "260 levels": (nested(259), "nests deeper than 200 levels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_what_the_worker_could_not_read_is_422_and_nothing_is_enqueued(
+    client: FlaskClient, gateway_redis: redis.Redis, case: str
+) -> None:
+    value, says = UNREADABLE[case]
+    slug = case.replace(" ", "-")
+    run_id, token = start_run(client, chat_id=f"unreadable-{slug}")
+    before = runs.status(run_id).pending_inputs
+    resp = client.post(f"/api/chat/runs/{run_id}/input/messages",
+                       json=body(chat_id=f"unreadable-{slug}", note=value), headers=auth(token))
+    data = assert_error(resp, 422, "invalid_payload")
+    assert says in data["message"] and "line 1 column" in data["message"], data
+    caller = trigger_token()
+    trigger = client.post("/api/chat/tasks/echo/runs", json=body(chat_id="never", note=value),
+                          headers={**auth(caller), "Idempotency-Key": f"k-{slug}"})
+    assert says in assert_error(trigger, 422, "invalid_payload")["message"]
+    principal = tokens.verify(caller).principal
+    assert gateway_redis.get(keys.idempotency("echo", principal, f"k-{slug}")) is None
+    # The Python API refuses it the same way, before writing anything.
+    with pytest.raises(InvalidPayload, match=re.escape(says)):
+        runs.send_message(run_id, body(chat_id=f"unreadable-{slug}", note=value))
+    with pytest.raises(InvalidPayload, match="the payload"):
+        runs.trigger("echo", body(chat_id="never", note=value), idempotency_key=f"p-{slug}")
+    assert gateway_redis.get(keys.idempotency("echo", "", f"p-{slug}")) is None
+    assert runs.find_chat_run("echo", "never") is None
+    assert runs.status(run_id).pending_inputs == before
+    # A stop's message is read with the same parser (a lone surrogate there was a 500).
+    stop = client.post(f"/api/chat/runs/{run_id}/input/stop",
+                       json={"stop": True, "message": value}, headers=auth(token))
+    assert says in assert_error(stop, 422, "invalid_payload")["message"]
 
 
 def test_oversized_bodies_are_413(client: FlaskClient) -> None:

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from chatworker import RunEnded, runs
+from chatworker import RunEnded, keys, runs
 
 from .support import events, payload, read_turn, text_of, types_of, user_message, wait_for
 
@@ -269,3 +269,44 @@ def test_max_turns_completes_and_refuses_more(worker: object, r: redis.Redis, ch
     assert text_of(turn1).strip() == "echo: b (turn 1)"
     end = read_turn(r, started.run_id, after=turn1[-1][0])[-1][1]
     assert end == {"type": "__run_end", "status": "completed", "reason": "max_turns"}
+
+
+#: Inbox entries the worker cannot parse. The gateway and ``runs.send_message`` refuse such
+#: payloads, so these stand for an entry corrupted in Redis or queued by another version.
+UNREADABLE_ENTRIES = {
+    "lone surrogate": '{"chatId": "c", "messages": [], "note": "\\ud800"}',
+    "too deep": '{"chatId": "c", "messages": [], "note": ' + "[" * 250 + "]" * 250 + "}",
+    "older version": '{"chat": "c", "text": "hi"}',
+    "not JSON": "{garbage",
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "case"),
+    [("echo", case) for case in sorted(UNREADABLE_ENTRIES)] + [("session-echo", "too deep")],
+)
+def test_an_unreadable_queued_message_fails_only_its_turn(
+    worker: object, r: redis.Redis, chat_id: str, task: str, case: str
+) -> None:
+    started = runs.trigger(task, payload(chat_id, user_message("one")))
+    turn0 = read_turn(r, started.run_id)
+    seq = r.hincrby(keys.run(started.run_id), "input_seq", 1)
+    r.hincrby(keys.run(started.run_id), "accepted", 1)
+    r.rpush(keys.inbox(started.run_id), f"i{seq} {UNREADABLE_ENTRIES[case]}")
+    good = runs.send_message(started.run_id, payload(chat_id, user_message("two")))
+
+    bad_turn = read_turn(r, started.run_id, after=turn0[-1][0])
+    assert types_of(bad_turn) == ["__turn_start", "start", "error", "finish", "__turn_complete"]
+    assert bad_turn[0][1] == {"type": "__turn_start", "turn": 1, "inputId": f"i{seq}"}
+    assert "could not be read" in bad_turn[2][1]["errorText"]
+    marker = bad_turn[-1][1]
+    assert marker["inputId"] == f"i{seq}" and marker["turn"] == 1
+    assert marker["stopped"] is False and marker["publicAccessToken"]
+    # The run carries on: the message behind it is answered, and more after that.
+    answered = read_turn(r, started.run_id, after=bad_turn[-1][0])
+    assert answered[-1][1]["type"] == "__turn_complete" and answered[-1][1]["inputId"] == good
+    assert text_of(answered).strip().endswith("two (turn 2)")
+    later = runs.send_message(started.run_id, payload(chat_id, user_message("three")))
+    third = read_turn(r, started.run_id, after=answered[-1][0])
+    assert third[-1][1]["inputId"] == later and "three (turn 3)" in text_of(third)
+    assert runs.status(started.run_id).status not in {"failed", "completed", "canceled"}

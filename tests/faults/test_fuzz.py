@@ -29,7 +29,7 @@ from chatworker.registry import load_tasks
 from ..conftest import SECRET, worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
 from ..support import Worker, user_message
-from .helpers import ALL_TASKS, StreamReader, call, pointed_at
+from .helpers import ALL_TASKS, Event, StreamReader, call, pointed_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -218,6 +218,18 @@ def valid_message() -> dict[str, Any]:
     return user_message("fuzz")
 
 
+@dataclass(frozen=True)
+class Nested:
+    """Stands for ``arrays`` arrays, each inside the one before, in a body :func:`encode_body`
+    writes (as text: ``json.dumps`` itself gives up near 1,000 levels). A body with it as a value
+    nests one level deeper: the body object is a level too."""
+
+    arrays: int
+
+    def json(self) -> str:
+        return "[" * self.arrays + '"bottom"' + "]" * self.arrays
+
+
 @st.composite
 def wire_payloads(draw: st.DrawFn) -> Any:
     """A wire payload with some fields replaced by wrong types, huge or adversarial values."""
@@ -250,7 +262,18 @@ def wire_payloads(draw: st.DrawFn) -> Any:
 
 
 def encode_body(value: Any) -> bytes:
-    return json.dumps(value).encode("utf-8", "surrogatepass")
+    deep: list[Nested] = []
+
+    def placeholder(obj: Any) -> str:
+        if not isinstance(obj, Nested):
+            raise TypeError(type(obj).__name__)
+        deep.append(obj)
+        return f"@nested-{len(deep) - 1}@"
+
+    text = json.dumps(value, default=placeholder)
+    for n, nested in enumerate(deep):
+        text = text.replace(f'"@nested-{n}@"', nested.json())
+    return text.encode("utf-8", "surrogatepass")
 
 
 bodies = st.one_of(
@@ -264,6 +287,12 @@ bodies = st.one_of(
     st.integers(min_value=MAX_BODY + 1, max_value=MAX_BODY * 3).map(lambda n: b"[" + b" " * n),
     st.sampled_from([b"NaN", b"Infinity", b'{"chatId": NaN}', b"\xef\xbb\xbf{}", b"{}" * 1000,
                      b'{"chatId": "\\ud800", "messages": []}', b"\xff\xfe{\x00}\x00"]),
+    # Well-formed JSON the worker's parser refuses: every one a 422, nothing enqueued.
+    st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\ud83d"]).map(
+        lambda s: encode_body({"chatId": "fuzz-chat", "messages": [user_message(s)]})),
+    st.sampled_from([200, 254, 256, 300, 3000]).map(
+        lambda n: encode_body({"chatId": "fuzz-chat", "messages": [valid_message()],
+                               "metadata": Nested(n)})),
 )
 
 
@@ -472,6 +501,97 @@ def test_an_overlong_request_line_is_a_4xx(target: Target) -> None:
     answer = target.client.request("GET", f"{PREFIX}/runs/{'a' * 5000}", {}, None)
     assert answer.status == 414
     check(target, "GET", f"{PREFIX}/runs/{'a' * 3000}", {}, None)
+
+
+def read_turn_sse(t: Target, run_id: str, token: str, after: str | None) -> list[Event]:
+    """The SSE events of the next turn after ``after``, up to its ``__turn_complete``."""
+    reader = StreamReader("127.0.0.1", t.gw.port, run_id, token, last_id=after).open()
+    seen: list[Event] = []
+    try:
+        for ev in reader.events():
+            seen.append(ev)
+            if ev.type in ("__turn_complete", "__run_end"):
+                break
+    finally:
+        reader.close()
+    assert seen and seen[-1].type == "__turn_complete", [e.data for e in seen][-10:]
+    return seen
+
+
+#: Bodies ``json.loads`` accepts but the worker's parser refuses (a lone surrogate; nesting past
+#: 200 levels), and what the 422 says about each. Before, each got a 202 that killed the chat
+#: (or, past 255 levels, a 500).
+UNREADABLE = [
+    ("metadata", "\ud800", "invalid unicode escape (a lone surrogate) at line 1 column"),
+    ("text", "lone \udc00 low half", "invalid unicode escape (a lone surrogate) at line 1 column"),
+    ("extra", "\ud83d", "invalid unicode escape (a lone surrogate) at line 1 column"),
+    ("metadata", Nested(200), "nests deeper than 200 levels at line 1 column"),
+    ("metadata", Nested(300), "nests deeper than 200 levels at line 1 column"),
+    ("metadata", Nested(5000), "nests deeper than 200 levels at line 1 column"),
+]
+
+
+def unreadable_body(chat_id: str, where: str, value: Any, *, ui: bool = False) -> bytes:
+    message = user_message(value if where == "text" else "hello")
+    body: dict[str, Any] = {"id" if ui else "chatId": chat_id, "messages": [message]}
+    if where == "metadata":
+        body["metadata"] = value
+    elif where == "extra":
+        body["extra"] = {"note": value}
+    return encode_body(body)
+
+
+def post(t: Target, path: str, body: bytes, token: str) -> tuple[int, Any]:
+    status, answer, _ = call(t.gw.url, "POST", PREFIX + path, raw=body, token=token,
+                             headers={"Content-Type": "application/json"})
+    return status, answer
+
+
+def test_bodies_the_worker_cannot_read_are_refused_and_the_chat_goes_on(target: Target) -> None:
+    """Through every route that enqueues (trigger, send, /ui), a body the worker could not read
+    is a 422 that names the problem and where it is; the live chat is untouched and answers its
+    next message. The 200-level limit itself is accepted and answered."""
+    t = target
+    trigger = tokens.create_trigger_token("fuzz-target", multiple_use=True)
+    chat = "unreadable-chat"
+    status, started, _ = call(t.gw.url, "POST", f"{PREFIX}/tasks/fuzz-target/runs",
+                              {"chatId": chat, "messages": [user_message("hi")]}, token=trigger)
+    assert status == 201, started
+    run_id, run_token = started["runId"], started["publicAccessToken"]
+    last = read_turn_sse(t, run_id, run_token, None)[-1].id
+
+    for where, value, says in UNREADABLE:
+        for path, body, token in [
+            (f"/runs/{run_id}/input/messages", unreadable_body(chat, where, value), run_token),
+            ("/tasks/fuzz-target/runs", unreadable_body(chat, where, value), trigger),
+            ("/ui/fuzz-target", unreadable_body(chat, where, value, ui=True), trigger),
+        ]:
+            status, answer = post(t, path, body, token)
+            assert status == 422, (path, where, status, answer)
+            assert answer["error"] == "invalid_payload", answer
+            assert says in answer["message"], (path, where, answer)
+    # A stop's message is read by the same parser (a lone surrogate there was a 500).
+    status, answer, _ = call(t.gw.url, "POST", f"{PREFIX}/runs/{run_id}/input/stop",
+                             {"stop": True, "message": "\ud800"}, token=run_token)
+    assert status == 422 and "lone surrogate" in answer["message"], (status, answer)
+
+    info = call(t.gw.url, "GET", f"{PREFIX}/runs/{run_id}", token=run_token)[1]
+    assert info["pendingInputs"] == 0 and info["status"] not in {"failed", "completed"}, info
+    # Exactly at the limit (200 levels, counting the body) is accepted, and answered.
+    at_limit = unreadable_body(chat, "metadata", Nested(199))
+    status, sent = post(t, f"/runs/{run_id}/input/messages", at_limit, run_token)
+    assert status == 202, sent
+    turn = read_turn_sse(t, run_id, run_token, last)
+    assert turn[-1].json()["inputId"] == sent["inputId"]
+    assert any(e.type == "text-delta" and "ok: 3 messages" in e.data for e in turn), turn
+    status, sent = post(t, f"/runs/{run_id}/input/messages",
+                        unreadable_body(chat, "text", "still here?"), run_token)
+    assert status == 202, sent
+    turn = read_turn_sse(t, run_id, run_token, turn[-1].id)
+    assert any(e.type == "text-delta" and "(turn 2)" in e.data for e in turn), turn
+    assert call(t.gw.url, "GET", f"{PREFIX}/runs/{run_id}", token=run_token)[1]["status"] in {
+        "running", "waiting", "suspended"}
+    assert f"run {run_id}: failed" not in t.worker.log()
 
 
 def test_worker_and_gateway_still_serve_chats_after_the_fuzz(target: Target) -> None:
