@@ -34,8 +34,8 @@ __all__ = ["live_gateway"]
 pytestmark = pytest.mark.integration
 
 #: Redis databases of the dedicated stacks below (no other test module uses them).
-PIN_DB = 13
-DEV_DB = 14
+PIN_DB = 15
+DEV_DB = 2
 
 
 def bearer(token: str) -> dict[str, str]:
