@@ -75,11 +75,20 @@ class CeleryBacked:
         app = self.app or get_app()
         app.send_task(self.celery_name, args=[run_id], queue=self.celery_queue)
 
-    def trigger(self, payload: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
-        """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``."""
+    def trigger(
+        self,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        principal: str | None = None,
+    ) -> Any:
+        """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``.
+
+        ``principal`` (``tokens.subject_principal(user_id)``) is who the run belongs to.
+        """
         from .runs import trigger
 
-        return trigger(self.id, payload, idempotency_key=idempotency_key)
+        return trigger(self.id, payload, idempotency_key=idempotency_key, principal=principal)
 
 
 def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:

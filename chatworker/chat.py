@@ -120,9 +120,15 @@ def set_ui_message_stream_options(**options: Any) -> None:
     scope.stream_options = {**scope.stream_options, **_stream_options(options)}
 
 
-def create_access_token(task_id: str, ttl: Duration = "24h", multiple_use: bool = False) -> str:
-    """A trigger token for ``task_id`` (scope ``trigger:tasks:<id>``), one-time by default."""
-    return create_trigger_token(task_id, ttl=ttl, multiple_use=multiple_use)
+def create_access_token(
+    task_id: str, ttl: Duration = "24h", multiple_use: bool = False, subject: str | None = None
+) -> str:
+    """A trigger token for ``task_id`` (scope ``trigger:tasks:<id>``), one-time by default.
+
+    ``subject`` names its holder (your user id): the runs and ``/ui`` chats it starts are that
+    user's, reachable with any token of the same subject.
+    """
+    return create_trigger_token(task_id, ttl=ttl, multiple_use=multiple_use, subject=subject)
 
 
 class StreamWriter:

@@ -79,7 +79,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     from .tokens import SecretMissing, create_trigger_token
 
     try:
-        print(create_trigger_token(args.task, ttl=args.ttl, multiple_use=args.multiple_use))
+        print(create_trigger_token(args.task, ttl=args.ttl, multiple_use=args.multiple_use,
+                                   subject=args.subject or None))
     except SecretMissing as exc:
         print(f"chatworker token: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", default="24h")
     token.add_argument("--multiple-use", action="store_true",
                        help="reusable (e.g. for the /ui routes); one-time by default")
+    token.add_argument("--subject", help="who holds the token (its `sub`, e.g. a user id): "
+                       "runs and /ui chats belong to it; default: to this token alone")
     token.set_defaults(func=cmd_token)
 
     runs = sub.add_parser("runs", help="list runs with status, turn, worker and age")

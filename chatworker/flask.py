@@ -36,8 +36,10 @@ __all__ = ["ApiError", "Gateway", "bearer_token", "chat_blueprint", "json_error"
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_STREAM_TIMEOUT = 600.0
-#: Signature of the ``/ui`` authorization callback: ``(request, task_id) -> allowed``.
-AuthorizeUI = Callable[[Request, str], bool]
+#: Signature of the ``/ui`` authorization callback: ``(request, task_id) -> verdict``: False
+#: refuses (403), a string names the user the request stands for (its chats are that user's),
+#: True admits it (to every chat of the task, unless it verified a token; see flask_ui).
+AuthorizeUI = Callable[[Request, str], bool | str]
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PATH_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
@@ -265,10 +267,13 @@ class _Routes:
         if key is not None and not _IDEMPOTENCY_KEY.match(key):
             raise ApiError(400, "bad_request", "Idempotency-Key must be 1-255 visible ASCII chars")
         payload = parse_payload(self.gw.read_json(), self.gw.task(task_id))
-        replay = bool(key) and bool(get_redis().exists(keys.idempotency(task_id, key or "")))
-        spent = False if replay else spend_token(claims)
+        # A one-time token is spent by every trigger, a replayed Idempotency-Key included: the
+        # key is scoped to the token's principal, so a replay is this caller's own retry.
+        spent = spend_token(claims)
         try:
-            result = runs.trigger(task_id, payload, idempotency_key=key or None)
+            result = runs.trigger(
+                task_id, payload, idempotency_key=key or None, principal=claims.principal
+            )
         except BaseException:
             if spent:
                 release_token(claims)
@@ -382,7 +387,10 @@ def chat_blueprint(
     """The gateway blueprint: SPEC §3 routes under ``url_prefix``, plus the ``/ui`` routes.
 
     ``tasks`` limits the served tasks (default: every registered one). ``authorize_ui(request,
-    task_id)`` guards ``/ui``; the default wants a Bearer trigger token for the task.
+    task_id)`` guards ``/ui``; the default wants a Bearer trigger token for the task and binds
+    each chat to that token's principal. A callback of your own returns False (403), the id of
+    the user the request stands for (chats bound to that user), or True (every chat of the
+    task: sharing them is then your call).
     """
     from .flask_ui import register_ui_routes
 

@@ -4,6 +4,10 @@
 streams that one turn as a UI message stream without control chunks, ending ``data: [DONE]``.
 ``GET /ui/<taskId>/<chatId>/stream`` replays the turn in flight (204 when none);
 ``POST /ui/<taskId>/<chatId>/stop`` stops it.
+
+Each chat belongs to the principal that started it (see :mod:`chatworker.tokens`): with the
+default authorization, the subject of the trigger token, or the token itself when it has no
+subject. Another principal gets 403 on every route of that chat.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ _CLAIMS = "chatworker_ui_claims"
 def default_authorize_ui(req: Request, task_id: str) -> bool:
     """Accept a Bearer trigger token for ``task_id`` (make it with ``multiple_use=True``).
 
-    A one-time token is only spent when a request actually starts a run.
+    A one-time token is only spent when a request actually starts a run. The chats it reaches
+    are those of its principal: its subject (``sub``), or, without one, this token alone.
     """
     claims = tokens.require_scope(bearer_token(req), f"trigger:tasks:{task_id}")
     setattr(g, _CLAIMS, claims)
@@ -138,15 +143,55 @@ class _UiRoutes:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
-    def _authorize(self, task_id: str) -> Any:
+    def _authorize(self, task_id: str) -> tuple[Any, str | None]:
+        """The task, and the principal whose chats this request may use (None: every chat).
+
+        The callback's verdict: False refuses; a string is the user the request stands for
+        (the same principal as tokens with that subject); True admits the request to the chats
+        of the token :func:`default_authorize_ui` verified, or, when no token was verified
+        (a host app's own check), to every chat of the task.
+        """
         check_path_id("task", task_id)
         authorize = self.gw.authorize_ui or default_authorize_ui
-        if not authorize(request, task_id):
+        verdict = authorize(request, task_id)
+        if not verdict:
             raise ApiError(403, "forbidden", f"not allowed to use the chats of task {task_id!r}")
-        return self.gw.task(task_id)
+        claims = getattr(g, _CLAIMS, None)
+        if isinstance(verdict, str):
+            principal: str | None = tokens.subject_principal(verdict)
+        elif isinstance(claims, tokens.Claims):
+            principal = claims.principal
+        else:
+            principal = None
+        return self.gw.task(task_id), principal
+
+    @staticmethod
+    def _check_owner(task_id: str, chat_id: str, run_id: str, principal: str | None) -> None:
+        """403 when the chat's run belongs to another principal.
+
+        A run Redis forgot is nobody's, and so is an ended run that names no principal (started
+        by the host app's own code, or before runs recorded one): the chat continues in a new
+        run of the caller's. A live run that names none is refused.
+        """
+        if principal is None:
+            return
+        owner = runs.principal_of(run_id)
+        if owner == "":
+            try:
+                if runs.status(run_id).ended:
+                    return
+            except RunNotFound:
+                return
+        if owner is not None and owner != principal:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"chat {chat_id!r} of task {task_id!r} belongs to another user: "
+                "use a token with the subject that started it, or another chat id",
+            )
 
     def send(self, task_id: str) -> Response:
-        task = self._authorize(task_id)
+        task, principal = self._authorize(task_id)
         body = self.gw.read_json()
         if not isinstance(body, dict):
             raise ApiError(422, "invalid_payload", "the body must be a JSON object")
@@ -160,6 +205,7 @@ class _UiRoutes:
         run_id = runs.find_chat_run(task_id, payload.chat_id)
         previous: str | None = None
         if run_id is not None:
+            self._check_owner(task_id, payload.chat_id, run_id, principal)
             try:
                 ended = runs.status(run_id).ended
             except RunNotFound:
@@ -183,26 +229,29 @@ class _UiRoutes:
                 previous = run_id
         if previous is not None:
             payload = payload.model_copy(update={"continuation": True, "previous_run_id": previous})
-        result = self._trigger(task_id, payload)
+        result = self._trigger(task_id, payload, principal)
         if payload.trigger == "preload":
             return json_response({"runId": result.run_id}, 202)
         return _ui_response(result.run_id, None, None, idle)
 
-    def _trigger(self, task_id: str, payload: ChatWirePayload) -> runs.TriggerResult:
+    def _trigger(
+        self, task_id: str, payload: ChatWirePayload, principal: str | None
+    ) -> runs.TriggerResult:
         claims = getattr(g, _CLAIMS, None)
         spent = spend_token(claims) if claims is not None else False
         try:
-            return runs.trigger(task_id, payload)
+            return runs.trigger(task_id, payload, principal=principal)
         except BaseException:
             if spent and claims is not None:
                 release_token(claims)
             raise
 
     def resume(self, task_id: str, chat_id: str) -> Response:
-        self._authorize(task_id)
+        _, principal = self._authorize(task_id)
         run_id = runs.find_chat_run(task_id, chat_id)
         if run_id is None:
             return _no_content()
+        self._check_owner(task_id, chat_id, run_id, principal)
         try:
             info = runs.status(run_id)
         except RunNotFound:
@@ -218,7 +267,7 @@ class _UiRoutes:
         return _ui_response(run_id, after, None, self.gw.stream_timeout())
 
     def stop(self, task_id: str, chat_id: str) -> Response:
-        self._authorize(task_id)
+        _, principal = self._authorize(task_id)
         body = self.gw.read_json(required=False)
         message = body.get("message") if isinstance(body, dict) else None
         if message is not None and not isinstance(message, str):
@@ -226,6 +275,7 @@ class _UiRoutes:
         run_id = runs.find_chat_run(task_id, chat_id)
         if run_id is None:
             raise RunNotFound(f"no run for chat {chat_id!r} of task {task_id!r}")
+        self._check_owner(task_id, chat_id, run_id, principal)
         stopped = runs.stop(run_id, message)
         return json_response({"ok": True, "stopped": bool(stopped)}, 202)
 

@@ -6,6 +6,7 @@ can serve several deployments and an operator can find everything with ``SCAN cw
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 PREFIX = os.environ.get("CHATWORKER_KEY_PREFIX", "cw")
@@ -48,9 +49,14 @@ def run_keys(run_id: str) -> list[str]:
             lease(run_id)]
 
 
-def idempotency(task_id: str, key: str) -> str:
-    """String: the run id created by a trigger with this ``Idempotency-Key``."""
-    return f"{PREFIX}:idem:{task_id}:{key}"
+def idempotency(task_id: str, principal: str, key: str) -> str:
+    """String: the run id a trigger by ``principal`` created with this ``Idempotency-Key``.
+
+    The principal is hashed, so that neither it nor the key (both may contain ``:``) can make
+    two principals' keys collide.
+    """
+    who = hashlib.sha256(principal.encode()).hexdigest()[:32]
+    return f"{PREFIX}:idem:{task_id}:{who}:{key}"
 
 
 def token_use(jti: str) -> str:

@@ -63,27 +63,45 @@ def _guard(exc: redis.RedisError) -> RedisUnavailable:
 
 
 def trigger(
-    task_id: str, payload: dict[str, Any] | ChatWirePayload, *, idempotency_key: str | None = None
+    task_id: str,
+    payload: dict[str, Any] | ChatWirePayload,
+    *,
+    idempotency_key: str | None = None,
+    principal: str | None = None,
 ) -> TriggerResult:
     """Start a run of ``task_id`` answering ``payload`` (a wire payload with the full history).
 
-    With ``idempotency_key``, a retried call returns the run the first call created. Raises
-    :class:`InvalidPayload` (nothing is written) for a payload the run could not read: a schema
-    failure, a lone surrogate in a string, nesting deeper than ``payload.MAX_DEPTH``.
+    ``principal`` is who the run belongs to (:attr:`chatworker.tokens.Claims.principal` of the
+    token that asked for it, or ``tokens.subject_principal(user_id)``): only that principal
+    reaches it through the ``/ui`` routes. With ``idempotency_key``, a retried call by the same
+    principal returns the run the first call created; the same key from another principal is
+    another request, and starts a run of its own. Raises :class:`InvalidPayload` (nothing is
+    written) for a payload the run could not read: a schema failure, a lone surrogate in a
+    string, nesting deeper than ``payload.MAX_DEPTH``.
+
+    A client may ask for a shorter ``warmTimeoutInSeconds`` than the task's, never a longer one:
+    the value is capped by the task's setting, so no client can hold a worker slot longer than
+    the task allows.
     """
     task = get_task(task_id)
-    parsed = parse_payload(payload, task)
+    parsed = _cap_client_timeouts(task, parse_payload(payload, task))
     initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
     client = _client()
     try:
         run_id = new_run_id()
+        idem = None
         if idempotency_key:
-            idem = keys.idempotency(task_id, idempotency_key)
+            idem = keys.idempotency(task_id, principal or "", idempotency_key)
             if not client.set(idem, run_id, nx=True, ex=86400):
                 existing = str(client.get(idem))
                 token = create_run_token(existing, task.chat_access_token_ttl)
                 return TriggerResult(existing, token)
-        _create(client, task, run_id, parsed, initial)
+        try:
+            _create(client, task, run_id, parsed, initial, principal or "")
+        except BaseException:
+            if idem is not None:  # a retry must not be handed a run that was never created
+                client.delete(idem)
+            raise
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     enqueue(run_id, task_id)
@@ -91,8 +109,34 @@ def trigger(
     return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
 
 
+def max_warm_seconds(task: Any) -> float:
+    """The longest warm wait a client may ask of ``task``'s first turn: what it waits unasked
+    (``preload_warm_timeout_in_seconds`` when set, else ``warm_timeout_in_seconds``)."""
+    preload = getattr(task, "preload_warm_timeout_in_seconds", None)
+    if preload is not None:
+        return float(preload)
+    return float(getattr(task, "warm_timeout_in_seconds", 0) or 0)
+
+
+def _cap_client_timeouts(task: Any, payload: ChatWirePayload) -> ChatWirePayload:
+    """``warmTimeoutInSeconds`` capped by the task's own warm timeout."""
+    asked = payload.warm_timeout_in_seconds
+    if asked is None:
+        return payload
+    allowed = max_warm_seconds(task)
+    if asked <= allowed:
+        return payload
+    log.info("task %s: warmTimeoutInSeconds %g capped at the task's %g", task.id, asked, allowed)
+    return payload.model_copy(update={"warm_timeout_in_seconds": allowed})
+
+
 def _create(
-    client: redis.Redis, task: Any, run_id: str, payload: ChatWirePayload, initial: str
+    client: redis.Redis,
+    task: Any,
+    run_id: str,
+    payload: ChatWirePayload,
+    initial: str,
+    principal: str = "",
 ) -> None:
     """The run's record and first message, in one script that also gives the run a start
     deadline: if no worker claims it in time (its Celery message was lost), it is sent again."""
@@ -108,6 +152,7 @@ def _create(
         "is_streaming": 0,
         "continuation": int(payload.continuation),
         "previous_run_id": payload.previous_run_id or "",
+        "principal": principal,
         "initial": initial,
     }
     scripts(client).create(
@@ -117,6 +162,15 @@ def _create(
               "" if preload else "i0 " + initial, run_id, int(requeue_seconds() * 1000),
               int(retention_seconds()) + 86400],
     )
+
+
+def principal_of(run_id: str) -> str | None:
+    """Who run ``run_id`` belongs to (``""`` when nobody was named); None when it is gone."""
+    try:
+        task_id, principal = _client().hmget(keys.run(run_id), ["task_id", "principal"])
+    except redis.RedisError as exc:
+        raise _guard(exc) from exc
+    return None if task_id is None else str(principal or "")
 
 
 def enqueue(run_id: str, task_id: str | None = None) -> None:

@@ -7,6 +7,7 @@ in ``CHATWORKER_TASKS`` loaded.
 from __future__ import annotations
 
 import logging
+import sys
 
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
@@ -15,8 +16,17 @@ from .app import get_app
 from .config import redis_url, tune_gc
 from .mailbox import get_mailbox
 from .registry import load_tasks
+from .tokens import SecretMissing, check_secret, warn_dev_secret
 
 log = logging.getLogger("chatworker.worker")
+
+try:
+    # Every run mints run tokens: without a secret each one would fail, so refuse to start,
+    # as the gateway does (dev mode logs a warning about its generated secret instead).
+    check_secret("chatworker worker", warn=False)  # warned once logging is set up
+except SecretMissing as exc:
+    sys.stderr.write(f"chatworker worker: refusing to start: {exc}\n")
+    raise SystemExit(2) from None
 
 hide_trio_under_gevent()  # before any task module imports the openai client
 app = get_app()
@@ -31,6 +41,7 @@ def _announce(**_: object) -> None:
     # runs anything itself (prefork children start theirs in worker_process_init).
     tune_gc()
     get_mailbox().start()
+    warn_dev_secret("chatworker worker")
     log.info("chatworker worker ready: tasks %s, redis %s", ", ".join(sorted(tasks)) or "none",
              redis_url())
 

@@ -83,3 +83,11 @@ def test_token_prints_a_trigger_token_for_the_task(redis_url: str, tmp_path: Pat
     out, _ = proc.communicate(timeout=20)
     claims = tokens.require_scope(out.strip(), "trigger:tasks:echo")
     assert not claims.one_time
+
+
+def test_token_can_name_its_subject(redis_url: str, tmp_path: Path) -> None:
+    proc = chatworker("token", "echo", "--subject", "alice", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=20)
+    claims = tokens.require_scope(out.strip(), "trigger:tasks:echo")
+    assert claims.subject == "alice" and claims.principal == tokens.subject_principal("alice")
+    assert claims.one_time

@@ -128,15 +128,33 @@ def test_idempotency_key_returns_the_same_run(client: FlaskClient) -> None:
     assert first.get_json()["runId"] == again.get_json()["runId"] != other.get_json()["runId"]
 
 
-def test_idempotent_retry_with_a_one_time_token_is_not_refused(client: FlaskClient) -> None:
-    token = tokens.create_trigger_token("echo")
+def test_a_one_time_token_is_spent_by_an_idempotent_retry_too(client: FlaskClient) -> None:
+    token = tokens.create_trigger_token("echo", subject="retrier")
     headers = {**auth(token), "Idempotency-Key": "otu-retry"}
     first = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    retry = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    assert first.status_code == retry.status_code == 201
-    assert first.get_json()["runId"] == retry.get_json()["runId"]
-    fresh = client.post("/api/chat/tasks/echo/runs", json=body(), headers=auth(token))
-    assert_error(fresh, 401, "invalid_token")
+    assert first.status_code == 201
+    again = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
+    assert "already used" in assert_error(again, 401, "invalid_token")["message"]
+    # A fresh one-time token of the same subject retries the same request: the same run.
+    fresh = tokens.create_trigger_token("echo", subject="retrier")
+    retry = client.post("/api/chat/tasks/echo/runs", json=body(),
+                        headers={**auth(fresh), "Idempotency-Key": "otu-retry"})  # fmt: skip
+    assert retry.status_code == 201 and retry.get_json()["runId"] == first.get_json()["runId"]
+    assert_error(client.post("/api/chat/tasks/echo/runs", json=body(), headers=auth(fresh)), 401)
+
+
+def test_an_idempotency_key_is_scoped_to_the_caller(client: FlaskClient) -> None:
+    def trigger(token: str) -> str:
+        headers = {**auth(token), "Idempotency-Key": "everyones-key"}
+        resp = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
+        assert resp.status_code == 201
+        return str(resp.get_json()["runId"])
+
+    alice = trigger_token()
+    first = trigger(alice)
+    assert trigger(alice) == first
+    assert trigger(trigger_token()) != first  # another token without a subject
+    assert trigger(tokens.create_trigger_token("echo", multiple_use=True, subject="x")) != first
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "tab\there", "é"])
@@ -163,9 +181,9 @@ def test_unknown_task_is_404(client: FlaskClient) -> None:
 
 
 def expired_token(scopes: list[str]) -> str:
-    now = int(time.time())
+    now = int(time.time())  # expired for longer than the clock-skew leeway
     return jwt.encode(
-        {"iss": "chatworker", "iat": now - 100, "exp": now - 10, "scopes": scopes}, SECRET
+        {"iss": "chatworker", "iat": now - 200, "exp": now - 100, "scopes": scopes}, SECRET
     )
 
 
@@ -334,16 +352,18 @@ def test_what_the_worker_could_not_read_is_422_and_nothing_is_enqueued(
                        json=body(chat_id=f"unreadable-{slug}", note=value), headers=auth(token))
     data = assert_error(resp, 422, "invalid_payload")
     assert says in data["message"] and "line 1 column" in data["message"], data
+    caller = trigger_token()
     trigger = client.post("/api/chat/tasks/echo/runs", json=body(chat_id="never", note=value),
-                          headers={**auth(trigger_token()), "Idempotency-Key": f"k-{slug}"})
+                          headers={**auth(caller), "Idempotency-Key": f"k-{slug}"})
     assert says in assert_error(trigger, 422, "invalid_payload")["message"]
-    assert gateway_redis.get(keys.idempotency("echo", f"k-{slug}")) is None
+    principal = tokens.verify(caller).principal
+    assert gateway_redis.get(keys.idempotency("echo", principal, f"k-{slug}")) is None
     # The Python API refuses it the same way, before writing anything.
     with pytest.raises(InvalidPayload, match=re.escape(says)):
         runs.send_message(run_id, body(chat_id=f"unreadable-{slug}", note=value))
     with pytest.raises(InvalidPayload, match="the payload"):
         runs.trigger("echo", body(chat_id="never", note=value), idempotency_key=f"p-{slug}")
-    assert gateway_redis.get(keys.idempotency("echo", f"p-{slug}")) is None
+    assert gateway_redis.get(keys.idempotency("echo", "", f"p-{slug}")) is None
     assert runs.find_chat_run("echo", "never") is None
     assert runs.status(run_id).pending_inputs == before
     # A stop's message is read with the same parser (a lone surrogate there was a 500).
@@ -603,7 +623,24 @@ def test_no_input_produces_html_or_500(client: FlaskClient) -> None:
 
 
 def test_keys_used_by_idempotency(gateway_redis: redis.Redis, client: FlaskClient) -> None:
-    headers = {**auth(trigger_token()), "Idempotency-Key": "stored"}
+    token = trigger_token()
+    headers = {**auth(token), "Idempotency-Key": "stored"}
     resp = client.post("/api/chat/tasks/echo/runs", json=body(), headers=headers)
-    assert gateway_redis.get(keys.idempotency("echo", "stored")) == resp.get_json()["runId"]
-    assert 0 < gateway_redis.ttl(keys.idempotency("echo", "stored")) <= 86400
+    key = keys.idempotency("echo", tokens.verify(token).principal, "stored")
+    assert gateway_redis.get(key) == resp.get_json()["runId"]
+    assert 0 < gateway_redis.ttl(key) <= 86400
+
+
+@pytest.mark.parametrize(("asked", "kept"), [(86400, 10), (10, 10), (2.5, 2.5), (0, 0)])
+def test_a_client_warm_timeout_is_capped_by_the_tasks(
+    client: FlaskClient, gateway_redis: redis.Redis, asked: float, kept: float
+) -> None:
+    preload = {"chatId": "warm", "messages": [], "trigger": "preload"}
+    resp = client.post(
+        "/api/chat/tasks/echo/runs",  # echo waits warm 10 s
+        json={**preload, "warmTimeoutInSeconds": asked},
+        headers=auth(trigger_token()),
+    )
+    assert resp.status_code == 201
+    initial = json.loads(gateway_redis.hget(keys.run(resp.get_json()["runId"]), "initial") or "")
+    assert initial["warmTimeoutInSeconds"] == kept

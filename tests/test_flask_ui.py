@@ -32,9 +32,21 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+#: The user these tests act as: every token they make names it, so they all reach its chats.
+USER = "ui-tester"
+
+
 def auth(task: str = "echo", **options: Any) -> dict[str, str]:
     multiple = options.get("multiple_use", True)
-    return {"Authorization": f"Bearer {tokens.create_trigger_token(task, multiple_use=multiple)}"}
+    subject = options.get("subject", USER)
+    token = tokens.create_trigger_token(task, multiple_use=multiple, subject=subject)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start(chat_id: str, text: str = "x") -> runs.TriggerResult:
+    """A run of the test user's chat, started by the host app's own code."""
+    return runs.trigger("echo", {"chatId": chat_id, "messages": [user_message(text)]},
+                        principal=tokens.subject_principal(USER))  # fmt: skip
 
 
 def assistant(text: str, id: str = "a1") -> dict[str, Any]:
@@ -101,7 +113,7 @@ def test_live_run_gets_only_the_last_message_and_its_own_turn(
     client: FlaskClient, gateway_redis: redis.Redis
 ) -> None:
     chat_id = "ui-live"
-    started = runs.trigger("echo", {"chatId": chat_id, "messages": [user_message("one")]})
+    started = start(chat_id, "one")
     # Turn 0 is still streaming when the second message arrives.
     xadd_chunks(gateway_redis, started.run_id, finished_turn(0)[:4])
     history = [user_message("one", "u1"), assistant("echo one"), user_message("two", "u2")]
@@ -125,7 +137,7 @@ def test_live_run_gets_only_the_last_message_and_its_own_turn(
 
 def test_regenerate_sends_the_full_history(client: FlaskClient, gateway_redis: redis.Redis) -> None:
     chat_id = "ui-regen"
-    started = runs.trigger("echo", {"chatId": chat_id, "messages": [user_message("one")]})
+    started = start(chat_id, "one")
     history = [user_message("one", "u1"), assistant("echo one")]
     resp = post_ui(
         client,
@@ -147,7 +159,7 @@ def test_regenerate_sends_the_full_history(client: FlaskClient, gateway_redis: r
 
 def test_ended_run_gets_a_continuation_run(client: FlaskClient, gateway_redis: redis.Redis) -> None:
     chat_id = "ui-continue"
-    old = runs.trigger("echo", {"chatId": chat_id, "messages": [user_message("one")]})
+    old = start(chat_id, "one")
     runs.cancel(old.run_id)
     history = [user_message("one", "u1"), assistant("echo one"), user_message("two", "u2")]
     resp = post_ui(client, {"id": chat_id, "messages": history, "trigger": "submit-message"})
@@ -189,7 +201,7 @@ def test_idle_timeout_ends_with_an_error_chunk(client: FlaskClient) -> None:
 def test_reconnect_without_a_turn_in_flight_is_204(client: FlaskClient) -> None:
     resp = client.get("/api/chat/ui/echo/never-seen/stream", headers=auth())
     assert resp.status_code == 204 and resp.data == b""
-    started = runs.trigger("echo", {"chatId": "ui-queued", "messages": [user_message("x")]})
+    started = start("ui-queued", "x")
     assert runs.status(started.run_id).is_streaming is False
     assert client.get("/api/chat/ui/echo/ui-queued/stream", headers=auth()).status_code == 204
 
@@ -197,7 +209,7 @@ def test_reconnect_without_a_turn_in_flight_is_204(client: FlaskClient) -> None:
 def test_stop_route(client: FlaskClient) -> None:
     resp = client.post("/api/chat/ui/echo/ui-nothing/stop", headers=auth())
     assert resp.status_code == 404 and resp.get_json()["error"] == "run_not_found"
-    runs.trigger("echo", {"chatId": "ui-stop", "messages": [user_message("x")]})
+    start("ui-stop", "x")
     resp = client.post("/api/chat/ui/echo/ui-stop/stop", headers=auth())
     assert resp.status_code == 202 and resp.get_json()["ok"] is True
     bad = client.post("/api/chat/ui/echo/ui-stop/stop", json={"message": 3}, headers=auth())
@@ -278,7 +290,7 @@ def test_custom_authorize_callback(gateway_db: str) -> None:
 
 def test_resume_replays_the_turn_in_flight(client: FlaskClient, gateway_redis: redis.Redis) -> None:
     chat_id = "ui-resume"
-    started = runs.trigger("echo", {"chatId": chat_id, "messages": [user_message("x")]})
+    started = start(chat_id, "x")
     turn = finished_turn(0, words=8)
     ids = xadd_chunks(gateway_redis, started.run_id, turn[:6])
     # What the engine records while a turn streams (see chatworker/state.py TAKE).
@@ -291,3 +303,61 @@ def test_resume_replays_the_turn_in_flight(client: FlaskClient, gateway_redis: r
     later(0.2, xadd_chunks, gateway_redis, started.run_id, turn[6:])
     chunks, done = chunks_of(read_body(resp))
     assert done and chunks == turn[1:-1]
+
+
+def test_a_chat_belongs_to_the_subject_that_started_it(client: FlaskClient) -> None:
+    chat_id = "ui-owned"
+    resp = post_ui(client, {"id": chat_id, "messages": [user_message("hi")]},
+                   headers=auth(subject="alice"), query_string={"timeout": "0.3"})  # fmt: skip
+    assert resp.status_code == 200
+    read_body(resp)
+    run_id = runs.find_chat_run("echo", chat_id) or ""
+    assert runs.principal_of(run_id) == tokens.subject_principal("alice")
+    bob = auth(subject="bob")
+    for refused in (
+        client.get(f"/api/chat/ui/echo/{chat_id}/stream", headers=bob),
+        client.post(f"/api/chat/ui/echo/{chat_id}/stop", headers=bob),
+        post_ui(client, {"id": chat_id, "messages": [user_message("mine now")]}, headers=bob),
+    ):
+        assert refused.status_code == 403 and refused.get_json()["error"] == "forbidden"
+    assert runs.status(run_id).pending_inputs == 1  # only Alice's own message
+    # Another token of Alice's reaches it.
+    assert client.get(f"/api/chat/ui/echo/{chat_id}/stream",
+                      headers=auth(subject="alice")).status_code == 204  # fmt: skip
+    # A live run the host app started for nobody in particular is nobody's through /ui; once
+    # it has ended, its chat continues in a run of whoever sends to it.
+    nobodys = runs.trigger("echo", {"chatId": "ui-nobodys", "messages": [user_message("x")]})
+    resp = client.post("/api/chat/ui/echo/ui-nobodys/stop", headers=auth())
+    assert resp.status_code == 403
+    runs.cancel(nobodys.run_id)
+    resp = post_ui(client, {"id": "ui-nobodys", "messages": [user_message("y")]},
+                   query_string={"timeout": "0.3"})  # fmt: skip
+    assert resp.status_code == 200
+    read_body(resp)
+    taken = runs.find_chat_run("echo", "ui-nobodys") or ""
+    assert taken != nobodys.run_id and runs.principal_of(taken) == tokens.subject_principal(USER)
+
+
+def test_a_host_callback_names_the_user_or_shares_the_chats(gateway_db: str) -> None:
+    def as_user(request: Request, task_id: str) -> bool | str:
+        return request.headers.get("X-User") or False
+
+    app = Flask("per-user")
+    app.register_blueprint(chat_blueprint(authorize_ui=as_user))
+    client = app.test_client()
+    resp = client.post("/api/chat/ui/echo?timeout=0.3", headers={"X-User": "carol"},
+                       json={"id": "ui-carol", "messages": [user_message("hi")]})  # fmt: skip
+    assert resp.status_code == 200
+    run_id = runs.find_chat_run("echo", "ui-carol") or ""
+    # The user the callback names is the principal of tokens with that subject.
+    assert runs.principal_of(run_id) == tokens.subject_principal("carol")
+    dave = client.post("/api/chat/ui/echo/ui-carol/stop", headers={"X-User": "dave"})
+    assert dave.status_code == 403
+    carol = client.post("/api/chat/ui/echo/ui-carol/stop", headers={"X-User": "carol"})
+    assert carol.status_code == 202
+    assert client.post("/api/chat/ui/echo/ui-carol/stop").status_code == 403  # refused: no user
+
+    shared = Flask("shared")
+    shared.register_blueprint(chat_blueprint(authorize_ui=lambda request, task_id: True))
+    anyone = shared.test_client().post("/api/chat/ui/echo/ui-carol/stop")
+    assert anyone.status_code == 202  # True: the host app shares every chat of the task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from typing import Any
 
@@ -67,8 +68,13 @@ def _tampered() -> str:
         pytest.param(lambda: jwt.encode(_good_claims(), "another-secret-" * 3), id="wrong-key"),
         pytest.param(lambda: jwt.encode(_good_claims(), SECRET, algorithm="HS512"), id="other-alg"),
         pytest.param(
-            lambda: jwt.encode(_good_claims(exp=int(time.time()) - 5), SECRET), id="expired"
+            lambda: jwt.encode(_good_claims(exp=int(time.time()) - 60), SECRET), id="expired"
         ),
+        pytest.param(
+            lambda: jwt.encode(_good_claims(iat=int(time.time()) + 120), SECRET), id="iat-ahead"
+        ),
+        pytest.param(lambda: jwt.encode(_good_claims(sub=5), SECRET), id="sub-not-a-string"),
+        pytest.param(lambda: jwt.encode(_good_claims(sub=""), SECRET), id="sub-empty"),
         pytest.param(lambda: jwt.encode(_good_claims(iss="someone"), SECRET), id="issuer"),
         pytest.param(
             lambda: jwt.encode({k: v for k, v in _good_claims().items() if k != "exp"}, SECRET),
@@ -86,7 +92,35 @@ def test_refused_tokens(redis_url: str, make: Any) -> None:
 
 def test_expired_message_says_how_to_renew(redis_url: str) -> None:
     with pytest.raises(tokens.TokenError, match="expired"):
-        tokens.verify(jwt.encode(_good_claims(exp=int(time.time()) - 1), SECRET))
+        tokens.verify(jwt.encode(_good_claims(exp=int(time.time()) - 31), SECRET))
+
+
+def test_clock_skew_up_to_the_leeway_is_tolerated(redis_url: str) -> None:
+    now = int(time.time())
+    # Minted by a process whose clock is up to LEEWAY seconds ahead, or just expired here.
+    for claims in (_good_claims(iat=now + 1), _good_claims(iat=now + tokens.LEEWAY - 2),
+                   _good_claims(iat=now - 100, exp=now - 1)):  # fmt: skip
+        assert tokens.verify(jwt.encode(claims, SECRET)).scopes == ("read:runs:r",)
+    with pytest.raises(tokens.TokenError, match="not yet valid"):
+        tokens.verify(jwt.encode(_good_claims(iat=now + tokens.LEEWAY + 30), SECRET))
+
+
+def test_subject_and_principal(redis_url: str) -> None:
+    alice = tokens.verify(tokens.create_trigger_token("echo", subject="alice"))
+    again = tokens.verify(tokens.create_trigger_token("echo", multiple_use=True, subject="alice"))
+    assert alice.subject == "alice" and alice.principal == again.principal == "sub:alice"
+    assert alice.principal == tokens.subject_principal("alice")
+    assert claims_of(tokens.create_trigger_token("echo", subject="alice"))["sub"] == "alice"
+    # Without a subject, a token is its own principal.
+    first = tokens.verify(tokens.create_trigger_token("echo"))
+    second = tokens.verify(tokens.create_trigger_token("echo"))
+    assert first.subject is None and first.principal == f"jti:{first.jti}"
+    assert first.principal != second.principal
+    foreign = jwt.encode(_good_claims(), SECRET)  # minted elsewhere, no sub and no jti
+    assert tokens.verify(foreign).principal == tokens.verify(foreign).principal
+    assert tokens.verify(foreign).principal.startswith("token:")
+    with pytest.raises(ValueError, match="subject"):
+        tokens.create_trigger_token("echo", subject="")
 
 
 def test_one_time_tokens_are_spent_once(redis_url: str, r: redis.Redis) -> None:
@@ -101,7 +135,9 @@ def test_one_time_tokens_are_spent_once(redis_url: str, r: redis.Redis) -> None:
     tokens.spend_one_time(multi)
 
 
-def test_missing_secret_and_dev_mode(redis_url: str, r: redis.Redis, monkeypatch: Any) -> None:
+def test_missing_secret_and_dev_mode(
+    redis_url: str, r: redis.Redis, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("CHATWORKER_SECRET_KEY")
     monkeypatch.delenv("CHATWORKER_DEV", raising=False)
     monkeypatch.setattr(tokens, "_secret_cache", {})
@@ -113,6 +149,9 @@ def test_missing_secret_and_dev_mode(redis_url: str, r: redis.Redis, monkeypatch
         create_app()
     monkeypatch.setenv("CHATWORKER_DEV", "1")
     r.delete(keys.DEV_SECRET)
+    with caplog.at_level(logging.WARNING, logger="chatworker.tokens"):
+        tokens.check_secret("test gateway")
+    assert "anyone who can read this Redis can mint tokens" in caplog.text
     token = tokens.create_run_token("r")
     shared = r.get(keys.DEV_SECRET)
     assert shared and jwt.decode(token, shared, algorithms=["HS256"], issuer="chatworker")

@@ -69,13 +69,7 @@ def create_app(**blueprint_options: Any) -> Flask:
     """The gateway Flask app; raises ``SecretMissing`` without ``CHATWORKER_SECRET_KEY``
     (unless ``CHATWORKER_DEV=1``). ``blueprint_options`` go to ``chat_blueprint``."""
     _configure_logging()
-    if not os.environ.get("CHATWORKER_SECRET_KEY"):
-        if not tokens.dev_mode():
-            tokens.get_secret()  # raises SecretMissing with the explanation
-        log.warning(
-            "CHATWORKER_DEV=1 and no CHATWORKER_SECRET_KEY: using a generated development "
-            "signing secret (kept in Redis); never do this in production"
-        )
+    tokens.check_secret("chatworker gateway")  # SecretMissing, or the dev-mode warning
     tasks = registry.load_tasks()
     prefix = blueprint_options.pop("url_prefix", env("CHATWORKER_URL_PREFIX", "/api/chat"))
     app = Flask(__name__, static_folder=None)
