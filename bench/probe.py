@@ -14,7 +14,8 @@ from typing import Any
 
 import redis
 
-from chatworker import keys, tokens
+from chatworker import tokens
+from chatworker.store import keys
 
 from .sse_client import Connection, Event, HttpError, chunk_type
 

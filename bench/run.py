@@ -371,7 +371,7 @@ class Bench:
 
     @staticmethod
     def _fields(stack: Stack, chats: list[dict[str, str]], name: str) -> list[Any]:
-        from chatworker import keys
+        from chatworker.store import keys
 
         pipe = stack.r.pipeline(transaction=False)
         for chat in chats:
@@ -397,7 +397,7 @@ class Bench:
 
     def active_runs(self, stack: Stack) -> int:
         """Runs that hold a worker slot right now (a live owner lease)."""
-        from chatworker import keys
+        from chatworker.store import keys
 
         return int(stack.r.zcard(keys.ACTIVE))
 
@@ -405,7 +405,7 @@ class Bench:
     def waiting_costs(self) -> None:
         """Suspended runs, then warm runs (kept for the scale phases): worker RSS, Redis memory
         and connections."""
-        from chatworker import keys
+        from chatworker.store import keys
 
         cfg = self.config
         stack = self.main

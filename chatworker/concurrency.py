@@ -1,9 +1,9 @@
 """Concurrency groups: at most N runs of a named queue execute at once, across all workers.
 
-A slot is a member of a sorted set scored by its expiry; the owning worker's mailbox renews it
-with the run's lease, so a dead worker's slot lapses and is given back. Runs that find no free
-slot wait in a FIFO list and are enqueued, oldest first, as slots free up. A suspended run
-holds no slot.
+A slot is held while the run executes; the owning worker's mailbox renews it with the run's
+lease, so a dead worker's slot lapses and is given back. Runs that find no free slot wait in a
+FIFO line and are enqueued, oldest first, as slots free up. A suspended run holds no slot. The
+records live in Redis (:mod:`chatworker.store.slots`); this module is the policy.
 """
 
 from __future__ import annotations
@@ -11,46 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import keys
-from .config import get_redis, lease_seconds
-from .state import redis_now_ms
+from .config import get_redis
+from .dispatch import enqueue_quietly
+from .store import slots
 
 log = logging.getLogger("chatworker.concurrency")
-
-# Slot expiries are on Redis's clock (``TIME``), the same for every worker.
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: slots, waiting ; ARGV: run_id, limit, lease_ms
-ACQUIRE = _NOW + """
-local expiry = now + tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-  return 1
-end
-local head = redis.call('LINDEX', KEYS[2], 0)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) and (not head or head == ARGV[1]) then
-  if head == ARGV[1] then redis.call('LPOP', KEYS[2]) end
-  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-  return 1
-end
-if not redis.call('LPOS', KEYS[2], ARGV[1]) then redis.call('RPUSH', KEYS[2], ARGV[1]) end
-return 0
-"""
-
-# KEYS: slots, waiting ; ARGV: run_id, limit
-# Frees the run's slot; returns the run that should be started next, if a slot is free for it.
-RELEASE = _NOW + """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('LREM', KEYS[2], 0, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local head = redis.call('LINDEX', KEYS[2], 0)
-if head and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then return head end
-return false
-"""
 
 
 def limit_of(task: Any) -> tuple[str, int] | None:
@@ -68,13 +33,10 @@ def acquire(task: Any, run_id: str) -> bool:
     if group is None:
         return True
     name, limit = group
-    client = get_redis()
-    got = client.eval(ACQUIRE, 2, keys.queue_slots(name), keys.queue_waiting(name),
-                      run_id, limit, int(lease_seconds() * 1000))
-    client.hset(keys.QUEUES, name, limit)
+    got = slots.acquire(get_redis(), name, limit, run_id)
     if not got:
         log.info("run %s: waiting for a slot in queue %r (limit %d)", run_id, name, limit)
-    return bool(got)
+    return got
 
 
 def release(task: Any, run_id: str) -> None:
@@ -83,47 +45,17 @@ def release(task: Any, run_id: str) -> None:
     if group is None:
         return
     name, limit = group
-    client = get_redis()
-    nxt = client.eval(RELEASE, 2, keys.queue_slots(name), keys.queue_waiting(name),
-                      run_id, limit)
+    nxt = slots.release(get_redis(), name, limit, run_id)
     if nxt:
-        _kick(str(nxt))
+        enqueue_quietly(nxt)
 
 
 def renew(names_and_runs: list[tuple[str, str]]) -> None:
     """Extend the slots held by live runs (called with their lease renewal)."""
-    if not names_and_runs:
-        return
-    client = get_redis()
-    expiry = redis_now_ms(client) + int(lease_seconds() * 1000)
-    pipe = client.pipeline(transaction=False)
-    for name, run_id in names_and_runs:
-        pipe.zadd(keys.queue_slots(name), {run_id: expiry}, xx=True)
-    pipe.execute()
+    slots.renew(get_redis(), names_and_runs)
 
 
 def sweep() -> None:
     """Start waiting runs whose slot was freed by a lapse (a dead worker) rather than a release."""
-    client = get_redis()
-    queues = client.hgetall(keys.QUEUES)
-    if not queues:
-        return
-    now = redis_now_ms(client)
-    for name, limit in queues.items():
-        head = client.lindex(keys.queue_waiting(name), 0)
-        if not head:
-            continue
-        client.zremrangebyscore(keys.queue_slots(name), "-inf", now)
-        if client.zcard(keys.queue_slots(name)) >= int(limit):
-            continue
-        if client.set(keys.queue_kick(name), "1", nx=True, px=3000):
-            _kick(str(head))
-
-
-def _kick(run_id: str) -> None:
-    from .runs import enqueue
-
-    try:
-        enqueue(run_id)
-    except Exception:
-        log.exception("run %s: could not enqueue it for its free slot", run_id)
+    for run_id in slots.next_after_lapse(get_redis()):
+        enqueue_quietly(run_id)

@@ -22,13 +22,14 @@ from flask import Blueprint, Request, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
-from . import keys, runs, streams, tokens
+from . import runs, tokens
 from .config import env_float, get_redis
 from .errors import ChatworkerError, InvalidPayload, TaskNotFound
 from .hub import is_stream_id
 from .payload import load_json, parse_payload
 from .registry import get_task
 from .sse import SSE_HEADERS, Follow, chunk_type, comment, event
+from .store import credentials, streams
 
 log = logging.getLogger("chatworker.flask")
 
@@ -207,7 +208,7 @@ def release_token(claims: tokens.Claims) -> None:
     """Un-spend a one-time token whose trigger failed, so the client can retry with it."""
     if claims.jti:
         try:
-            get_redis().delete(keys.token_use(claims.jti))
+            credentials.unspend(get_redis(), claims.jti)
         except redis.RedisError:
             log.warning("could not release one-time token %s after a failed trigger", claims.jti)
 
@@ -332,7 +333,7 @@ def last_event_id(req: Request) -> str | None:
     """The resume position: ``Last-Event-ID`` header, else ``?lastEventId=``; 400 if garbage.
 
     Whether the stream can be resumed there (not beyond its end, nothing after it trimmed) is
-    checked against the stream: :func:`chatworker.streams.check_resume`.
+    checked against the stream: :func:`chatworker.store.streams.check_resume`.
     """
     raw = req.headers.get("Last-Event-ID") or req.args.get("lastEventId") or ""
     raw = raw.strip()

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, g, request
 
-from . import runs, streams, tokens
+from . import runs, tokens
 from .config import get_redis
 from .errors import RunEnded, RunNotFound
 from .flask import (
@@ -32,9 +32,9 @@ from .flask import (
     spend_token,
 )
 from .hub import previous_id
-from .keys import output
 from .payload import ChatWirePayload, parse_payload
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
+from .store import streams
 
 log = logging.getLogger("chatworker.flask_ui")
 
@@ -125,18 +125,7 @@ def _no_content() -> Response:
 
 def _last_turn_start(run_id: str, pages: int = 20) -> str | None:
     """Scan the stream backwards for the latest ``__turn_start`` (when the record lacks it)."""
-    client = get_redis()
-    upper = "+"
-    for _ in range(pages):
-        entries = client.xrevrange(output(run_id), max=upper, min="-", count=500)
-        for entry_id, fields in entries:
-            raw = str(fields.get("c", ""))
-            if '"__turn_start"' in raw and parse_chunk(raw).get("type") == "__turn_start":
-                return str(entry_id)
-        if len(entries) < 500:
-            return None
-        upper = f"({entries[-1][0]}"
-    return None
+    return streams.last_of_type(get_redis(), run_id, "__turn_start", pages * 500)
 
 
 class _UiRoutes:

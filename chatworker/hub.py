@@ -31,9 +31,10 @@ from typing import Any
 
 import redis
 
-from . import keys
 from .config import env_float, get_redis
-from .streams import check_after
+from .store import streams
+from .store.run_store import RunStore
+from .store.streams import check_after
 
 log = logging.getLogger("chatworker.hub")
 
@@ -136,7 +137,7 @@ class Subscription:
     ) -> None:
         self.hub = hub
         self.run_id = run_id
-        self.key = keys.output(run_id)
+        self.key = streams.key_of(run_id)
         self.last: str | None = after
         self.limit = limit
         self.watch_run = watch_run
@@ -255,7 +256,7 @@ class _Tracked:
     """A stream the reader follows: its read cursor, current subscribers, and the RESP
     encodings of its key and cursor (so a read of N streams is a join, not N encodes)."""
 
-    __slots__ = ("_cursor", "cursor_bulk", "key", "key_bulk", "run_key", "subscribers")
+    __slots__ = ("_cursor", "cursor_bulk", "key", "key_bulk", "run_id", "subscribers")
 
     def __init__(self, key: str, cursor: str) -> None:
         self.key = key
@@ -263,7 +264,7 @@ class _Tracked:
         self.cursor = cursor
         self.subscribers: set[Subscription] = set()
         #: The run record whose existence the reader checks (a subscriber asked to watch it).
-        self.run_key: str | None = None
+        self.run_id: str | None = None
 
     @property
     def cursor(self) -> str:
@@ -335,7 +336,7 @@ class Hub:
                 wake = False
             tracked.subscribers.add(sub)
             if sub.watch_run:
-                tracked.run_key = keys.run(sub.run_id)
+                tracked.run_id = sub.run_id
             cursor = tracked.cursor
         if wake:
             self._changed.set()
@@ -502,14 +503,11 @@ class Hub:
 
     def _check_runs(self, order: list[_Tracked]) -> None:
         """End the subscriptions of watched runs whose record is gone from Redis."""
-        watched = [(t, t.run_key) for t in order if t.run_key is not None]
+        watched = [(t, t.run_id) for t in order if t.run_id is not None]
         if not watched:
             return
         try:
-            pipe = get_redis().pipeline(transaction=False)
-            for _, run_key in watched:
-                pipe.exists(run_key)
-            found = pipe.execute()
+            found = RunStore(get_redis()).exists([run_id for _, run_id in watched])
         except redis.RedisError as exc:
             log.debug("SSE hub: could not check the followed runs (%s)", exc)
             return

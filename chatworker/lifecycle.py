@@ -14,18 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from pydantic import ValidationError
 
-from . import concurrency, keys
+from . import concurrency
 from .accumulator import MessageAccumulator, generate_id
 from .capture import TurnOutput
-from .config import get_redis, lease_seconds, parse_duration, retention_seconds, stream_maxlen
+from .config import get_redis, parse_duration
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
 from .signals import AbortController, AbortSignal
-from .state import LeaseLost, raise_if_lease_lost, scripts, split_item
-from .streams import OutputStream
+from .store.records import split_item
+from .store.run_store import RunStore
+from .store.scripts import LeaseLost
+from .store.streams import OutputStream
 from .tokens import create_run_token
 from .turns import TurnScope
 
@@ -59,9 +60,8 @@ class RunDriver:
         self.run_id = run_id
         self.local = local
         self.redis = get_redis()
-        self.scripts = scripts(self.redis)
+        self.store = RunStore(self.redis)
         self.stream = OutputStream(self.redis, run_id, token=local.token)
-        self.lease_ms = int(lease_seconds() * 1000)
         self.accumulator = MessageAccumulator()
         self.turn_number = 0
         self.warm_override: float | None = None
@@ -81,15 +81,14 @@ class RunDriver:
     # -- state -----------------------------------------------------------------------------
     def restore(self) -> bool:
         """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
-        record: dict[str, str] = self.redis.hgetall(keys.run(self.run_id))
+        record = self.store.record(self.run_id)
         self.chat_id = record.get("chat_id", "")
         self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
         self.continuation = record.get("continuation") == "1"
         self.previous_run_id = record.get("previous_run_id") or None
         self.preloaded = self.initial.trigger == "preload"
-        raw = self.redis.get(keys.checkpoint(self.run_id))
-        if raw:
-            state = json.loads(raw)
+        state = self.store.checkpoint(self.run_id)
+        if state:
             self.turn_number = state["turn"]
             self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
             self.warm_override = state.get("warm")
@@ -119,41 +118,26 @@ class RunDriver:
         """The task's static ``ui_message_stream_options``."""
         return dict(getattr(self.task, "ui_message_stream_options", {}) or {})
 
-    def fenced(self, script: Any, run_keys: list[str], args: list[Any]) -> Any:
-        """Run one of the owner's scripts; :class:`LeaseLost` if this worker lost the run."""
-        try:
-            return script(keys=run_keys, args=args)
-        except redis.ResponseError as exc:
-            raise_if_lease_lost(exc)
-            raise
-
     def owner_set(self, **fields: str | int) -> None:
         """Set fields of the run record that only the owner writes (fenced by the lease)."""
-        pairs = [item for pair in fields.items() for item in pair]
-        self.fenced(self.scripts.owner_set, [keys.run(self.run_id), keys.lease(self.run_id)],
-                    [self.local.token, self.lease_ms, *pairs])
+        self.store.owner_set(self.run_id, self.local.token, fields)
 
     # -- where a message enters ---------------------------------------------------------------
     def take(self) -> Input | None:
         """Move the oldest waiting message into this run's processing list and start a turn."""
         self.local.wake.clear()
         while True:
-            result = self.fenced(
-                self.scripts.take,
-                [keys.run(self.run_id), keys.inbox(self.run_id), keys.processing(self.run_id),
-                 keys.output(self.run_id), keys.lease(self.run_id)],
-                [self.turn_number, stream_maxlen(), self.local.token, self.lease_ms],
-            )
-            if not result:
+            result = self.store.take(self.run_id, self.turn_number, self.local.token)
+            if result is None:
                 return None
-            input_id, body = split_item(str(result[0]))
+            input_id, body = split_item(result[0])
             try:
                 payload = ChatWirePayload.model_validate_json(body)
             except ValidationError as exc:
                 self.reject(input_id, exc)
                 continue  # that turn is answered: on to the next message, if one is waiting
             break
-        item = Input(input_id, payload, str(result[1] or ""))
+        item = Input(input_id, payload, result[1])
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
         if item.stop_reason:
@@ -223,12 +207,7 @@ class RunDriver:
 
     def suspend(self, timeout: float) -> bool:
         """Checkpoint, then atomically suspend unless a message is waiting; frees the slot."""
-        done = self.scripts.suspend(
-            keys=[keys.run(self.run_id), keys.inbox(self.run_id), keys.DEADLINES,
-                  keys.lease(self.run_id), keys.ACTIVE, keys.checkpoint(self.run_id)],
-            args=[self.local.token, self.lease_ms, int(timeout * 1000), self.run_id,
-                  self.checkpoint()],
-        )
+        done = self.store.suspend(self.run_id, self.local.token, timeout, self.checkpoint())
         if done == -1:
             raise LeaseLost("lease lost")
         if done:
@@ -282,22 +261,17 @@ class RunDriver:
             marker["inputId"] = input_id
         if token:
             marker["publicAccessToken"] = token
-        marker_id = str(self.fenced(
-            self.scripts.marker,
-            [keys.run(self.run_id), keys.output(self.run_id), keys.checkpoint(self.run_id),
-             keys.processing(self.run_id), keys.lease(self.run_id)],
-            [json.dumps(marker, separators=(",", ":")), self.checkpoint(), stream_maxlen(),
-             input_id if hook_pending else "", self.local.token, self.lease_ms, input_id],
-        ))
+        marker_id = self.store.marker(
+            self.run_id, self.local.token, marker=json.dumps(marker, separators=(",", ":")),
+            checkpoint=self.checkpoint(), input_id=input_id, hook_pending=hook_pending,
+        )
         self.local.streaming = False
         log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
         return marker_id
 
     def hook_done(self) -> None:
         """``on_turn_complete`` returned: the turn is fully answered."""
-        self.fenced(self.scripts.hook_done,
-                    [keys.run(self.run_id), keys.processing(self.run_id), keys.lease(self.run_id)],
-                    [self.local.token, self.lease_ms])
+        self.store.hook_done(self.run_id, self.local.token)
 
     def mark_waiting(self) -> None:
         self.owner_set(status="waiting")
@@ -319,12 +293,7 @@ class RunDriver:
         if self.ended:
             return
         self.ended = True
-        ended = self.scripts.end(
-            keys=[*keys.run_keys(self.run_id), keys.DEADLINES, keys.RESUMING, keys.ACTIVE],
-            args=[status, reason, stream_maxlen(), self.local.token, self.run_id,
-                  int(retention_seconds())],
-        )
-        if not ended:
+        if not self.store.end(self.run_id, self.local.token, status, reason):
             # Already ended, or no longer ours (recovered by another worker): touch nothing.
             log.info("run %s: not ended here (it ended already or has another owner)", self.run_id)
             return

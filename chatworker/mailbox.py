@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from . import concurrency, keys
-from .config import get_redis, lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
+from . import concurrency
+from .config import get_redis, lease_seconds
+from .dispatch import enqueue_quietly
 from .signals import AbortController
-from .state import redis_now_ms, scripts
+from .store.run_store import RunStore
 
 log = logging.getLogger("chatworker.mailbox")
 
@@ -81,15 +82,10 @@ class Mailbox:
     def claim(self, run_id: str) -> tuple[str, LocalRun | None]:
         """Take the run's lease; returns ``("ok", run)`` or the reason it cannot be taken."""
         self.start()
-        client = get_redis()
         token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
-        result = scripts(client).claim(
-            keys=[keys.run(run_id), keys.lease(run_id), keys.RESUMING, keys.ACTIVE],
-            args=[token, int(lease_seconds() * 1000), self.worker_id, run_id],
-        )
-        verdict = str(result[0])
+        verdict, detail = RunStore(get_redis()).claim(run_id, token, self.worker_id)
         if verdict == "state":
-            verdict = str(result[1])  # e.g. "suspended", or "running" under another owner
+            verdict = detail  # e.g. "suspended", or "running" under another owner
         if verdict != "ok":
             return verdict, None
         local = LocalRun(run_id, token)
@@ -117,7 +113,7 @@ class Mailbox:
         log.info("worker %s: mailbox started", self.worker_id)
 
     def _listen(self) -> None:
-        channel = keys.wake_channel(self.worker_id)
+        channel = RunStore.wake_channel(self.worker_id)
         backoff = 0.5
         while not self._stopping.is_set():
             try:
@@ -183,21 +179,11 @@ class Mailbox:
                 log.exception("mailbox maintenance error")
 
     def _renew(self) -> None:
-        client = get_redis()
-        client.zadd(keys.WORKERS, {self.worker_id: time.time()})
         runs = list(self.runs.values())
-        if not runs:
-            return
-        lost = scripts(client).renew(
-            keys=[keys.ACTIVE, *(keys.lease(r.run_id) for r in runs),
-                  *(keys.run(r.run_id) for r in runs)],
-            args=[*(r.token for r in runs), *(r.run_id for r in runs),
-                  int(lease_seconds() * 1000)],
-        )
+        lost = RunStore(get_redis()).renew(self.worker_id, [(r.run_id, r.token) for r in runs])
         concurrency.renew([(r.slot, r.run_id) for r in runs if r.slot])
-        lost_keys = set(lost or [])
         for local in runs:
-            if keys.lease(local.run_id) in lost_keys and not local.lost:
+            if local.run_id in lost and not local.lost:
                 local.lost = True
                 log.error("run %s: lease lost; another worker may own it now", local.run_id)
                 local.cancel.abort("lease lost")
@@ -208,15 +194,9 @@ class Mailbox:
         runs = list(self.runs.values())
         if not runs:
             return
-        pipe = get_redis().pipeline(transaction=False)
-        for local in runs:
-            pipe.llen(keys.inbox(local.run_id))
-            current = local.current_input or "i0"
-            pipe.hmget(keys.run(local.run_id), "cancel", f"stop:{current}")
-        results = pipe.execute()
-        for i, local in enumerate(runs):
-            waiting, (cancel, stop_reason) = results[2 * i], results[2 * i + 1]
-            if cancel == "1":
+        news = RunStore(get_redis()).news((r.run_id, r.current_input or "i0") for r in runs)
+        for local, (waiting, canceled, stop_reason) in zip(runs, news, strict=True):
+            if canceled:
                 local.cancel.abort("canceled")
                 local.wake.set()
             elif waiting:
@@ -228,60 +208,31 @@ class Mailbox:
         """End suspended runs whose turn timeout passed; send again the start of runs queued or
         resuming that no worker claimed in time; with ``recover``, resume elsewhere the runs
         whose owner stopped renewing its lease. Deadlines are on Redis's clock."""
-        client = get_redis()
-        run_scripts = scripts(client)
-        now = redis_now_ms(client)
-        retention = int(retention_seconds())
-        due = client.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=100)
-        for run_id in due:
-            ended = run_scripts.expire(
-                keys=[*keys.run_keys(run_id), keys.DEADLINES],
-                args=[stream_maxlen(), run_id, retention],
-            )
-            if ended:
+        store = RunStore(get_redis())
+        now = store.now_ms()
+        for run_id in store.due_deadlines(now, 100):
+            if store.expire(run_id):
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
-        orphans = (
-            client.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=50) if recover else []
-        )
-        requeue_ms = int(requeue_seconds() * 1000)
-        for run_id in orphans:
-            recovered = run_scripts.recover(
-                keys=[keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
-                      keys.inbox(run_id), keys.output(run_id), keys.ACTIVE, keys.RESUMING],
-                args=[stream_maxlen(), run_id, requeue_ms],
-            )
-            if recovered:
+        for run_id in store.lapsed_leases(now, 50) if recover else []:
+            if store.recover(run_id):
                 log.warning("run %s: its worker stopped renewing its lease; resuming it elsewhere",
                             run_id)
-                _enqueue(run_id)
-        overdue = client.zrangebyscore(keys.RESUMING, "-inf", now, start=0, num=50)
-        for run_id in overdue:
-            if run_scripts.requeue(
-                keys=[keys.RESUMING, keys.run(run_id)],
-                args=[run_id, requeue_ms, int(REQUEUE_MAX_SECONDS * 1000)],
-            ):
+                enqueue_quietly(run_id)
+        for run_id in store.overdue_starts(now, 50):
+            if store.requeue(run_id):
                 log.warning("run %s: no worker started it in time (its message may be lost); "
                             "enqueueing it again", run_id)
-                _enqueue(run_id)
+                enqueue_quietly(run_id)
 
     def _trim(self) -> None:
         """Drop from the runs index the runs whose keys expired, a window at a time (the window
         moves on, so long-lived runs at the old end never stop the walk), and forget workers
         that stopped beating long ago."""
-        client = get_redis()
-        client.zremrangebyscore(keys.WORKERS, "-inf", time.time() - WORKER_FORGET_SECONDS)
-        ids = client.zrange(keys.RUNS, self._trim_from, self._trim_from + TRIM_BATCH - 1)
-        if not ids:
-            self._trim_from = 0
-            return
-        pipe = client.pipeline(transaction=False)
-        for run_id in ids:
-            pipe.exists(keys.run(run_id))
-        gone = [run_id for run_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
-        if gone:
-            client.zrem(keys.RUNS, *gone)
-        self._trim_from += len(ids) - len(gone)
-        if len(ids) < TRIM_BATCH:
+        store = RunStore(get_redis())
+        store.forget_workers(time.time() - WORKER_FORGET_SECONDS)
+        seen, gone = store.trim_runs(self._trim_from, TRIM_BATCH)
+        self._trim_from += seen - gone
+        if seen < TRIM_BATCH:
             self._trim_from = 0
 
     def drain(self) -> None:
@@ -290,15 +241,6 @@ class Mailbox:
         for local in list(self.runs.values()):
             local.wake.set()
         log.info("worker %s: shutting down; suspending warm-waiting runs", self.worker_id)
-
-
-def _enqueue(run_id: str) -> None:
-    from .runs import enqueue
-
-    try:
-        enqueue(run_id)
-    except Exception:
-        log.exception("run %s: could not enqueue it", run_id)
 
 
 def cooperative_broker_reconnects() -> None:

@@ -13,12 +13,14 @@ from typing import Any
 
 import redis
 
-from . import keys, streams
-from .config import get_redis, requeue_seconds, retention_seconds, stream_maxlen
+from .config import get_redis
+from .dispatch import enqueue
 from .errors import RedisUnavailable, RunEnded, RunNotFound
 from .payload import ChatWirePayload, parse_payload
 from .registry import get_task
-from .state import ENDED, RunInfo, load_info, scripts
+from .store import streams
+from .store.records import ENDED, RunInfo
+from .store.run_store import RunStore
 from .tokens import create_run_token
 
 log = logging.getLogger("chatworker.runs")
@@ -58,6 +60,10 @@ def _client() -> redis.Redis:
     return get_redis()
 
 
+def _store() -> RunStore:
+    return RunStore(get_redis())
+
+
 def _guard(exc: redis.RedisError) -> RedisUnavailable:
     return RedisUnavailable(f"Redis is unreachable ({exc}); check CHATWORKER_REDIS_URL")
 
@@ -86,21 +92,20 @@ def trigger(
     task = get_task(task_id)
     parsed = _cap_client_timeouts(task, parse_payload(payload, task))
     initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
-    client = _client()
+    store = _store()
     try:
         run_id = new_run_id()
-        idem = None
         if idempotency_key:
-            idem = keys.idempotency(task_id, principal or "", idempotency_key)
-            if not client.set(idem, run_id, nx=True, ex=86400):
-                existing = str(client.get(idem))
+            existing = store.remember_idempotency(task_id, principal or "", idempotency_key,
+                                                  run_id)
+            if existing is not None:
                 token = create_run_token(existing, task.chat_access_token_ttl)
                 return TriggerResult(existing, token)
         try:
-            _create(client, task, run_id, parsed, initial, principal or "")
+            _create(store, task, run_id, parsed, initial, principal or "")
         except BaseException:
-            if idem is not None:  # a retry must not be handed a run that was never created
-                client.delete(idem)
+            if idempotency_key:  # a retry must not be handed a run that was never created
+                store.forget_idempotency(task_id, principal or "", idempotency_key)
             raise
     except redis.RedisError as exc:
         raise _guard(exc) from exc
@@ -131,7 +136,7 @@ def _cap_client_timeouts(task: Any, payload: ChatWirePayload) -> ChatWirePayload
 
 
 def _create(
-    client: redis.Redis,
+    store: RunStore,
     task: Any,
     run_id: str,
     payload: ChatWirePayload,
@@ -155,30 +160,17 @@ def _create(
         "principal": principal,
         "initial": initial,
     }
-    scripts(client).create(
-        keys=[keys.run(run_id), keys.inbox(run_id), keys.RESUMING, keys.RUNS,
-              keys.chat_run(task.id, payload.chat_id)],
-        args=[*(item for pair in record.items() for item in pair),
-              "" if preload else "i0 " + initial, run_id, int(requeue_seconds() * 1000),
-              int(retention_seconds()) + 86400],
-    )
+    store.create(run_id, task_id=task.id, chat_id=payload.chat_id, record=record,
+                            first_item=None if preload else "i0 " + initial)
 
 
 def principal_of(run_id: str) -> str | None:
     """Who run ``run_id`` belongs to (``""`` when nobody was named); None when it is gone."""
     try:
-        task_id, principal = _client().hmget(keys.run(run_id), ["task_id", "principal"])
+        task_id, principal = _store().fields(run_id, "task_id", "principal")
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     return None if task_id is None else str(principal or "")
-
-
-def enqueue(run_id: str, task_id: str | None = None) -> None:
-    """Send the Celery message that makes a worker start or resume the run."""
-    if task_id is None:
-        task_id = str(_client().hget(keys.run(run_id), "task_id") or "")
-    task = get_task(task_id)
-    task.enqueue(run_id)
 
 
 #: run id → task id, for runs this process has sent to. A run's task never changes, so a
@@ -193,7 +185,7 @@ def task_of(run_id: str) -> str:
     if task_id is not None:
         return task_id
     try:
-        value = _client().hget(keys.run(run_id), "task_id")
+        value = _store().fields(run_id, "task_id")[0]
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if value is None:
@@ -211,28 +203,23 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     counting messages already queued): start a continuation run instead, and
     :class:`InvalidPayload` (nothing is queued) for a payload the run could not read.
     """
-    client = _client()
     try:
         task_id = task_of(run_id)
         wire = parse_payload(payload, get_task(task_id)).to_wire_json()
-        result = scripts(client).send(
-            keys=[keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
-            args=[wire, keys.PREFIX, run_id, int(requeue_seconds() * 1000)],
-        )
+        verdict, detail = _store().send(run_id, wire)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
-    verdict = str(result[0])
     if verdict == "missing":
         raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
     if verdict == "ended":
         raise RunEnded(
-            f"run {run_id} has {result[1]}; trigger a continuation run with the full history"
+            f"run {run_id} has {detail}; trigger a continuation run with the full history"
         )
     if verdict == "full":
         raise RunEnded(
-            f"run {run_id} reached its limit of {result[1]} turns; trigger a continuation run"
+            f"run {run_id} reached its limit of {detail} turns; trigger a continuation run"
         )
-    input_id = str(result[1])
+    input_id = detail
     if verdict == "resume":
         log.info("run %s: resuming for %s", run_id, input_id)
         enqueue(run_id, str(task_id))
@@ -246,10 +233,7 @@ def stop(run_id: str, message: str | None = None, *, input_id: str | None = None
     now if it is streaming, or the moment it starts if it is still queued.
     """
     try:
-        verdict = scripts(_client()).stop(
-            keys=[keys.run(run_id)],
-            args=[message or "stopped", keys.PREFIX, run_id, input_id or ""],
-        )
+        verdict = _store().stop(run_id, message or "stopped", input_id)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if verdict == "missing":
@@ -260,10 +244,7 @@ def stop(run_id: str, message: str | None = None, *, input_id: str | None = None
 def cancel(run_id: str, reason: str = "canceled") -> None:
     """End the run; its stream gets ``__run_end{status:"canceled"}``."""
     try:
-        verdict = scripts(_client()).cancel(
-            keys=[*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING],
-            args=[reason, stream_maxlen(), keys.PREFIX, run_id, int(retention_seconds())],
-        )
+        verdict = _store().cancel(run_id, reason)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if verdict == "missing":
@@ -275,7 +256,7 @@ def cancel(run_id: str, reason: str = "canceled") -> None:
 def status(run_id: str) -> RunInfo:
     """The run's current record."""
     try:
-        info = load_info(_client(), run_id, with_pending=True)
+        info = _store().info(run_id, with_pending=True)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if info is None:
@@ -305,17 +286,15 @@ def tail_id(run_id: str) -> str:
 
 def find_chat_run(task_id: str, chat_id: str) -> str | None:
     """The latest run started for this chat of this task, if Redis still remembers it."""
-    value = _client().get(keys.chat_run(task_id, chat_id))
-    return str(value) if value else None
+    return _store().chat_run(task_id, chat_id)
 
 
 def list_runs(limit: int = 50, *, include_ended: bool = True) -> list[RunInfo]:
     """The most recent runs, newest first."""
-    client = _client()
-    ids = client.zrevrange(keys.RUNS, 0, max(0, limit - 1))
+    store = _store()
     out = []
-    for run_id in ids:
-        info = load_info(client, str(run_id))
+    for run_id in store.recent_run_ids(limit):
+        info = store.info(run_id)
         if info is not None and (include_ended or info.status not in ENDED):
             out.append(info)
     return out

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from . import keys
 from .accumulator import generate_id
 from .context import (
     ChatRunContext,
@@ -168,7 +167,7 @@ class ChatRun(RunDriver):
         response = ui[-1] if last["has_response"] else None
         raw = UIMessage.model_validate(last["raw"]) if last["raw"] else None
         token = create_run_token(self.run_id, self.task.chat_access_token_ttl)
-        marker_id = str(self.redis.hget(keys.run(self.run_id), "last_event_id") or "")
+        marker_id = self.store.fields(self.run_id, "last_event_id")[0] or ""
         log.warning("run %s: re-running on_turn_complete of turn %d after recovery",
                     self.run_id, last["turn"])
         with activate(driver=self):

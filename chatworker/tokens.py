@@ -21,8 +21,8 @@ from typing import Any
 
 import jwt
 
-from . import keys
 from .config import Duration, get_redis, parse_duration
+from .store import credentials
 
 log = logging.getLogger("chatworker.tokens")
 
@@ -90,7 +90,7 @@ def warn_dev_secret(process: str) -> None:
         "can mint tokens for every task and run. For development only: set "
         "CHATWORKER_SECRET_KEY in production.",
         process,
-        keys.DEV_SECRET,
+        credentials.DEV_SECRET_KEY,
     )
 
 
@@ -108,13 +108,11 @@ def get_secret() -> str:
     cached = _secret_cache.get("dev")
     if cached:
         return cached
-    client = get_redis()
-    candidate = secrets.token_urlsafe(32)
-    if client.set(keys.DEV_SECRET, candidate, nx=True):
+    value, created = credentials.dev_secret(get_redis(), secrets.token_urlsafe(32))
+    if created:
         log.warning("CHATWORKER_DEV=1: generated a development signing secret (kept in Redis)")
-    value = client.get(keys.DEV_SECRET)
-    _secret_cache["dev"] = str(value)
-    return str(value)
+    _secret_cache["dev"] = value
+    return value
 
 
 def _encode(claims: dict[str, Any], ttl: Duration) -> str:
@@ -218,5 +216,5 @@ def spend_one_time(claims: Claims) -> None:
     if not claims.one_time or not claims.jti:
         return
     ttl = max(1, claims.expires_at - int(time.time()))
-    if not get_redis().set(keys.token_use(claims.jti), "1", nx=True, ex=ttl):
+    if not credentials.spend(get_redis(), claims.jti, ttl):
         raise TokenError("this one-time trigger token was already used: create a new one")

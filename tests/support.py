@@ -168,7 +168,7 @@ def read_until(
     client: redis.Redis, run_id: str, predicate: Any, after: str = "0-0", timeout: float = 20
 ) -> list[tuple[str, dict[str, Any]]]:
     """Read the run's output after ``after`` until ``predicate(chunk)`` holds for an entry."""
-    from chatworker import keys
+    from chatworker.store import keys
 
     out: list[tuple[str, dict[str, Any]]] = []
     deadline = time.monotonic() + timeout

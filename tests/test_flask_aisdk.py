@@ -11,7 +11,8 @@ import uuid
 import pytest
 import redis
 
-from chatworker import keys, tokens
+from chatworker import tokens
+from chatworker.store import keys
 
 from .gateway.conftest_helpers import Gunicorn, SSEClient, call, live_gateway
 from .support import ROOT, user_message

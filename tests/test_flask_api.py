@@ -15,8 +15,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from chatworker import InvalidPayload, config, keys, runs, tokens
+from chatworker import InvalidPayload, config, runs, tokens
 from chatworker.flask import chat_blueprint
+from chatworker.store import keys
 from web.app import create_app
 
 from .conftest import SECRET

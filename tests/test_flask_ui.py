@@ -12,8 +12,9 @@ import redis
 from flask import Flask, Request
 from flask.testing import FlaskClient
 
-from chatworker import keys, runs, tokens
+from chatworker import runs, tokens
 from chatworker.flask import chat_blueprint
+from chatworker.store import keys
 from web.app import create_app
 
 from .gateway.conftest_helpers import finished_turn, gateway_db, gateway_redis, xadd_chunks
@@ -293,7 +294,7 @@ def test_resume_replays_the_turn_in_flight(client: FlaskClient, gateway_redis: r
     started = start(chat_id, "x")
     turn = finished_turn(0, words=8)
     ids = xadd_chunks(gateway_redis, started.run_id, turn[:6])
-    # What the engine records while a turn streams (see chatworker/state.py TAKE).
+    # What the engine records while a turn streams (see chatworker/store/lua/take.lua).
     gateway_redis.hset(
         keys.run(started.run_id),
         mapping={"is_streaming": "1", "turn_start_id": ids[0], "status": "running"},

@@ -16,7 +16,8 @@ import jwt
 import pytest
 import redis
 
-from chatworker import config, keys, tokens
+from chatworker import config, tokens
+from chatworker.store import keys
 
 from .conftest import SECRET, worker_env
 from .gateway.conftest_helpers import (

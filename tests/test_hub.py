@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from chatworker import config, keys
+from chatworker import config
 from chatworker.errors import StreamIdAhead, StreamTrimmed
 from chatworker.hub import Entry, Hub, Subscription, parse_id, previous_id
+from chatworker.store import keys
 
 from .gateway.conftest_helpers import gateway_db, gateway_redis
 from .support import RedisServer

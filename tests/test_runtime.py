@@ -7,7 +7,8 @@ import time
 import pytest
 import redis
 
-from chatworker import RunEnded, keys, runs
+from chatworker import RunEnded, runs
+from chatworker.store import keys
 
 from .support import events, payload, read_turn, text_of, types_of, user_message, wait_for
 

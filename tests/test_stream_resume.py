@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from chatworker import keys, runs, streams, tokens
+from chatworker import runs, tokens
 from chatworker.errors import StreamIdAhead, StreamTrimmed
+from chatworker.store import keys, streams
 
 from .gateway.conftest_helpers import (
     Gunicorn,

@@ -12,7 +12,8 @@ import jwt
 import pytest
 import redis
 
-from chatworker import keys, tokens
+from chatworker import tokens
+from chatworker.store import keys
 
 from .conftest import SECRET
 

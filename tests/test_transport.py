@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from chatworker import keys, tokens
+from chatworker import tokens
+from chatworker.store import keys
 
 from .conftest import SECRET
 from .gateway.conftest_helpers import Gunicorn, call, live_gateway

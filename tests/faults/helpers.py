@@ -17,8 +17,9 @@ from typing import Any
 import redis
 
 from chatworker import app as app_module
-from chatworker import config, keys, tokens
+from chatworker import config, tokens
 from chatworker.hub import reset_hub
+from chatworker.store import keys
 
 from ..gateway.conftest_helpers import call
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from chatworker import keys, runs
+from chatworker import runs
 from chatworker.lifecycle import RunDriver
 from chatworker.mailbox import Mailbox
 from chatworker.registry import get_task
-from chatworker.state import LeaseLost, redis_now_ms
+from chatworker.store import keys
+from chatworker.store.scripts import LeaseLost, redis_now_ms
 
 from ..conftest import worker_env
 from ..support import (

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from chatworker import keys
+from chatworker.store import keys
 
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env

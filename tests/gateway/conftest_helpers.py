@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from chatworker import config, keys
+from chatworker import config
 from chatworker.hub import reset_hub
+from chatworker.store import keys
 
 from ..support import ARTIFACTS, ROOT, free_port
 

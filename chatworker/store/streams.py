@@ -24,10 +24,10 @@ from typing import Any
 
 import redis
 
+from ..config import lease_seconds, stream_maxlen
+from ..errors import StreamIdAhead, StreamTrimmed
 from . import keys
-from .config import lease_seconds, stream_maxlen
-from .errors import StreamIdAhead, StreamTrimmed
-from .state import APPEND, raise_if_lease_lost
+from .scripts import raise_if_lease_lost, source
 
 _ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 _MAX_U64 = 2**64 - 1
@@ -122,6 +122,7 @@ def check_resume(client: redis.Redis, run_id: str, after: str) -> None:
     check_after(info, after)
 
 
+APPEND = source("append")
 _APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()
 
 Command = tuple[Any, ...]
@@ -144,7 +145,7 @@ class Fence:
         self.lease_ms = int(lease_seconds() * 1000)
 
     def append(self, key: str, body: str, maxlen: int) -> Command:
-        """The fenced append of one entry (the ``APPEND`` script, by its SHA)."""
+        """The fenced append of one entry (the ``append`` script, by its SHA)."""
         return ("EVALSHA", _APPEND_SHA, 3, key, self.lease_key, self.run_key, self.token,
                 self.lease_ms, maxlen, body)
 
@@ -311,7 +312,7 @@ def _writer(client: redis.Redis) -> _Writer:
 
 class OutputStream:
     """Writes chunks to one run's output stream; with ``token`` (the owner's lease token) every
-    append is fenced, and :class:`~chatworker.state.LeaseLost` is raised once it is refused."""
+    append is fenced, and :class:`~chatworker.store.scripts.LeaseLost` is raised once refused."""
 
     def __init__(self, client: redis.Redis, run_id: str, *, token: str | None = None) -> None:
         self.client = client
@@ -380,6 +381,27 @@ def read(
     if isinstance(raw, Exception):
         raise raw
     return decode_entries(raw)
+
+
+def last_of_type(client: redis.Redis, run_id: str, kind: str, within: int) -> str | None:
+    """The id of the latest entry whose chunk type is ``kind``, among the last ``within``."""
+    upper, seen, needle = "+", 0, f'"{kind}"'
+    while seen < within:
+        entries = client.xrevrange(keys.output(run_id), max=upper, min="-", count=500)
+        for entry_id, fields in entries:
+            raw = str(fields.get("c", ""))
+            if needle in raw and json.loads(raw).get("type") == kind:
+                return str(entry_id)
+        if len(entries) < 500:
+            return None
+        seen += len(entries)
+        upper = f"({entries[-1][0]}"
+    return None
+
+
+def key_of(run_id: str) -> str:
+    """The name of the run's output stream (for readers that block on many streams at once)."""
+    return keys.output(run_id)
 
 
 def tail_id(client: redis.Redis, run_id: str) -> str:

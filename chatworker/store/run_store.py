@@ -1,0 +1,271 @@
+"""Run state transitions: each Lua script behind a typed method that owns its KEYS and ARGV.
+
+Client-side transitions (create, send, stop, cancel) can come from any process; owner-side ones
+(take, suspend, marker, ...) are fenced by the owner's lease token and raise
+:class:`~chatworker.store.scripts.LeaseLost` once another worker has taken the run over; sweeps
+(expire, recover, requeue) can run on any worker, any number at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from ..config import lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
+from . import keys
+from .records import RunInfo, load_info
+from .scripts import raise_if_lease_lost, redis_now_ms, registered
+
+#: The longest wait between two re-sends of an overdue run's start message.
+REQUEUE_MAX_MS = 60_000
+#: How long an ``Idempotency-Key`` remembers the run it created.
+IDEMPOTENCY_SECONDS = 86_400
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _pairs(fields: Mapping[str, str | int]) -> list[str | int]:
+    return [item for pair in fields.items() for item in pair]
+
+
+class RunStore:
+    """The run records of one Redis (one per client; cheap to make)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._scripts = registered(client)
+
+    def _run(self, name: str, run_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script: Script = self._scripts[name]
+        return script(keys=list(run_keys), args=list(args))
+
+    def _fenced(self, name: str, run_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._run(name, run_keys, args)
+        except redis.ResponseError as exc:
+            raise_if_lease_lost(exc)
+            raise
+
+    @staticmethod
+    def wake_channel(worker_id: str) -> str:
+        """The Pub/Sub channel a worker process hears its runs' notices on."""
+        return keys.wake_channel(worker_id)
+
+    def now_ms(self) -> int:
+        """Redis's clock, the one every deadline and lease expiry is on."""
+        return redis_now_ms(self.client)
+
+    # -- client side: any process ---------------------------------------------------------
+    def create(self, run_id: str, *, task_id: str, chat_id: str, record: Mapping[str, str | int],
+               first_item: str | None) -> None:
+        """A new ``queued`` run: its record, first message, the runs index, the chat's latest
+        run, and a start deadline (a lost Celery message is noticed and sent again)."""
+        self._run("create",
+                  [keys.run(run_id), keys.inbox(run_id), keys.RESUMING, keys.RUNS,
+                   keys.chat_run(task_id, chat_id)],
+                  [*_pairs(record), first_item or "", run_id, _ms(requeue_seconds()),
+                   int(retention_seconds()) + 86400])
+
+    def remember_idempotency(self, task_id: str, principal: str, key: str,
+                             run_id: str) -> str | None:
+        """Bind ``key`` (for this principal) to ``run_id``; the run it names already, if any."""
+        name = keys.idempotency(task_id, principal, key)
+        if self.client.set(name, run_id, nx=True, ex=IDEMPOTENCY_SECONDS):
+            return None
+        return str(self.client.get(name))
+
+    def forget_idempotency(self, task_id: str, principal: str, key: str) -> None:
+        self.client.delete(keys.idempotency(task_id, principal, key))
+
+    def has_idempotency(self, task_id: str, principal: str, key: str) -> bool:
+        return bool(self.client.exists(keys.idempotency(task_id, principal, key)))
+
+    def send(self, run_id: str, item: str) -> tuple[str, str]:
+        """Queue ``item`` (a wire payload): ``(verdict, detail)`` — ``ok``/``resume`` with the
+        new input id, ``ended`` with the status, ``full`` with the turn limit, or ``missing``."""
+        result = self._run("send",
+                           [keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
+                           [item, keys.wake_channel(""), run_id, _ms(requeue_seconds())])
+        return str(result[0]), str(result[1]) if len(result) > 1 else ""
+
+    def stop(self, run_id: str, reason: str, input_id: str | None) -> str:
+        """Record a stop (``ok``, ``queued`` for a message not yet taken, ``idle``, ``missing``)."""
+        return str(self._run("stop", [keys.run(run_id)],
+                             [reason, keys.wake_channel(""), run_id, input_id or ""]))
+
+    def cancel(self, run_id: str, reason: str) -> str:
+        """``ended-now`` (nobody ran it), ``ok`` (its owner is told), ``ended`` or ``missing``."""
+        return str(self._run("cancel", [*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING],
+                             [reason, stream_maxlen(), keys.wake_channel(""), run_id,
+                              int(retention_seconds())]))
+
+    # -- reading ----------------------------------------------------------------------------
+    def info(self, run_id: str, *, with_pending: bool = False) -> RunInfo | None:
+        return load_info(self.client, run_id, with_pending=with_pending)
+
+    def fields(self, run_id: str, *names: str) -> list[str | None]:
+        """Some fields of the run record (None for a missing field or run)."""
+        return [None if v is None else str(v)
+                for v in self.client.hmget(keys.run(run_id), list(names))]
+
+    def record(self, run_id: str) -> dict[str, str]:
+        """The whole run record (empty when there is no such run)."""
+        return dict(self.client.hgetall(keys.run(run_id)))
+
+    def checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(keys.checkpoint(run_id))
+        return json.loads(raw) if raw else None
+
+    def chat_run(self, task_id: str, chat_id: str) -> str | None:
+        """The latest run started for a chat of a task, if Redis still remembers it."""
+        value = self.client.get(keys.chat_run(task_id, chat_id))
+        return str(value) if value else None
+
+    def recent_run_ids(self, limit: int) -> list[str]:
+        return [str(v) for v in self.client.zrevrange(keys.RUNS, 0, max(0, limit - 1))]
+
+    def exists(self, run_ids: Sequence[str]) -> list[bool]:
+        """Whether each run's record still exists, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.exists(keys.run(run_id))
+        return [bool(found) for found in pipe.execute()]
+
+    # -- owner side: fenced by the lease ---------------------------------------------------
+    def claim(self, run_id: str, token: str, owner: str) -> tuple[str, str]:
+        """Take the lease of a queued or resuming run: ``("ok", previous status)`` or why not."""
+        result = self._run("claim",
+                           [keys.run(run_id), keys.lease(run_id), keys.RESUMING, keys.ACTIVE],
+                           [token, _ms(lease_seconds()), owner, run_id])
+        return str(result[0]), str(result[1]) if len(result) > 1 else ""
+
+    def take(self, run_id: str, turn: int, token: str) -> tuple[str, str] | None:
+        """Move the next message to processing and start turn ``turn``: ``(item, stop reason)``."""
+        result = self._fenced("take",
+                              [keys.run(run_id), keys.inbox(run_id), keys.processing(run_id),
+                               keys.output(run_id), keys.lease(run_id)],
+                              [turn, stream_maxlen(), token, _ms(lease_seconds())])
+        if not result:
+            return None
+        return str(result[0]), str(result[1] or "")
+
+    def suspend(self, run_id: str, token: str, timeout: float, checkpoint: str) -> int:
+        """Save the checkpoint; suspend unless a message waits (1), or not (0); -1: not ours."""
+        return int(self._run("suspend",
+                             [keys.run(run_id), keys.inbox(run_id), keys.DEADLINES,
+                              keys.lease(run_id), keys.ACTIVE, keys.checkpoint(run_id)],
+                             [token, _ms(lease_seconds()), _ms(timeout), run_id, checkpoint]))
+
+    def marker(self, run_id: str, token: str, *, marker: str, checkpoint: str, input_id: str,
+               hook_pending: bool) -> str:
+        """The end of a turn: its marker, the checkpoint and the hook-pending flag together."""
+        return str(self._fenced("marker",
+                                [keys.run(run_id), keys.output(run_id), keys.checkpoint(run_id),
+                                 keys.processing(run_id), keys.lease(run_id)],
+                                [marker, checkpoint, stream_maxlen(),
+                                 input_id if hook_pending else "", token, _ms(lease_seconds()),
+                                 input_id]))
+
+    def hook_done(self, run_id: str, token: str) -> None:
+        """``on_turn_complete`` returned: the answered message leaves the processing list."""
+        self._fenced("hook_done", [keys.run(run_id), keys.processing(run_id), keys.lease(run_id)],
+                     [token, _ms(lease_seconds())])
+
+    def owner_set(self, run_id: str, token: str, fields: Mapping[str, str | int]) -> None:
+        """Set fields of the run record that only its owner writes."""
+        self._fenced("owner_set", [keys.run(run_id), keys.lease(run_id)],
+                     [token, _ms(lease_seconds()), *_pairs(fields)])
+
+    def end(self, run_id: str, token: str, status: str, reason: str) -> bool:
+        """End the run (``__run_end``, retention set); False when it is not ours to end."""
+        return bool(self._run("end", [*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING,
+                                      keys.ACTIVE],
+                              [status, reason, stream_maxlen(), token, run_id,
+                               int(retention_seconds())]))
+
+    def renew(self, worker_id: str, owned: Sequence[tuple[str, str]]) -> set[str]:
+        """Beat for the worker and renew the leases of ``(run_id, token)``; the run ids lost."""
+        self.client.zadd(keys.WORKERS, {worker_id: time.time()})
+        if not owned:
+            return set()
+        lost = self._run("renew",
+                         [keys.ACTIVE, *(keys.lease(r) for r, _ in owned),
+                          *(keys.run(r) for r, _ in owned)],
+                         [*(t for _, t in owned), *(r for r, _ in owned), _ms(lease_seconds())])
+        lost_keys = set(lost or [])
+        return {run_id for run_id, _ in owned if keys.lease(run_id) in lost_keys}
+
+    def news(self, owned: Iterable[tuple[str, str]]) -> list[tuple[int, bool, str | None]]:
+        """For each ``(run_id, input being answered)``: messages waiting, canceled, and the
+        stop recorded for that input — in one round trip (missed notices are caught up)."""
+        owned = list(owned)
+        pipe = self.client.pipeline(transaction=False)
+        for run_id, input_id in owned:
+            pipe.llen(keys.inbox(run_id))
+            pipe.hmget(keys.run(run_id), "cancel", f"stop:{input_id}")
+        results = pipe.execute()
+        out: list[tuple[int, bool, str | None]] = []
+        for i in range(len(owned)):
+            waiting, (cancel, stop_reason) = results[2 * i], results[2 * i + 1]
+            out.append((int(waiting), cancel == "1", stop_reason or None))
+        return out
+
+    # -- sweeps: any worker ------------------------------------------------------------------
+    def due_deadlines(self, now: int, count: int) -> list[str]:
+        """Suspended runs whose turn timeout passed by ``now`` (Redis time)."""
+        return [str(v) for v in self.client.zrangebyscore(keys.DEADLINES, "-inf", now,
+                                                          start=0, num=count)]
+
+    def lapsed_leases(self, now: int, count: int) -> list[str]:
+        """Owned runs whose lease should have been renewed by ``now``."""
+        return [str(v) for v in self.client.zrangebyscore(keys.ACTIVE, "-inf", now,
+                                                          start=0, num=count)]
+
+    def overdue_starts(self, now: int, count: int) -> list[str]:
+        """Queued or resuming runs that no worker claimed by their start deadline."""
+        return [str(v) for v in self.client.zrangebyscore(keys.RESUMING, "-inf", now,
+                                                          start=0, num=count)]
+
+    def expire(self, run_id: str) -> bool:
+        """End a suspended run whose turn timeout passed, unless a message arrived."""
+        return bool(self._run("expire", [*keys.run_keys(run_id), keys.DEADLINES],
+                              [stream_maxlen(), run_id, int(retention_seconds())]))
+
+    def recover(self, run_id: str) -> bool:
+        """For a lapsed lease: re-queue the interrupted message, close the partial with
+        ``abort``, mark the run resuming. True when it did (the caller enqueues it)."""
+        return bool(self._run("recover",
+                              [keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
+                               keys.inbox(run_id), keys.output(run_id), keys.ACTIVE,
+                               keys.RESUMING],
+                              [stream_maxlen(), run_id, _ms(requeue_seconds())]))
+
+    def requeue(self, run_id: str) -> bool:
+        """True for the one sweeper that should send an overdue run's start message again."""
+        return bool(self._run("requeue", [keys.RESUMING, keys.run(run_id)],
+                              [run_id, _ms(requeue_seconds()), REQUEUE_MAX_MS]))
+
+    def trim_runs(self, start: int, count: int) -> tuple[int, int]:
+        """Drop runs whose keys expired from a window of the runs index: ``(seen, dropped)``."""
+        ids = [str(v) for v in self.client.zrange(keys.RUNS, start, start + count - 1)]
+        if not ids:
+            return 0, 0
+        gone = [run_id for run_id, alive in zip(ids, self.exists(ids), strict=True) if not alive]
+        if gone:
+            self.client.zrem(keys.RUNS, *gone)
+        return len(ids), len(gone)
+
+    def forget_workers(self, before: float) -> None:
+        """Drop workers whose last heartbeat is older than ``before`` (a Unix time)."""
+        self.client.zremrangebyscore(keys.WORKERS, "-inf", before)
+
+    def owned_count(self) -> int:
+        """How many runs have a live owner (for benchmarks and monitoring)."""
+        return int(self.client.zcard(keys.ACTIVE))
