@@ -18,8 +18,8 @@ from .context import (
 )
 from .errors import ChatworkerError, InvalidPayload, RunEnded, RunNotFound, TaskNotFound
 from .manual import ManualContext, ManualTask, task
-from .messages import ModelMessage, UIMessage
 from .payload import ChatWirePayload
+from .protocol.messages import ModelMessage, UIMessage
 from .signals import AbortController, AbortSignal
 
 __all__ = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .assemble import MessageAssembler
-from .chunks import to_chunk_dict
-from .messages import UIMessage
+from .protocol.assemble import MessageAssembler
+from .protocol.chunks import to_chunk_dict
+from .protocol.messages import UIMessage
 from .streams import OutputStream
 
 log = logging.getLogger("chatworker.capture")

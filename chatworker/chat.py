@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .accumulator import MessageAccumulator
 from .chat_task import ChatTask
 from .config import Duration, parse_duration
-from .convert import cleanup_aborted_parts
 from .lifecycle import RunDriver
 from .locals import ChatLocal, local
+from .protocol.accumulator import MessageAccumulator
+from .protocol.convert import cleanup_aborted_parts
 from .raw import (
     StopSignal,
     WaitResult,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .messages import ModelMessage, UIMessage
+from .protocol.messages import ModelMessage, UIMessage
 from .signals import AbortSignal
 
 

@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import concurrency
-from .accumulator import MessageAccumulator, generate_id
 from .capture import TurnOutput
 from .config import get_redis, parse_duration
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
+from .protocol.accumulator import MessageAccumulator, generate_id
 from .signals import AbortController, AbortSignal
 from .store.records import split_item
 from .store.run_store import RunStore

@@ -16,11 +16,11 @@ from typing import Any
 import redis
 from celery import Celery
 
-from .accumulator import generate_id
 from .app import CeleryBacked
 from .config import Duration, parse_duration
 from .lifecycle import Input, RunCanceled, RunDriver, Suspended, execute
 from .payload import ChatWirePayload
+from .protocol.accumulator import generate_id
 from .registry import register
 from .signals import AbortController, AbortSignal
 from .tokens import create_run_token

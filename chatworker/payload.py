@@ -9,7 +9,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidPayload
-from .messages import UIMessage
+from .protocol.messages import UIMessage
 
 if TYPE_CHECKING:
     from .registry import AnyTask

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Duration, parse_duration
-from .messages import UIMessage
 from .payload import ChatWirePayload
+from .protocol.messages import UIMessage
 from .signals import AbortController, AbortSignal
 from .turns import pipe_source
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .accumulator import generate_id
 from .context import (
     ChatRunContext,
     ChatStartEvent,
@@ -22,11 +21,16 @@ from .context import (
     TurnCompleteEvent,
     TurnStartEvent,
 )
-from .convert import cleanup_aborted_parts, convert_to_model_messages, strip_provider_metadata
 from .errors import AbortError
 from .lifecycle import Input, RunCanceled, RunDriver, execute
-from .messages import UIMessage, dump
 from .payload import ChatWirePayload, parse_client_data
+from .protocol.accumulator import generate_id
+from .protocol.convert import (
+    cleanup_aborted_parts,
+    convert_to_model_messages,
+    strip_provider_metadata,
+)
+from .protocol.messages import UIMessage, dump
 from .tokens import create_run_token
 from .turns import activate, call, call_hook, pipe_source, run_deferred
 

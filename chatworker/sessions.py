@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import Duration, parse_duration
-from .convert import cleanup_aborted_parts
 from .lifecycle import Input, Suspended
-from .messages import ModelMessage, UIMessage
 from .payload import ChatWirePayload, parse_payload
+from .protocol.convert import cleanup_aborted_parts
+from .protocol.messages import ModelMessage, UIMessage
 from .signals import AbortSignal
 from .turns import current_driver, pipe_source
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 import chatworker
 from chatworker import chat
 from chatworker.ai import openai, stream_text
-from chatworker.messages import dump
 from chatworker.payload import ChatWirePayload
+from chatworker.protocol.messages import dump
 
 _client: redis.Redis | None = None
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import chatworker.accumulator as accumulator_module
-from chatworker.accumulator import MessageAccumulator, generate_id
-from chatworker.messages import UIMessage, dump, dump_all
+import chatworker.protocol.accumulator as accumulator_module
+from chatworker.protocol.accumulator import MessageAccumulator, generate_id
+from chatworker.protocol.messages import UIMessage, dump, dump_all
 
 
 def user(mid: str, text: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import pytest
 
 from chatworker.ai import FinishEvent, StreamTextResult, openai, stream_text
 from chatworker.ai.providers import OpenAIChatModel
-from chatworker.assemble import MessageAssembler
-from chatworker.messages import parse_model_messages
+from chatworker.protocol.assemble import MessageAssembler
+from chatworker.protocol.messages import parse_model_messages
 from chatworker.testing import Citation, Finish, ModelServer, Reasoning, Text, ToolCall, Usage
 from chatworker.testing.checks import assert_valid_ui_stream, collapse_deltas
 from chatworker.testing.script import Step, split_tokens

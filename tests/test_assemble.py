@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from chatworker.assemble import MessageAssembler, merge_objects
-from chatworker.chunks import TextDeltaChunk, validate_chunk
-from chatworker.convert import cleanup_aborted_parts
-from chatworker.messages import TextUIPart, ToolUIPart, UIMessage, dump
-from chatworker.partial_json import parse_partial_json
+from chatworker.protocol.assemble import MessageAssembler, merge_objects
+from chatworker.protocol.chunks import TextDeltaChunk, validate_chunk
+from chatworker.protocol.convert import cleanup_aborted_parts
+from chatworker.protocol.messages import TextUIPart, ToolUIPart, UIMessage, dump
+from chatworker.protocol.partial_json import parse_partial_json
 
 
 def assemble(chunks: list[dict[str, Any]], **kwargs: Any) -> MessageAssembler:
@@ -343,7 +343,7 @@ def test_stopped_stream_is_cleaned_for_history() -> None:
 
 
 def test_sequence_errors_are_lenient(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="chatworker.assemble")
+    caplog.set_level(logging.DEBUG, logger="chatworker.protocol.assemble")
     assembler = assemble(
         [
             {"type": "text-delta", "id": "t", "delta": "orphan"},

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chatworker.chunks import (
+from chatworker.protocol.chunks import (
     CHUNK_MODELS,
     FINISH_REASONS,
     DataChunk,

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from chatworker.ai import StreamTextResult, openai, stream_text, tool
 from chatworker.ai.providers import OpenAIChatModel
-from chatworker.assemble import MessageAssembler
+from chatworker.protocol.assemble import MessageAssembler
 from chatworker.signals import AbortController
 from chatworker.testing import (
     Citation,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatworker.convert import (
+from chatworker.protocol.convert import (
     cleanup_aborted_parts,
     convert_to_model_messages,
     strip_provider_metadata,
 )
-from chatworker.messages import TextUIPart, UIMessage, dump, dump_all
+from chatworker.protocol.messages import TextUIPart, UIMessage, dump, dump_all
 
 
 def convert(*messages: dict[str, Any]) -> list[dict[str, Any]]:

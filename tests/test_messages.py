@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chatworker.messages import (
+from chatworker.protocol.messages import (
     AssistantModelMessage,
     DataUIPart,
     DynamicToolUIPart,

@@ -18,7 +18,7 @@ from typing import Any
 
 from chatworker import chat
 from chatworker.ai import OpenAIChatModel, StreamTextResult, openai, stream_text
-from chatworker.messages import dump
+from chatworker.protocol.messages import dump
 from chatworker.testing.demo import DEMO_TOOLS
 
 from .demo_store import get_store

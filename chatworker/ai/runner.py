@@ -15,13 +15,6 @@ from typing import Any
 from chatworker.signals import AbortSignal
 
 from .call import OPENED, ModelCall
-from .convert import (
-    map_finish_reason,
-    map_usage,
-    model_message_dict,
-    to_openai_messages,
-    to_openai_tools,
-)
 from .providers import LanguageModel
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
 from .tools import (
@@ -33,6 +26,13 @@ from .tools import (
     ToolExecutionError,
     parse_tool_input,
     to_jsonable,
+)
+from .wire import (
+    map_finish_reason,
+    map_usage,
+    model_message_dict,
+    to_openai_messages,
+    to_openai_tools,
 )
 
 __all__ = ["Runner"]

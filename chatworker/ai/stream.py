@@ -9,7 +9,6 @@ from typing import Any
 
 from chatworker.signals import AbortSignal
 
-from .convert import ModelMessageLike
 from .providers import LanguageModel
 from .runner import Runner
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
@@ -21,6 +20,7 @@ from .tools import (
     ToolExecutionError,
     step_count_is,
 )
+from .wire import ModelMessageLike
 
 __all__ = ["StreamTextResult", "default_error_text", "stream_text"]
 

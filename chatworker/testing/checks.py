@@ -13,12 +13,12 @@ _ENDINGS = ("abort",)
 def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
     """Every way ``chunks`` breaks the client's schema or sequence rules (empty when valid).
 
-    Checks each chunk with ``chatworker.chunks.validate_chunk``, that no value anywhere is
-    ``None``, that deltas and ends follow their start, that tool outputs follow their input,
+    Checks each chunk with ``chatworker.protocol.chunks.validate_chunk``, that no value anywhere
+    is ``None``, that deltas and ends follow their start, that tool outputs follow their input,
     that text and reasoning are closed before ``finish-step``, and that nothing follows
     ``abort`` or ``finish``.
     """
-    from chatworker.chunks import validate_chunk
+    from chatworker.protocol.chunks import validate_chunk
 
     problems: list[str] = []
     open_text: set[str] = set()

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chatworker.chunks import CHUNK_MODELS
-from chatworker.messages import UIMessage, dump, parse_ui_message
-from chatworker.partial_json import parse_partial_json
+from .chunks import CHUNK_MODELS
+from .messages import UIMessage, dump, parse_ui_message
+from .partial_json import parse_partial_json
 
 __all__ = ["MessageAssembler", "merge_objects"]
 

@@ -11,12 +11,12 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from chatworker.convert import (
+from .convert import (
     cleanup_aborted_parts,
     convert_to_model_messages,
     strip_provider_metadata,
 )
-from chatworker.messages import ModelMessage, UIMessage, dump_all, parse_ui_message
+from .messages import ModelMessage, UIMessage, dump_all, parse_ui_message
 
 __all__ = ["MessageAccumulator", "generate_id"]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from chatworker.messages import ProviderMetadata, WireModel, dump
+from .messages import ProviderMetadata, WireModel, dump
 
 __all__ = [
     "CHUNK_MODELS",

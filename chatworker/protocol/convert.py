@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from chatworker.messages import (
+from .messages import (
     AssistantContentPart,
     AssistantModelMessage,
     DataUIPart,
