@@ -11,7 +11,6 @@ from chatworker.protocol.assemble import MessageAssembler, merge_objects
 from chatworker.protocol.chunks import TextDeltaChunk, validate_chunk
 from chatworker.protocol.convert import cleanup_aborted_parts
 from chatworker.protocol.messages import TextUIPart, ToolUIPart, UIMessage, dump
-from chatworker.protocol.partial_json import parse_partial_json
 
 
 def assemble(chunks: list[dict[str, Any]], **kwargs: Any) -> MessageAssembler:
@@ -453,34 +452,6 @@ def test_long_text_stream_assembles_correctly() -> None:
     assert len(text) == 20_000
     assert text.startswith("0123456789")
     assert assembler.chunk_count == 20_002
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('{"a": 1}', {"a": 1}),
-        ('{"a": 1', {"a": 1}),
-        ('{"a": "hel', {"a": "hel"}),
-        ('{"a": [1, 2', {"a": [1, 2]}),
-        ('{"a": [1, 2,', {"a": [1, 2]}),
-        ('{"a": tr', {"a": True}),
-        ('{"a": fa', {"a": False}),
-        ('{"a": {"b": nu', {"a": {"b": None}}),
-        ('{"a": 1, "b', {"a": 1}),
-        ('{"a": 1, "b":', {"a": 1}),
-        ('{"a": 1.5e', {"a": 1.5}),
-        ('{"a": -', {}),
-        ('{"a": "x\\', {"a": "x"}),
-        ('{"a": "\\u00e', {"a": ""}),
-        ('{"a": "\\n', {"a": "\n"}),
-        ("[", []),
-        ("", None),
-        ("not json", None),
-        ('"just a str', "just a str"),
-    ],
-)
-def test_parse_partial_json(text: str, expected: Any) -> None:
-    assert parse_partial_json(text) == expected
 
 
 def test_merge_objects() -> None:
