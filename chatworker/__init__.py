@@ -7,20 +7,14 @@ message chunks into a Redis Stream, waits warm, then suspends until the next mes
 from __future__ import annotations
 
 from . import chat, runs
-from .app import configure, create_app
-from .chat_task import ChatTask
-from .context import (
-    ChatRunContext,
-    ChatStartEvent,
-    PreloadEvent,
-    TurnCompleteEvent,
-    TurnStartEvent,
-)
+from .engine.celery_app import configure, create_app
+from .engine.chat_task import ChatTask
+from .engine.manual import ManualContext, ManualTask, task
+from .engine.payload import ChatWirePayload
 from .errors import ChatworkerError, InvalidPayload, RunEnded, RunNotFound, TaskNotFound
-from .manual import ManualContext, ManualTask, task
-from .payload import ChatWirePayload
 from .protocol.messages import ModelMessage, UIMessage
 from .signals import AbortController, AbortSignal
+from .types import ChatRunContext, ChatStartEvent, PreloadEvent, TurnCompleteEvent, TurnStartEvent
 
 __all__ = [
     "AbortController",

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .chat_task import ChatTask
 from .config import Duration, parse_duration
-from .lifecycle import RunDriver
-from .locals import ChatLocal, local
-from .protocol.accumulator import MessageAccumulator
-from .protocol.convert import cleanup_aborted_parts
-from .raw import (
+from .engine.chat_task import ChatTask
+from .engine.driver import RunDriver
+from .engine.locals import ChatLocal, local
+from .engine.raw import (
     StopSignal,
     WaitResult,
     create_stop_signal,
@@ -23,10 +21,12 @@ from .raw import (
     pipe_and_capture,
     write_turn_complete,
 )
-from .sessions import ChatSession, ChatTurn, create_session
+from .engine.sessions import ChatSession, ChatTurn, create_session
+from .engine.turns import TurnScope, current_driver, current_scope, pipe_source, start_deferred
+from .protocol.accumulator import MessageAccumulator
+from .protocol.convert import cleanup_aborted_parts
 from .signals import AbortSignal
 from .tokens import create_trigger_token
-from .turns import TurnScope, current_driver, current_scope, pipe_source, start_deferred
 
 __all__ = [
     "ChatLocal",
@@ -114,7 +114,7 @@ def set_warm_timeout_in_seconds(seconds: float) -> None:
 
 def set_ui_message_stream_options(**options: Any) -> None:
     """Per-turn ``on_error`` / ``send_reasoning`` / ``send_sources``, merged over the task's."""
-    from .chat_task import _stream_options
+    from .engine.chat_task import _stream_options
 
     scope = _turn_scope("set_ui_message_stream_options")
     scope.stream_options = {**scope.stream_options, **_stream_options(options)}

@@ -24,10 +24,10 @@ from werkzeug.exceptions import HTTPException
 
 from . import runs, tokens
 from .config import env_float, get_redis
+from .engine.payload import load_json, parse_payload
+from .engine.registry import get_task
 from .errors import ChatworkerError, InvalidPayload, TaskNotFound
 from .hub import is_stream_id
-from .payload import load_json, parse_payload
-from .registry import get_task
 from .sse import SSE_HEADERS, Follow, chunk_type, comment, event
 from .store import credentials, streams
 

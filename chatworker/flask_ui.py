@@ -21,6 +21,7 @@ from flask import Blueprint, Request, Response, g, request
 
 from . import runs, tokens
 from .config import get_redis
+from .engine.payload import ChatWirePayload, parse_payload
 from .errors import RunEnded, RunNotFound
 from .flask import (
     ApiError,
@@ -32,7 +33,6 @@ from .flask import (
     spend_token,
 )
 from .hub import previous_id
-from .payload import ChatWirePayload, parse_payload
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
 from .store import streams
 

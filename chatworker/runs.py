@@ -14,10 +14,10 @@ from typing import Any
 import redis
 
 from .config import get_redis
-from .dispatch import enqueue
+from .engine.dispatch import enqueue
+from .engine.payload import ChatWirePayload, parse_payload
+from .engine.registry import get_task
 from .errors import RedisUnavailable, RunEnded, RunNotFound
-from .payload import ChatWirePayload, parse_payload
-from .registry import get_task
 from .store import streams
 from .store.records import ENDED, RunInfo
 from .store.run_store import RunStore

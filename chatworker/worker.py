@@ -12,10 +12,10 @@ import sys
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from .ai._compat import hide_trio_under_gevent
-from .app import get_app
 from .config import redis_url, tune_gc
-from .mailbox import get_mailbox
-from .registry import load_tasks
+from .engine.celery_app import get_app
+from .engine.mailbox import get_mailbox
+from .engine.registry import load_tasks
 from .tokens import SecretMissing, check_secret, warn_dev_secret
 
 log = logging.getLogger("chatworker.worker")

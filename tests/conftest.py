@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from chatworker import config
-from chatworker.registry import load_tasks
+from chatworker.engine.registry import load_tasks
 
 # Gateway fixtures (a gunicorn gateway as in production), usable from any test module.
 from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401

@@ -245,8 +245,8 @@ def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
 def isolated_db(redis_url: str, db: int) -> Iterator[str]:
     """Point this process (Redis state and Celery broker) at another database of the server,
     so a dedicated worker there sees only this test's runs."""
-    from chatworker import app as app_module
     from chatworker import config
+    from chatworker.engine import celery_app as app_module
 
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
     old_app = app_module.get_app()

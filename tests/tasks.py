@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 import chatworker
 from chatworker import chat
 from chatworker.ai import openai, stream_text
-from chatworker.payload import ChatWirePayload
+from chatworker.engine.payload import ChatWirePayload
 from chatworker.protocol.messages import dump
 
 _client: redis.Redis | None = None

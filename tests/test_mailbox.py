@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from chatworker import runs
-from chatworker.lifecycle import RunDriver
-from chatworker.mailbox import Mailbox
-from chatworker.registry import get_task
+from chatworker.engine.driver import RunDriver
+from chatworker.engine.mailbox import Mailbox
+from chatworker.engine.registry import get_task
 
 from .support import isolated_db, payload, user_message
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from chatworker import ChatTask, registry
+from chatworker import ChatTask
+from chatworker.engine import registry
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

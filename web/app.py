@@ -15,8 +15,9 @@ import redis
 from flask import Flask, Response, send_from_directory
 from werkzeug.routing import Map, PathConverter
 
-from chatworker import registry, tokens
+from chatworker import tokens
 from chatworker.config import env, get_redis, redis_url
+from chatworker.engine import registry
 from chatworker.flask import chat_blueprint, error_response
 from chatworker.sse import heartbeat_seconds
 

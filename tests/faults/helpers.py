@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from chatworker import app as app_module
 from chatworker import config, tokens
+from chatworker.engine import celery_app as app_module
 from chatworker.hub import reset_hub
 from chatworker.store import keys
 

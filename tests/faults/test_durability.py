@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from chatworker import runs
-from chatworker.lifecycle import RunDriver
-from chatworker.mailbox import Mailbox
-from chatworker.registry import get_task
+from chatworker.engine.driver import RunDriver
+from chatworker.engine.mailbox import Mailbox
+from chatworker.engine.registry import get_task
 from chatworker.store import keys
 from chatworker.store.scripts import LeaseLost, redis_now_ms
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatworker import tokens
-from chatworker.registry import load_tasks
+from chatworker.engine.registry import load_tasks
 
 from ..conftest import SECRET, worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env

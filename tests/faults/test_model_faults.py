@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from chatworker import config, runs
-from chatworker.registry import load_tasks
+from chatworker.engine.registry import load_tasks
 from chatworker.testing import Disconnect, Error, ModelServer, Silence, Text
 from chatworker.testing.checks import assert_valid_ui_stream
 

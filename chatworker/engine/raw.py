@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Duration, parse_duration
+from ..config import Duration, parse_duration
+from ..protocol.messages import UIMessage
+from ..signals import AbortController, AbortSignal
 from .payload import ChatWirePayload
-from .protocol.messages import UIMessage
-from .signals import AbortController, AbortSignal
 from .turns import pipe_source
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import redis
 from celery import Celery
 
-from .app import CeleryBacked
-from .config import Duration, parse_duration
-from .lifecycle import Input, RunCanceled, RunDriver, Suspended, execute
+from ..config import Duration, parse_duration
+from ..protocol.accumulator import generate_id
+from ..signals import AbortController, AbortSignal
+from ..tokens import create_run_token
+from .celery_app import CeleryBacked
+from .driver import Input, RunCanceled, RunDriver, Suspended, execute
 from .payload import ChatWirePayload
-from .protocol.accumulator import generate_id
 from .registry import register
-from .signals import AbortController, AbortSignal
-from .tokens import create_run_token
 from .turns import TurnScope, activate, call, pipe_source, run_deferred
 
 log = logging.getLogger("chatworker.run")

@@ -9,8 +9,8 @@ from typing import Any
 from celery import Celery
 from pydantic import BaseModel
 
-from .app import CeleryBacked
-from .config import Duration, parse_duration
+from ..config import Duration, parse_duration
+from .celery_app import CeleryBacked
 from .registry import register
 
 log = logging.getLogger("chatworker.task")
@@ -82,7 +82,7 @@ class ChatTask(CeleryBacked):
         return self
 
     def execute(self, run_id: str) -> None:
-        from .runtime import execute_chat
+        from .chat_run import execute_chat
 
         execute_chat(self, run_id)
 

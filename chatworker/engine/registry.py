@@ -7,7 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Union
 
-from .errors import TaskNotFound
+from ..errors import TaskNotFound
 
 if TYPE_CHECKING:
     from .chat_task import ChatTask

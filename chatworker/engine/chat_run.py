@@ -14,24 +14,18 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .context import (
-    ChatRunContext,
-    ChatStartEvent,
-    PreloadEvent,
-    TurnCompleteEvent,
-    TurnStartEvent,
-)
-from .errors import AbortError
-from .lifecycle import Input, RunCanceled, RunDriver, execute
-from .payload import ChatWirePayload, parse_client_data
-from .protocol.accumulator import generate_id
-from .protocol.convert import (
+from ..errors import AbortError
+from ..protocol.accumulator import generate_id
+from ..protocol.convert import (
     cleanup_aborted_parts,
     convert_to_model_messages,
     strip_provider_metadata,
 )
-from .protocol.messages import UIMessage, dump
-from .tokens import create_run_token
+from ..protocol.messages import UIMessage, dump
+from ..tokens import create_run_token
+from ..types import ChatRunContext, ChatStartEvent, PreloadEvent, TurnCompleteEvent, TurnStartEvent
+from .driver import Input, RunCanceled, RunDriver, execute
+from .payload import ChatWirePayload, parse_client_data
 from .turns import activate, call, call_hook, pipe_source, run_deferred
 
 if TYPE_CHECKING:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from .config import get_redis
+from ..config import get_redis
+from ..store.run_store import RunStore
 from .registry import get_task
-from .store.run_store import RunStore
 
 log = logging.getLogger("chatworker.dispatch")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .config import get_redis
+from ..config import get_redis
+from ..store import slots
 from .dispatch import enqueue_quietly
-from .store import slots
 
 log = logging.getLogger("chatworker.concurrency")
 

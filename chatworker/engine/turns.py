@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..signals import AbortController, AbortSignal
 from .capture import TurnOutput
-from .signals import AbortController, AbortSignal
 
 if TYPE_CHECKING:
-    from .lifecycle import RunDriver
+    from .driver import RunDriver
 
 log = logging.getLogger("chatworker.turns")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from .config import env, redis_url
+from ..config import env, redis_url
 
 if TYPE_CHECKING:
     from .registry import AnyTask
@@ -86,7 +86,7 @@ class CeleryBacked:
 
         ``principal`` (``tokens.subject_principal(user_id)``) is who the run belongs to.
         """
-        from .runs import trigger
+        from ..runs import trigger
 
         return trigger(self.id, payload, idempotency_key=idempotency_key, principal=principal)
 

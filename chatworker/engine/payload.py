@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InvalidPayload
-from .protocol.messages import UIMessage
+from ..errors import InvalidPayload
+from ..protocol.messages import UIMessage
 
 if TYPE_CHECKING:
     from .registry import AnyTask

@@ -16,18 +16,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..config import get_redis, parse_duration
+from ..protocol.accumulator import MessageAccumulator, generate_id
+from ..signals import AbortController, AbortSignal
+from ..store.records import split_item
+from ..store.run_store import RunStore
+from ..store.scripts import LeaseLost
+from ..store.streams import OutputStream
+from ..tokens import create_run_token
 from . import concurrency
 from .capture import TurnOutput
-from .config import get_redis, parse_duration
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
-from .protocol.accumulator import MessageAccumulator, generate_id
-from .signals import AbortController, AbortSignal
-from .store.records import split_item
-from .store.run_store import RunStore
-from .store.scripts import LeaseLost
-from .store.streams import OutputStream
-from .tokens import create_run_token
 from .turns import TurnScope
 
 log = logging.getLogger("chatworker.run")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .protocol.assemble import MessageAssembler
-from .protocol.chunks import to_chunk_dict
-from .protocol.messages import UIMessage
-from .streams import OutputStream
+from ..protocol.assemble import MessageAssembler
+from ..protocol.chunks import to_chunk_dict
+from ..protocol.messages import UIMessage
+from ..streams import OutputStream
 
 log = logging.getLogger("chatworker.capture")
 

@@ -13,12 +13,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from .config import Duration, parse_duration
-from .lifecycle import Input, Suspended
+from ..config import Duration, parse_duration
+from ..protocol.convert import cleanup_aborted_parts
+from ..protocol.messages import ModelMessage, UIMessage
+from ..signals import AbortSignal
+from .driver import Input, Suspended
 from .payload import ChatWirePayload, parse_payload
-from .protocol.convert import cleanup_aborted_parts
-from .protocol.messages import ModelMessage, UIMessage
-from .signals import AbortSignal
 from .turns import current_driver, pipe_source
 
 log = logging.getLogger("chatworker.sessions")

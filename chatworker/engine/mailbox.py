@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ..config import get_redis, lease_seconds
+from ..signals import AbortController
+from ..store.run_store import RunStore
 from . import concurrency
-from .config import get_redis, lease_seconds
 from .dispatch import enqueue_quietly
-from .signals import AbortController
-from .store.run_store import RunStore
 
 log = logging.getLogger("chatworker.mailbox")
 

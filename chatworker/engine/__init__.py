@@ -1,0 +1,1 @@
+"""chatworker.engine."""
