@@ -13,13 +13,13 @@ import pytest
 
 from chatworker import tokens
 
-from .conftest import worker_env
-from .gateway.conftest_helpers import SSEClient, call
-from .support import ARTIFACTS, free_port, isolated_db, user_message
+from ..conftest import worker_env
+from ..gateway.conftest_helpers import SSEClient, call
+from ..support import ARTIFACTS, free_port, isolated_db, user_message
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project folder, where the Procfile is
 
 
 def test_honcho_start_runs_web_and_worker(redis_url: str) -> None:

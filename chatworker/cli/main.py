@@ -9,6 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+
+from ..runs import list_runs
+from ..tokens import SecretMissing, create_trigger_token
+from .dev import DevError
+from .dev import run as run_dev
+from .terminal import ChatClient, repl
+
 DEV_STATE = Path(".chatworker") / "dev.json"
 
 
@@ -27,11 +35,9 @@ def _use_dev_redis() -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .devserver import DevError, run
-
     try:
-        return run(host=args.host, port=args.port, data=args.data,
-                   concurrency=args.concurrency, build=not args.no_build)
+        return run_dev(host=args.host, port=args.port, data=args.data,
+                       concurrency=args.concurrency, build=not args.no_build)
     except DevError as exc:
         print(f"chatworker dev: {exc}", file=sys.stderr)
         return 1
@@ -43,8 +49,6 @@ def _trigger_token(args: argparse.Namespace) -> str:
     if token:
         return str(token)
     _use_dev_redis()
-    from .tokens import SecretMissing, create_trigger_token
-
     try:
         return create_trigger_token(args.task, ttl="24h", multiple_use=True)
     except SecretMissing as exc:
@@ -57,8 +61,6 @@ def _trigger_token(args: argparse.Namespace) -> str:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .client import ChatClient, repl
-
     url = args.url or _dev_defaults().get("url") or "http://127.0.0.1:8000/api/chat"
     try:
         metadata = json.loads(args.metadata) if args.metadata else None
@@ -76,8 +78,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a trigger token (for curl, scripts, or a `/ui` client's Authorization header)."""
     _use_dev_redis()
-    from .tokens import SecretMissing, create_trigger_token
-
     try:
         print(create_trigger_token(args.task, ttl=args.ttl, multiple_use=args.multiple_use,
                                    subject=args.subject or None))
@@ -96,10 +96,6 @@ def _age(seconds: float) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     _use_dev_redis()
-    import redis
-
-    from .runs import list_runs
-
     try:
         runs = list_runs(args.limit, include_ended=args.all)
     except redis.RedisError as exc:
@@ -157,7 +153,3 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .protocol.assemble import MessageAssembler
-from .protocol.messages import dump
+from ..protocol.assemble import MessageAssembler
+from ..protocol.messages import dump
 
 STATE = Path(".chatworker") / "cli-chats.json"
 DIM, RESET = "\033[2m", "\033[0m"

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from chatworker import tokens
+from chatworker import runs, tokens
 
-from .gateway.conftest_helpers import Gunicorn
+from ..gateway.conftest_helpers import Gunicorn
+from ..support import payload, user_message, wait_for
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def chatworker(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
@@ -66,10 +65,6 @@ def test_ctrl_c_stops_the_reply_not_the_client(live_gateway: Gunicorn, tmp_path:
 
 
 def test_runs_lists_runs_with_status(live_gateway: Gunicorn, tmp_path: Path) -> None:
-    from chatworker import runs
-
-    from .support import payload, user_message, wait_for
-
     started = runs.trigger("echo", payload("cli-runs", user_message("x")))
     wait_for(lambda: runs.status(started.run_id).status == "waiting")
     proc = chatworker("runs", cwd=tmp_path)

@@ -1,0 +1,15 @@
+"""Developer tools, the top layer: the ``chatworker`` command and what its subcommands run.
+
+- :mod:`.main`: the argument parser and the subcommands (``dev``, ``chat``, ``token``, ``runs``);
+  the console script ``chatworker`` calls :func:`main`.
+- :mod:`.terminal`: the terminal chat client behind ``chatworker chat``.
+- :mod:`.dev`: the local stack behind ``chatworker dev`` (Redis, model, worker, gateway).
+
+Nothing else in the package imports from here.
+"""
+
+from __future__ import annotations
+
+from .main import main
+
+__all__ = ["main"]
