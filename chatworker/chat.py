@@ -11,7 +11,8 @@ from typing import Any
 
 from .config import Duration, parse_duration
 from .engine.chat_task import ChatTask
-from .engine.driver import RunDriver
+from .engine.driver import RunDriver, current_run
+from .engine.hand_driven import HandDrivenRun
 from .engine.locals import ChatLocal, local
 from .engine.raw import (
     StopSignal,
@@ -22,6 +23,7 @@ from .engine.raw import (
     write_turn_complete,
 )
 from .engine.sessions import ChatSession, ChatTurn, create_session
+from .engine.stream_options import normalize_stream_options
 from .engine.turns import TurnScope, current_driver, current_scope, pipe_source, start_deferred
 from .protocol.accumulator import MessageAccumulator
 from .protocol.convert import cleanup_aborted_parts
@@ -66,20 +68,16 @@ def task(id: str, run: Any = None, **options: Any) -> ChatTask:
 
 
 def _driver(what: str) -> RunDriver:
-    driver = current_driver.get()
-    if driver is None:
-        raise RuntimeError(f"chat.{what}() works only inside a chat run")
-    return driver
+    return current_run(f"chat.{what}()")
 
 
 def _turn_scope(what: str) -> TurnScope:
     scope = current_scope.get()
     if scope is None:
         driver = current_driver.get()
-        ensure = getattr(driver, "ensure_scope", None)
-        if ensure is None:
+        if not isinstance(driver, HandDrivenRun):
             raise RuntimeError(f"chat.{what}() works only while a turn is being answered")
-        scope = ensure()
+        scope = driver.ensure_scope()
     return scope
 
 
@@ -114,10 +112,8 @@ def set_warm_timeout_in_seconds(seconds: float) -> None:
 
 def set_ui_message_stream_options(**options: Any) -> None:
     """Per-turn ``on_error`` / ``send_reasoning`` / ``send_sources``, merged over the task's."""
-    from .engine.chat_task import _stream_options
-
     scope = _turn_scope("set_ui_message_stream_options")
-    scope.stream_options = {**scope.stream_options, **_stream_options(options)}
+    scope.stream_options = {**scope.stream_options, **normalize_stream_options(options)}
 
 
 def create_access_token(

@@ -1,19 +1,25 @@
-"""The objects a chat run's code sees: the run context and the hook events.
+"""The typed seams between the layers: what a task definition and a run driver offer, and the
+objects a chat run's code sees (the run context and the hook events).
 
 Field names are the seed's, in snake_case. ``ui_messages``/``messages`` are the whole
-accumulated conversation; ``new_*`` are what arrived this turn plus the response.
+accumulated conversation; ``new_*`` are what arrived this turn plus the response. Events are
+keyword-only dataclasses: they are built by name, never by position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from celery import Celery
+
+from .config import Duration
 from .protocol.messages import ModelMessage, UIMessage
 from .signals import AbortSignal
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ChatRunContext:
     """What ``run`` receives each turn. Extra keys the client put in its body are attributes too."""
 
@@ -42,7 +48,7 @@ class ChatRunContext:
         raise AttributeError(f"the run context has no field or body key {name!r}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PreloadEvent:
     """``on_preload``: a preloaded run started, before its first message."""
 
@@ -52,7 +58,7 @@ class PreloadEvent:
     client_data: Any
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ChatStartEvent:
     """``on_chat_start``: turn 0 of every run (continuation runs too), before ``run``."""
 
@@ -66,7 +72,7 @@ class ChatStartEvent:
     preloaded: bool
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TurnStartEvent:
     """``on_turn_start``: every turn, after accumulation, before ``run`` (persist here)."""
 
@@ -81,7 +87,7 @@ class TurnStartEvent:
     client_data: Any
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TurnCompleteEvent:
     """``on_turn_complete``: after the turn's marker was written; persist the response here."""
 
@@ -99,3 +105,49 @@ class TurnCompleteEvent:
     stopped: bool
     continuation: bool
     client_data: Any
+
+
+Hook = Callable[[Any], Any]
+
+
+class TaskDefinition(Protocol):
+    """What every chatworker task offers the engine, the client API and the gateway: chat
+    tasks (``chat.task``) and manual tasks (``chatworker.task``) alike."""
+
+    id: str
+    max_turns: int
+    chat_access_token_ttl: Duration
+    warm_timeout_in_seconds: float
+    turn_timeout: Duration
+    client_data_schema: Any
+    ui_message_stream_options: dict[str, Any]
+    queue: dict[str, Any]
+
+    def bind(self, app: Celery) -> None:
+        """Register the task's Celery task on ``app``."""
+
+    def enqueue(self, run_id: str) -> None:
+        """Send the Celery message that starts or resumes ``run_id``."""
+
+    def execute(self, run_id: str) -> None:
+        """Run ``run_id`` on this worker until it suspends or ends."""
+
+
+class ChatTaskDefinition(TaskDefinition, Protocol):
+    """A ``chat.task``: its run function, hooks and preload settings, as its turn loop reads
+    them."""
+
+    run_fn: Callable[[ChatRunContext], Any]
+    hooks: dict[str, Hook | None]
+    preload_warm_timeout_in_seconds: float | None
+    preload_timeout: Duration | None
+    preload_timeout_seconds: float | None
+
+
+class Driver(Protocol):
+    """The run a turn belongs to, as the turn's helpers see it."""
+
+    run_id: str
+
+    def stream_defaults(self) -> dict[str, Any]:
+        """The task's static ``ui_message_stream_options``."""

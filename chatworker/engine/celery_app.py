@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery
 
-from ..config import env, redis_url
-
-if TYPE_CHECKING:
-    from .registry import AnyTask
+from ..config import Duration, env, redis_url
+from ..types import TaskDefinition
+from .start import TriggerResult, start_run
 
 log = logging.getLogger("chatworker.app")
 
@@ -40,7 +39,7 @@ SETTINGS: dict[str, Any] = {
 }
 
 _app: Celery | None = None
-_bound: list[AnyTask] = []
+_bound: list[TaskDefinition] = []
 
 
 class CeleryBacked:
@@ -48,12 +47,19 @@ class CeleryBacked:
     ``chatworker.run.<id>``, whose only argument is the run id (the payload lives in Redis)."""
 
     id: str
+    max_turns: int
+    chat_access_token_ttl: Duration
+    warm_timeout_in_seconds: float
+    turn_timeout: Duration
+    client_data_schema: Any
+    ui_message_stream_options: dict[str, Any]
+    queue: dict[str, Any]
     app: Celery | None = None
 
     def _setup_celery(self, app: Celery | None) -> None:
         self.celery_queue = CHAT_QUEUE
         self.celery_name = f"chatworker.run.{self.id}"
-        attach(self, app)  # type: ignore[arg-type]
+        attach(self, app)
 
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` on this worker until it suspends or ends."""
@@ -81,14 +87,12 @@ class CeleryBacked:
         *,
         idempotency_key: str | None = None,
         principal: str | None = None,
-    ) -> Any:
+    ) -> TriggerResult:
         """Start a run answering ``payload``; returns ``TriggerResult(run_id, token)``.
 
         ``principal`` (``tokens.subject_principal(user_id)``) is who the run belongs to.
         """
-        from ..runs import trigger
-
-        return trigger(self.id, payload, idempotency_key=idempotency_key, principal=principal)
+        return start_run(self, payload, idempotency_key=idempotency_key, principal=principal)
 
 
 def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:
@@ -119,7 +123,7 @@ def configure(app: Celery | None = None) -> Celery:
     return _app
 
 
-def attach(task: AnyTask, app: Celery | None) -> None:
+def attach(task: TaskDefinition, app: Celery | None) -> None:
     """Register ``task`` on ``app``, or on the default app now or when it is created."""
     if app is not None:
         task.bind(app)

@@ -1,7 +1,7 @@
 """The turn loop of ``chat.task``: how one chat run lives on a worker.
 
 Read :meth:`ChatRun.live` top to bottom. A message enters in ``next_message`` (an atomic move
-from the run's inbox list, :meth:`~chatworker.lifecycle.RunDriver.take`); chunks leave in
+from the run's inbox list, :meth:`~chatworker.engine.driver.RunDriver.take`); chunks leave in
 :meth:`ChatRun.turn` (``pipe_source`` → :class:`~chatworker.capture.TurnOutput` → the run's Redis
 Stream); the run sleeps in ``next_message`` too: warm on a local event, then suspended — state in
 Redis, worker slot freed, resumed on any worker by the next message (see ``lifecycle.py``).
@@ -10,7 +10,7 @@ Redis, worker slot freed, resumed on any worker by the next message (see ``lifec
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 import redis
 
@@ -23,18 +23,22 @@ from ..protocol.convert import (
 )
 from ..protocol.messages import UIMessage, dump
 from ..tokens import create_run_token
-from ..types import ChatRunContext, ChatStartEvent, PreloadEvent, TurnCompleteEvent, TurnStartEvent
+from ..types import (
+    ChatRunContext,
+    ChatStartEvent,
+    ChatTaskDefinition,
+    PreloadEvent,
+    TurnCompleteEvent,
+    TurnStartEvent,
+)
 from .driver import Input, RunCanceled, RunDriver, execute
 from .payload import ChatWirePayload, parse_client_data
 from .turns import activate, call, call_hook, pipe_source, run_deferred
 
-if TYPE_CHECKING:
-    from .chat_task import ChatTask
-
 log = logging.getLogger("chatworker.run")
 
 
-def execute_chat(task: ChatTask, run_id: str) -> None:
+def execute_chat(task: ChatTaskDefinition, run_id: str) -> None:
     """Celery entry point of a ``chat.task`` run."""
     execute(task, run_id, ChatRun)
 
@@ -42,7 +46,7 @@ def execute_chat(task: ChatTask, run_id: str) -> None:
 class ChatRun(RunDriver):
     """A ``chat.task`` run: accumulation, hooks and auto-piping around every turn."""
 
-    task: ChatTask
+    task: ChatTaskDefinition
 
     def live(self) -> None:
         """Restore, (pre)load, then answer one message per turn until suspended or ended."""
@@ -81,7 +85,8 @@ class ChatRun(RunDriver):
         log.info("run %s: preloaded, waiting for the first message", self.run_id)
         with activate(driver=self):
             call_hook(self.task.hooks["on_preload"],
-                      PreloadEvent(self.chat_id, self.run_id, token, client_data))
+                      PreloadEvent(chat_id=self.chat_id, run_id=self.run_id,
+                                   chat_access_token=token, client_data=client_data))
         self.preload_done = True
         warm = self.initial.warm_timeout_in_seconds
         if warm is None:
@@ -111,11 +116,14 @@ class ChatRun(RunDriver):
         with activate(scope, self):
             if number == 0:
                 call_hook(self.task.hooks["on_chat_start"], ChatStartEvent(
-                    self.chat_id, context.messages, client_data, self.run_id, token,
-                    self.continuation, self.previous_run_id, self.preloaded))
+                    chat_id=self.chat_id, messages=context.messages, client_data=client_data,
+                    run_id=self.run_id, chat_access_token=token, continuation=self.continuation,
+                    previous_run_id=self.previous_run_id, preloaded=self.preloaded))
             call_hook(self.task.hooks["on_turn_start"], TurnStartEvent(
-                self.chat_id, context.messages, context.ui_messages, number, self.run_id,
-                token, self.continuation, self.preloaded, client_data))
+                chat_id=self.chat_id, messages=context.messages, ui_messages=context.ui_messages,
+                turn=number, run_id=self.run_id, chat_access_token=token,
+                continuation=self.continuation, preloaded=self.preloaded,
+                client_data=client_data))
             try:
                 result = call(self.task.run_fn, context)
                 if result is not None and scope.pipes == 0:
@@ -146,11 +154,11 @@ class ChatRun(RunDriver):
 
         with activate(scope, self):
             run_deferred(scope.deferred)
-            call_hook(self.task.hooks["on_turn_complete"], TurnCompleteEvent(
-                self.chat_id, self.accumulator.model_messages, self.accumulator.ui_messages,
-                self.accumulator.new_model_messages, self.accumulator.new_ui_messages, response,
-                raw, number, self.run_id, token, marker_id, stopped, self.continuation,
-                client_data))
+            call_hook(self.task.hooks["on_turn_complete"], self.turn_complete_event(
+                new_messages=self.accumulator.new_model_messages,
+                new_ui_messages=self.accumulator.new_ui_messages, response_message=response,
+                raw_response_message=raw, turn=number, chat_access_token=token,
+                last_event_id=marker_id, stopped=stopped, client_data=client_data))
         self.hook_done()
 
     def replay_turn_complete(self) -> None:
@@ -169,12 +177,22 @@ class ChatRun(RunDriver):
         log.warning("run %s: re-running on_turn_complete of turn %d after recovery",
                     self.run_id, last["turn"])
         with activate(driver=self):
-            call_hook(self.task.hooks["on_turn_complete"], TurnCompleteEvent(
-                self.chat_id, self.accumulator.model_messages, ui,
-                convert_to_model_messages([strip_provider_metadata(m) for m in new_ui]), new_ui,
-                response, raw, last["turn"], self.run_id, token, marker_id, last["stopped"],
-                self.continuation, parse_client_data(self.task, last["metadata"])))
+            call_hook(self.task.hooks["on_turn_complete"], self.turn_complete_event(
+                new_messages=convert_to_model_messages(
+                    [strip_provider_metadata(m) for m in new_ui]),
+                new_ui_messages=new_ui, response_message=response, raw_response_message=raw,
+                turn=last["turn"], chat_access_token=token, last_event_id=marker_id,
+                stopped=last["stopped"],
+                client_data=parse_client_data(self.task, last["metadata"])))
         self.hook_done()
+
+    def turn_complete_event(self, **fields: Any) -> TurnCompleteEvent:
+        """``on_turn_complete``'s event: the whole conversation now, plus the turn's ``fields``."""
+        return TurnCompleteEvent(
+            chat_id=self.chat_id, run_id=self.run_id, continuation=self.continuation,
+            messages=self.accumulator.model_messages, ui_messages=self.accumulator.ui_messages,
+            **fields,
+        )
 
     def response_id(self, payload: ChatWirePayload) -> str:
         """The response continues the last message when that is the assistant's (tool results)."""

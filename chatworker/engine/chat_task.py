@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from ..config import Duration, parse_duration
 from .celery_app import CeleryBacked
+from .chat_run import execute_chat
 from .registry import register
+from .stream_options import normalize_stream_options
 
 log = logging.getLogger("chatworker.task")
 
@@ -71,7 +73,7 @@ class ChatTask(CeleryBacked):
             parse_duration(preload_timeout) if preload_timeout is not None else None
         )
         self.chat_access_token_ttl = chat_access_token_ttl
-        self.ui_message_stream_options = _stream_options(ui_message_stream_options)
+        self.ui_message_stream_options = normalize_stream_options(ui_message_stream_options)
         self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
         register(self)
         self._setup_celery(app)
@@ -82,8 +84,6 @@ class ChatTask(CeleryBacked):
         return self
 
     def execute(self, run_id: str) -> None:
-        from .chat_run import execute_chat
-
         execute_chat(self, run_id)
 
     # Hook decorators: @my_chat.on_turn_complete
@@ -109,25 +109,3 @@ class ChatTask(CeleryBacked):
 
 def _missing_run(context: Any) -> Any:
     raise RuntimeError("this chat task has no run function: decorate one with @chat.task(...)")
-
-
-_STREAM_KEYS = {
-    "on_error": "on_error", "onError": "on_error",
-    "send_reasoning": "send_reasoning", "sendReasoning": "send_reasoning",
-    "send_sources": "send_sources", "sendSources": "send_sources",
-    "send_start": "send_start", "send_finish": "send_finish",
-    "message_metadata": "message_metadata",
-}
-
-
-def _stream_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """Normalise ``ui_message_stream_options`` keys (snake or camel case); reject unknown ones."""
-    out: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        if key not in _STREAM_KEYS:
-            raise ValueError(
-                f"unknown ui_message_stream_options key {key!r} "
-                f"(known: on_error, send_reasoning, send_sources)"
-            )
-        out[_STREAM_KEYS[key]] = value
-    return out

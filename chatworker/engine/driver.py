@@ -24,11 +24,12 @@ from ..store.run_store import RunStore
 from ..store.scripts import LeaseLost
 from ..store.streams import OutputStream
 from ..tokens import create_run_token
+from ..types import TaskDefinition
 from . import concurrency
 from .capture import TurnOutput
 from .mailbox import LocalRun, get_mailbox
 from .payload import ChatWirePayload
-from .turns import TurnScope
+from .turns import TurnScope, current_driver
 
 log = logging.getLogger("chatworker.run")
 
@@ -55,7 +56,7 @@ class Input:
 class RunDriver:
     """One run owned by this worker process: its Redis state and the waits between turns."""
 
-    def __init__(self, task: Any, run_id: str, local: LocalRun) -> None:
+    def __init__(self, task: TaskDefinition, run_id: str, local: LocalRun) -> None:
         self.task = task
         self.run_id = run_id
         self.local = local
@@ -116,7 +117,7 @@ class RunDriver:
 
     def stream_defaults(self) -> dict[str, Any]:
         """The task's static ``ui_message_stream_options``."""
-        return dict(getattr(self.task, "ui_message_stream_options", {}) or {})
+        return dict(self.task.ui_message_stream_options)
 
     def owner_set(self, **fields: str | int) -> None:
         """Set fields of the run record that only the owner writes (fenced by the lease)."""
@@ -161,7 +162,7 @@ class RunDriver:
         output.close(stopped=False)
         number = self.turn_number
         self.turn_number += 1
-        ttl = getattr(self.task, "chat_access_token_ttl", "1h")
+        ttl = self.task.chat_access_token_ttl
         self.write_turn_complete(number, input_id, False, create_run_token(self.run_id, ttl))
 
     def next_message(self, warm: float, timeout: float, *, park: bool = False) -> Input | None:
@@ -301,7 +302,7 @@ class RunDriver:
         log.info("run %s: %s (%s)", self.run_id, status, reason)
 
 
-def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
+def execute(task: TaskDefinition, run_id: str, driver_class: type[RunDriver]) -> None:
     """Celery entry point of every run: a queue slot if the task has a limit, the run's lease,
     then ``driver.live()`` until the run suspends or ends."""
     if not concurrency.acquire(task, run_id):
@@ -325,3 +326,11 @@ def execute(task: Any, run_id: str, driver_class: type[RunDriver]) -> None:
                     run_id)
     finally:
         mailbox.release(run_id)
+
+
+def current_run(what: str) -> RunDriver:
+    """The run whose code is executing now; a clear error outside a run."""
+    driver = current_driver.get()
+    if not isinstance(driver, RunDriver):
+        raise RuntimeError(f"{what} works only inside a chat run")
+    return driver

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from .driver import current_run
 from .turns import current_driver
 
 T = TypeVar("T")
@@ -24,10 +25,7 @@ class ChatLocal(Generic[T]):
         self._dirty: set[str] = set()
 
     def _store(self) -> dict[str, Any]:
-        driver = current_driver.get()
-        if driver is None:
-            raise RuntimeError(f"chat.local {self.id!r} is only available inside a chat run")
-        return driver.locals
+        return current_run(f"chat.local {self.id!r}").locals
 
     def init(self, value: T) -> None:
         """Set the value (clears the changed flag)."""

@@ -17,14 +17,14 @@ import redis
 from celery import Celery
 
 from ..config import Duration, parse_duration
-from ..protocol.accumulator import generate_id
-from ..signals import AbortController, AbortSignal
-from ..tokens import create_run_token
+from ..signals import AbortSignal
 from .celery_app import CeleryBacked
-from .driver import Input, RunCanceled, RunDriver, Suspended, execute
+from .driver import Input, RunCanceled, Suspended, execute
+from .hand_driven import HandDrivenRun
 from .payload import ChatWirePayload
 from .registry import register
-from .turns import TurnScope, activate, call, pipe_source, run_deferred
+from .stream_options import normalize_stream_options
+from .turns import activate, call, pipe_source
 
 log = logging.getLogger("chatworker.run")
 
@@ -59,15 +59,13 @@ class ManualTask(CeleryBacked):
         client_data_schema: Any = None,
         app: Celery | None = None,
     ) -> None:
-        from .chat_task import _stream_options
-
         if not id or not isinstance(id, str):
             raise ValueError("a task needs a non-empty string id")
         self.id = id
         self.run_fn = run
         self.retry = _retry_options(retry)
         self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
-        self.ui_message_stream_options = _stream_options(ui_message_stream_options)
+        self.ui_message_stream_options = normalize_stream_options(ui_message_stream_options)
         self.chat_access_token_ttl = chat_access_token_ttl
         self.warm_timeout_in_seconds = float(warm_timeout_in_seconds)
         self.turn_timeout = turn_timeout
@@ -108,17 +106,10 @@ def _retry_options(retry: dict[str, Any] | None) -> dict[str, float]:
     return options
 
 
-class ManualRun(RunDriver):
+class ManualRun(HandDrivenRun):
     """A manual run: calls ``run(payload, ctx)``, retrying per the task's policy."""
 
     task: ManualTask
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pending: Input | None = None
-        self.scope: TurnScope | None = None
-        self.stop_signal: Any = None  # a raw-mode StopSignal, when the run made one
-        self.end_reason = "returned"
 
     def live(self) -> None:
         try:
@@ -171,52 +162,6 @@ class ManualRun(RunDriver):
                 pipe_source(self.ensure_scope(), result)
 
     first_input: Input | None = None
-
-    def allow_turns(self, limit: int) -> None:
-        """Accept further messages (a session or raw wait is listening) up to ``limit`` turns."""
-        self.owner_set(max_turns=max(limit, 1))
-
-    # -- the turn in progress -------------------------------------------------------------------
-    def ensure_scope(self) -> TurnScope:
-        """The open turn, opening one for the message being answered if needed."""
-        if self.scope is not None:
-            return self.scope
-        if self.pending is None:
-            raise RuntimeError(
-                "no message to answer here: wait for one with chat.messages.wait_with_warmup()"
-            )
-        self.scope = self.open_turn(self.pending, generate_id())
-        return self.scope
-
-    def new_stop_controller(self) -> AbortController:
-        if self.stop_signal is not None:
-            return self.stop_signal.controller
-        return AbortController()
-
-    def finish_turn(self, token: str | None = None) -> str | None:
-        """Close the open turn's message and write its marker (always, so clients never hang)."""
-        if self.scope is None and self.pending is None:
-            return None
-        scope = self.ensure_scope()
-        stopped = scope.stop.signal.aborted and not self.local.cancel.signal.aborted
-        scope.output.close(stopped)
-        run_deferred(scope.deferred)
-        number = self.turn_number
-        self.turn_number += 1
-        if token is None:
-            token = create_run_token(self.run_id, self.task.chat_access_token_ttl)
-        marker = self.write_turn_complete(number, scope.input_id, stopped, token)
-        self.scope, self.pending = None, None
-        return marker
-
-    def abandon_turn(self) -> None:
-        """After a failure or cancel: close the partial message so no client shows it as final."""
-        if self.scope is not None and not self.scope.output.closed:
-            try:
-                self.scope.output.close(stopped=True)
-            except Exception:
-                log.exception("run %s: could not close the partial message", self.run_id)
-        self.scope = None
 
 
 def _missing(payload: Any, ctx: Any) -> Any:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidPayload
 from ..protocol.messages import UIMessage
-
-if TYPE_CHECKING:
-    from .registry import AnyTask
+from ..types import TaskDefinition
 
 Trigger = Literal["submit-message", "regenerate-message", "preload"]
 
@@ -115,7 +113,7 @@ def load_json(text: str | bytes) -> Any:
         raise
 
 
-def parse_payload(obj: Any, task: AnyTask | None = None) -> ChatWirePayload:
+def parse_payload(obj: Any, task: TaskDefinition | None = None) -> ChatWirePayload:
     """Validate a wire payload (and its ``metadata`` against the task's client data schema).
 
     Raises :class:`InvalidPayload` with a message naming the offending fields.
@@ -134,7 +132,7 @@ def parse_payload(obj: Any, task: AnyTask | None = None) -> ChatWirePayload:
     return payload
 
 
-def parse_client_data(task: AnyTask, metadata: Any) -> Any:
+def parse_client_data(task: TaskDefinition, metadata: Any) -> Any:
     """The client data parsed by the task's ``client_data_schema`` (raw when it has none)."""
     schema = getattr(task, "client_data_schema", None)
     if schema is None:

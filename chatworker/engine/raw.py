@@ -15,14 +15,9 @@ from typing import Any
 from ..config import Duration, parse_duration
 from ..protocol.messages import UIMessage
 from ..signals import AbortController, AbortSignal
+from .hand_driven import HandDrivenRun, hand_driven
 from .payload import ChatWirePayload
 from .turns import pipe_source
-
-
-def _driver(what: str) -> Any:
-    from .sessions import _manual_driver
-
-    return _manual_driver(what)
 
 
 @dataclass
@@ -40,7 +35,7 @@ class _Messages:
                          span_name: str | None = None) -> WaitResult:
         """Wait warm for the next message, then parked up to ``timeout``; ``ok=False`` on
         timeout or cancel."""
-        driver = _driver("messages.wait_with_warmup")
+        driver = hand_driven("messages.wait_with_warmup")
         driver.allow_turns(max(driver.turn_number + 2, 100))
         if driver.scope is not None or driver.pending is not None:
             driver.finish_turn()  # a turn left open is closed, so its client is not left waiting
@@ -61,7 +56,7 @@ messages = _Messages()
 class StopSignal:
     """A stop signal wired to the run's stop input: ``signal``, ``reset()``, ``cleanup()``."""
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: HandDrivenRun) -> None:
         self.driver = driver
         self.controller = driver.local.stop or AbortController()
         driver.local.stop = self.controller
@@ -86,12 +81,12 @@ class StopSignal:
 
 def create_stop_signal() -> StopSignal:
     """A managed stop signal for a raw loop."""
-    return StopSignal(_driver("create_stop_signal"))
+    return StopSignal(hand_driven("create_stop_signal"))
 
 
 def pipe_and_capture(source: Any, *, signal: AbortSignal | None = None) -> UIMessage | None:
     """Pipe ``source`` to the chat and return the captured response message (None if empty)."""
-    driver = _driver("pipe_and_capture")
+    driver = hand_driven("pipe_and_capture")
     scope = driver.ensure_scope()
     pipe_source(scope, source, signal)
     stopped = scope.stop.signal.aborted or bool(signal is not None and signal.aborted)
@@ -102,4 +97,4 @@ def pipe_and_capture(source: Any, *, signal: AbortSignal | None = None) -> UIMes
 
 def write_turn_complete(public_access_token: str | None = None) -> str | None:
     """Write the turn marker for the message being answered; returns its stream id."""
-    return _driver("write_turn_complete").finish_turn(public_access_token)
+    return hand_driven("write_turn_complete").finish_turn(public_access_token)

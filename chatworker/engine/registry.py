@@ -5,15 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import TYPE_CHECKING, Union
 
 from ..errors import TaskNotFound
+from ..types import TaskDefinition
 
-if TYPE_CHECKING:
-    from .chat_task import ChatTask
-    from .manual import ManualTask
-
-    AnyTask = Union[ChatTask, ManualTask]  # noqa: UP007
+#: Any registered task: a chat task or a manual task.
+AnyTask = TaskDefinition
 
 log = logging.getLogger("chatworker.registry")
 

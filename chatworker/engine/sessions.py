@@ -18,19 +18,11 @@ from ..protocol.convert import cleanup_aborted_parts
 from ..protocol.messages import ModelMessage, UIMessage
 from ..signals import AbortSignal
 from .driver import Input, Suspended
+from .hand_driven import hand_driven
 from .payload import ChatWirePayload, parse_payload
-from .turns import current_driver, pipe_source
+from .turns import pipe_source
 
 log = logging.getLogger("chatworker.sessions")
-
-
-def _manual_driver(what: str) -> Any:
-    from .manual import ManualRun
-
-    driver = current_driver.get()
-    if not isinstance(driver, ManualRun):
-        raise RuntimeError(f"chat.{what}() works inside the run of a chatworker.task (manual mode)")
-    return driver
 
 
 class ChatTurn:
@@ -103,7 +95,7 @@ class ChatSession:
         timeout: Duration = "1h",
         max_turns: int = 100,
     ) -> None:
-        self.driver = _manual_driver("create_session")
+        self.driver = hand_driven("create_session")
         self.payload = parse_payload(payload)
         self.signal = signal
         self.warm = float(warm_timeout_in_seconds)

@@ -15,13 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..signals import AbortController, AbortSignal
+from ..types import Driver
 from .capture import TurnOutput
-
-if TYPE_CHECKING:
-    from .driver import RunDriver
 
 log = logging.getLogger("chatworker.turns")
 
@@ -32,7 +30,7 @@ DEFER_CAP_SECONDS = 5.0
 class TurnScope:
     """One turn's output, stop controller, pipe count, per-turn options and deferred work."""
 
-    driver: RunDriver
+    driver: Driver
     input_id: str
     output: TurnOutput
     stop: AbortController
@@ -45,13 +43,13 @@ class TurnScope:
 current_scope: contextvars.ContextVar[TurnScope | None] = contextvars.ContextVar(
     "chatworker_turn", default=None
 )
-current_driver: contextvars.ContextVar[RunDriver | None] = contextvars.ContextVar(
+current_driver: contextvars.ContextVar[Driver | None] = contextvars.ContextVar(
     "chatworker_run", default=None
 )
 
 
 @contextmanager
-def activate(scope: TurnScope | None = None, driver: RunDriver | None = None) -> Iterator[None]:
+def activate(scope: TurnScope | None = None, driver: Driver | None = None) -> Iterator[None]:
     """Make ``scope`` (and/or ``driver``) current for the code inside the block."""
     tokens: list[tuple[Any, Any]] = []
     if driver is not None:
