@@ -85,7 +85,7 @@ class Prober:
     host: str
     gateway_port: int
     baseline_port: int
-    redis: redis.Redis
+    redis: redis.Redis[str]
     trigger_tokens: dict[str, str] = field(default_factory=dict)
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -170,12 +170,14 @@ def _source_tree(root: Path) -> Iterator[None]:
     import tests.gateway.conftest_helpers as gateway_helpers
     import tests.support as support
 
-    saved = support.ROOT, gateway_helpers.ROOT
-    support.ROOT = gateway_helpers.ROOT = root
+    # The gateway helpers read ROOT from their own module globals: both are pointed at root.
+    saved = support.ROOT, gateway_helpers.__dict__["ROOT"]
+    support.ROOT = root
+    gateway_helpers.__dict__["ROOT"] = root
     try:
         yield
     finally:
-        support.ROOT, gateway_helpers.ROOT = saved
+        support.ROOT, gateway_helpers.__dict__["ROOT"] = saved
 
 
 @dataclass
@@ -188,7 +190,7 @@ class Stack:
     redis_server: RedisServer
     worker: Worker
     gateway: App
-    r: redis.Redis
+    r: redis.Redis[str]
     pids: dict[str, int]
     prober: Prober
     warm: list[dict[str, str]] = field(default_factory=list)

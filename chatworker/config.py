@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -124,10 +124,10 @@ def tune_gc() -> None:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, str, bool], redis.Redis] = {}
+_clients: dict[tuple[int, str, bool], redis.Redis[str]] = {}
 
 
-def get_redis(*, blocking: bool = False) -> redis.Redis:
+def get_redis(*, blocking: bool = False) -> redis.Redis[str]:
     """The process's shared Redis client for the configured URL.
 
     ``blocking=True`` gives a client without a socket timeout, for ``BLPOP``/``XREAD BLOCK``
@@ -154,8 +154,9 @@ def get_redis(*, blocking: bool = False) -> redis.Redis:
                 pool = redis.BlockingConnectionPool.from_url(
                     url, max_connections=max_connections(), timeout=30, **options
                 )
-                client = redis.Redis(connection_pool=pool)
-                _clients[key] = client
+                # The pool decodes responses (decode_responses=True): a client of str.
+                made = cast("redis.Redis[str]", redis.Redis(connection_pool=pool))
+                client = _clients[key] = made
     return client
 
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def _client() -> redis.Redis:
+def _client() -> redis.Redis[str]:
     return get_redis()
 
 

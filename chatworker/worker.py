@@ -35,7 +35,7 @@ if not tasks:
     log.warning("no chat tasks loaded: set CHATWORKER_TASKS to the modules that define them")
 
 
-@worker_ready.connect
+@worker_ready.connect  # type: ignore[untyped-decorator]
 def _announce(**_: object) -> None:
     # Start the mailbox now, so this worker sweeps for expired and orphaned runs even before it
     # runs anything itself (prefork children start theirs in worker_process_init).
@@ -46,13 +46,13 @@ def _announce(**_: object) -> None:
              redis_url())
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _child_started(**_: object) -> None:
     tune_gc()
     get_mailbox().start()
 
 
-@worker_shutting_down.connect
+@worker_shutting_down.connect  # type: ignore[untyped-decorator]
 def _draining(**_: object) -> None:
     get_mailbox().drain()
 

@@ -23,7 +23,8 @@ DEV_STATE = Path(".chatworker") / "dev.json"
 def _dev_defaults() -> dict[str, str]:
     """What a running ``chatworker dev`` in this folder told us (gateway URL, Redis URL)."""
     try:
-        return json.loads(DEV_STATE.read_text())
+        state: dict[str, str] = json.loads(DEV_STATE.read_text())
+        return state
     except (OSError, ValueError):
         return {}
 

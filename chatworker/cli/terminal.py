@@ -201,7 +201,8 @@ class ChatClient:
 
 def _load() -> dict[str, Any]:
     try:
-        return json.loads(STATE.read_text())
+        state: dict[str, Any] = json.loads(STATE.read_text())
+        return state
     except (OSError, ValueError):
         return {}
 

@@ -43,8 +43,10 @@ class ChatLocal(Generic[T]):
             raise LookupError(f"chat.local {self.id!r} was read before init() in this run")
         raw = store[self.id]
         if self.model is not None and issubclass(self.model, BaseModel):
-            return self.model.model_validate(raw)
-        return _copy(raw)
+            model: T = self.model.model_validate(raw)
+            return model
+        copied: T = _copy(raw)
+        return copied
 
     def update(self, **fields: Any) -> None:
         """Set fields of a dict or model value (a shallow copy) and mark it changed."""

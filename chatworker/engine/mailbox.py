@@ -260,8 +260,8 @@ def cooperative_broker_reconnects() -> None:
         return
     from kombu.utils import functional
 
-    if functional.sleep is not time.sleep:
-        functional.sleep = time.sleep  # the patched, cooperative sleep
+    if getattr(functional, "sleep", None) is not time.sleep:
+        setattr(functional, "sleep", time.sleep)  # noqa: B010 - the patched, cooperative sleep
 
 
 cooperative_broker_reconnects()

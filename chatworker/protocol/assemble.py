@@ -49,7 +49,7 @@ def merge_objects(base: Any, overrides: Any) -> Any:
 
 
 def _is_tool(part: Part) -> bool:
-    kind = part.get("type", "")
+    kind = str(part.get("type", ""))
     return kind == "dynamic-tool" or (kind.startswith("tool-") and kind != "tool-invocation")
 
 

@@ -84,7 +84,7 @@ class RunInfo:
 
 
 def load_info(
-    client: redis.Redis, run_id: str, *, with_pending: bool = False
+    client: redis.Redis[str], run_id: str, *, with_pending: bool = False
 ) -> RunInfo | None:
     """The run's record, or None if there is no such run; ``with_pending`` also counts the
     messages accepted but not yet taken by a turn."""
@@ -102,7 +102,7 @@ def load_info(
     return info
 
 
-def load_checkpoint(client: redis.Redis, run_id: str) -> dict[str, Any] | None:
+def load_checkpoint(client: redis.Redis[str], run_id: str) -> dict[str, Any] | None:
     raw = client.get(keys.checkpoint(run_id))
     return json.loads(raw) if raw else None
 

@@ -38,7 +38,7 @@ def _pairs(fields: Mapping[str, str | int]) -> list[str | int]:
 class RunStore:
     """The run records of one Redis (one per client; cheap to make)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[str]) -> None:
         self.client = client
         self._scripts = registered(client)
 

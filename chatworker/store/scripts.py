@@ -45,7 +45,7 @@ NAMES = (
 _registered: dict[int, dict[str, Script]] = {}
 
 
-def registered(client: redis.Redis) -> dict[str, Script]:
+def registered(client: redis.Redis[str]) -> dict[str, Script]:
     """The scripts bound to ``client`` by name (EVALSHA, reloaded after a Redis restart)."""
     found = _registered.get(id(client))
     if found is None:
@@ -55,7 +55,7 @@ def registered(client: redis.Redis) -> dict[str, Script]:
     return found
 
 
-def redis_now_ms(client: redis.Redis) -> int:
+def redis_now_ms(client: redis.Redis[str]) -> int:
     """Redis's clock in milliseconds: the time scripts use for deadlines and leases."""
     seconds, micros = client.time()
     return int(seconds) * 1000 + int(micros) // 1000

@@ -17,7 +17,7 @@ def _lease_ms() -> int:
     return int(lease_seconds() * 1000)
 
 
-def acquire(client: redis.Redis, name: str, limit: int, run_id: str) -> bool:
+def acquire(client: redis.Redis[str], name: str, limit: int, run_id: str) -> bool:
     """Take a slot of queue ``name`` for the run (True) or put it in line (False)."""
     got = registered(client)["slot_acquire"](
         keys=[keys.queue_slots(name), keys.queue_waiting(name)], args=[run_id, limit, _lease_ms()]
@@ -26,7 +26,7 @@ def acquire(client: redis.Redis, name: str, limit: int, run_id: str) -> bool:
     return bool(got)
 
 
-def release(client: redis.Redis, name: str, limit: int, run_id: str) -> str | None:
+def release(client: redis.Redis[str], name: str, limit: int, run_id: str) -> str | None:
     """Free the run's slot; the run to start next, if a slot is free for it."""
     nxt = registered(client)["slot_release"](
         keys=[keys.queue_slots(name), keys.queue_waiting(name)], args=[run_id, limit]
@@ -34,7 +34,7 @@ def release(client: redis.Redis, name: str, limit: int, run_id: str) -> str | No
     return str(nxt) if nxt else None
 
 
-def renew(client: redis.Redis, held: list[tuple[str, str]]) -> None:
+def renew(client: redis.Redis[str], held: list[tuple[str, str]]) -> None:
     """Extend the slots ``(queue name, run id)`` held by live runs."""
     if not held:
         return
@@ -45,7 +45,7 @@ def renew(client: redis.Redis, held: list[tuple[str, str]]) -> None:
     pipe.execute()
 
 
-def next_after_lapse(client: redis.Redis) -> list[str]:
+def next_after_lapse(client: redis.Redis[str]) -> list[str]:
     """For each queue with a free slot (one freed by a lapse, not a release) and runs in line:
     its first waiting run, at most once every 3 s per queue (the kick is debounced)."""
     queues = client.hgetall(keys.QUEUES)

@@ -113,7 +113,7 @@ def check_after(info: Any, after: str) -> None:
         )
 
 
-def check_resume(client: redis.Redis, run_id: str, after: str) -> None:
+def check_resume(client: redis.Redis[str], run_id: str, after: str) -> None:
     """:func:`check_after` for the run's stream as it is now (one ``XINFO STREAM``)."""
     try:
         info: Any = client.xinfo_stream(keys.output(run_id))
@@ -178,7 +178,7 @@ class _Writer:
     """The appends of one Redis client: sent directly when none is in flight, else queued and
     sent in batches by one background thread, in the order they were queued."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[str]) -> None:
         self.client = client
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Append] = []
@@ -253,7 +253,7 @@ class _Writer:
         try:
             return self.client.execute_command(*command)
         except redis.exceptions.NoScriptError:
-            self.client.script_load(APPEND)
+            self.client.script_load(APPEND)  # type: ignore[no-untyped-call]
             return self.client.execute_command(*command)
 
     def _send(self, batch: list[_Append]) -> None:
@@ -264,10 +264,10 @@ class _Writer:
                 return
             pipe = self.client.pipeline(transaction=False)
             for item in batch:
-                pipe.execute_command(*item.command)
+                pipe.execute_command(*item.command)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
             if any(_no_script(reply) for reply in replies):
-                self.client.script_load(APPEND)
+                self.client.script_load(APPEND)  # type: ignore[no-untyped-call]
                 for i, (item, reply) in enumerate(zip(batch, replies, strict=True)):
                     if _no_script(reply):
                         replies[i] = self._execute(item.command)
@@ -298,7 +298,7 @@ _writers: dict[tuple[int, int], _Writer] = {}
 _writers_lock = threading.Lock()
 
 
-def _writer(client: redis.Redis) -> _Writer:
+def _writer(client: redis.Redis[str]) -> _Writer:
     """This process's writer for ``client`` (a forked child makes its own)."""
     key = (os.getpid(), id(client))
     writer = _writers.get(key)
@@ -314,7 +314,7 @@ class OutputStream:
     """Writes chunks to one run's output stream; with ``token`` (the owner's lease token) every
     append is fenced, and :class:`~chatworker.store.scripts.LeaseLost` is raised once refused."""
 
-    def __init__(self, client: redis.Redis, run_id: str, *, token: str | None = None) -> None:
+    def __init__(self, client: redis.Redis[str], run_id: str, *, token: str | None = None) -> None:
         self.client = client
         self.key = keys.output(run_id)
         self.maxlen = stream_maxlen()
@@ -360,7 +360,7 @@ def decode_entries(raw: Any) -> list[Entry]:
 
 
 def read(
-    client: redis.Redis, run_id: str, after: str | None = None, count: int | None = None
+    client: redis.Redis[str], run_id: str, after: str | None = None, count: int | None = None
 ) -> list[Entry]:
     """Entries strictly after ``after`` (from the first retained entry when None).
 
@@ -383,7 +383,7 @@ def read(
     return decode_entries(raw)
 
 
-def last_of_type(client: redis.Redis, run_id: str, kind: str, within: int) -> str | None:
+def last_of_type(client: redis.Redis[str], run_id: str, kind: str, within: int) -> str | None:
     """The id of the latest entry whose chunk type is ``kind``, among the last ``within``."""
     upper, seen, needle = "+", 0, f'"{kind}"'
     while seen < within:
@@ -404,7 +404,7 @@ def key_of(run_id: str) -> str:
     return keys.output(run_id)
 
 
-def tail_id(client: redis.Redis, run_id: str) -> str:
+def tail_id(client: redis.Redis[str], run_id: str) -> str:
     """The id of the stream's last entry, or ``"0-0"`` when it is empty."""
     last = client.xrevrange(keys.output(run_id), count=1)
     return str(last[0][0]) if last else "0-0"
