@@ -20,9 +20,9 @@ import redis
 from chatworker import tokens
 from chatworker.store import keys
 
-from .conftest import SECRET
-from .gateway.conftest_helpers import Gunicorn, call, live_gateway
-from .support import ROOT, events, user_message, wait_for
+from ..conftest import SECRET
+from ..gateway.conftest_helpers import Gunicorn, call, live_gateway
+from ..support import ROOT, events, user_message, wait_for
 
 __all__ = ["live_gateway"]
 

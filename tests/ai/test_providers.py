@@ -11,23 +11,12 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from pydantic import BaseModel
 
-from chatworker.ai import openai, stream_text, tool
+from chatworker.ai import stream_text, tool
 from chatworker.ai.providers import OpenAIChatModel
 from chatworker.testing import ModelServer, Reasoning, Text, Usage
 from chatworker.testing.checks import assert_valid_ui_stream
 
-USER = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture()
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def model(server: ModelServer) -> OpenAIChatModel:
-    return openai("test-model", base_url=server.base_url, api_key="k", max_retries=0)
+from .helpers import USER
 
 
 def test_open_stream_yields_chunk_dicts(server: ModelServer, model: OpenAIChatModel) -> None:

@@ -33,7 +33,7 @@ from chatworker.testing import (
     ToolCall,
 )
 
-HERE = Path(__file__).parent / "conformance"
+HERE = Path(__file__).resolve().parent.parent / "conformance"
 SCRIPT = HERE / "assemble.mjs"
 
 

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from chatworker.ai import (
-    StreamTextResult,
     Tool,
     ToolCallOptions,
-    openai,
     step_count_is,
     stream_text,
     tool,
 )
 from chatworker.ai.providers import OpenAIChatModel
 from chatworker.testing import ModelServer, Text, ToolCall
-from chatworker.testing.checks import assert_valid_ui_stream
+
+from .helpers import ui
 
 USER = [{"role": "user", "content": "weather in Oslo?"}]
 
@@ -29,23 +27,6 @@ USER = [{"role": "user", "content": "weather in Oslo?"}]
 class City(BaseModel):
     city: str
     units: str = "metric"
-
-
-@pytest.fixture()
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def model(server: ModelServer) -> OpenAIChatModel:
-    return openai("test-model", base_url=server.base_url, api_key="k", max_retries=0)
-
-
-def ui(result: StreamTextResult, **options: Any) -> list[dict[str, Any]]:
-    chunks = list(result.to_ui_message_stream(**options))
-    assert_valid_ui_stream(chunks)
-    return chunks
 
 
 def of_type(chunks: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ import redis
 
 from chatworker import RunEnded, runs
 
-from .conftest import worker_env
-from .support import (
+from ..conftest import worker_env
+from ..support import (
     events,
     isolated_db,
     payload,

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai as openai_sdk
@@ -22,29 +21,9 @@ from chatworker.signals import AbortController
 from chatworker.testing import Disconnect, Error, ModelServer, Silence, Text, ToolCall
 from chatworker.testing.checks import assert_valid_ui_stream, collapse_deltas
 
-USER = [{"role": "user", "content": "hello"}]
+from .helpers import USER, types, ui
+
 GENERIC = "The model request failed."
-
-
-@pytest.fixture()
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def model(server: ModelServer) -> OpenAIChatModel:
-    return openai("test-model", base_url=server.base_url, api_key="k", max_retries=0)
-
-
-def ui(result: StreamTextResult, **options: Any) -> list[dict[str, Any]]:
-    chunks = list(result.to_ui_message_stream(**options))
-    assert_valid_ui_stream(chunks)
-    return chunks
-
-
-def types(chunks: list[dict[str, Any]]) -> list[str]:
-    return [c["type"] for c in chunks]
 
 
 # ---------------------------------------------------------------------------- model errors

@@ -17,11 +17,11 @@ from typing import Any
 import redis
 from flask import Flask
 
-from .gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env
-from .support import Worker
+from ..gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env
+from ..support import Worker
 
 #: How the gateway app of :func:`create_demo_app` is named for gunicorn.
-DEMO_APP = "tests.browser_support:create_demo_app()"
+DEMO_APP = "tests.web.browser_support:create_demo_app()"
 
 
 def create_demo_app() -> Flask:

@@ -9,7 +9,7 @@ from chatworker.engine.driver import RunDriver
 from chatworker.engine.mailbox import Mailbox
 from chatworker.engine.registry import get_task
 
-from .support import isolated_db, payload, user_message
+from ..support import isolated_db, payload, user_message
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from chatworker.ai import FinishEvent, StreamTextResult, openai, stream_text
+from chatworker.ai import FinishEvent, openai, stream_text
 from chatworker.ai.providers import OpenAIChatModel
 from chatworker.protocol.assemble import MessageAssembler
 from chatworker.protocol.messages import parse_model_messages
@@ -17,28 +16,7 @@ from chatworker.testing import Citation, Finish, ModelServer, Reasoning, Text, T
 from chatworker.testing.checks import assert_valid_ui_stream, collapse_deltas
 from chatworker.testing.script import Step, split_tokens
 
-USER = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture()
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def model(server: ModelServer) -> OpenAIChatModel:
-    return openai("test-model", base_url=server.base_url, api_key="k", max_retries=0)
-
-
-def ui(result: StreamTextResult, **options: Any) -> list[dict[str, Any]]:
-    chunks = list(result.to_ui_message_stream(**options))
-    assert_valid_ui_stream(chunks)
-    return chunks
-
-
-def types(chunks: list[dict[str, Any]]) -> list[str]:
-    return [c["type"] for c in chunks]
+from .helpers import USER, types, ui
 
 
 def test_text_chunks_in_exact_order(server: ModelServer, model: OpenAIChatModel) -> None:

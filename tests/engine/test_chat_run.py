@@ -10,7 +10,7 @@ import redis
 from chatworker import RunEnded, runs
 from chatworker.store import keys
 
-from .support import events, payload, read_turn, text_of, types_of, user_message, wait_for
+from ..support import events, payload, read_turn, text_of, types_of, user_message, wait_for
 
 pytestmark = pytest.mark.integration
 
