@@ -18,7 +18,7 @@ from werkzeug.routing import Map, PathConverter
 from chatworker import registry, tokens
 from chatworker.config import env, get_redis, redis_url
 from chatworker.flask import chat_blueprint, error_response
-from chatworker.sse import heartbeat_seconds
+from chatworker.gateway.sse import heartbeat_seconds
 
 log = logging.getLogger("chatworker.web")
 

@@ -22,14 +22,14 @@ from flask import Blueprint, Request, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
-from . import runs, tokens
-from .config import env_float, get_redis
-from .errors import ChatworkerError, InvalidPayload, TaskNotFound
+from .. import runs, tokens
+from ..config import env_float, get_redis
+from ..errors import ChatworkerError, InvalidPayload, TaskNotFound
+from ..payload import load_json, parse_payload
+from ..registry import get_task
+from ..store import credentials, streams
 from .hub import is_stream_id
-from .payload import load_json, parse_payload
-from .registry import get_task
 from .sse import SSE_HEADERS, Follow, chunk_type, comment, event
-from .store import credentials, streams
 
 log = logging.getLogger("chatworker.flask")
 
@@ -393,7 +393,7 @@ def chat_blueprint(
     the user the request stands for (chats bound to that user), or True (every chat of the
     task: sharing them is then your call).
     """
-    from .flask_ui import register_ui_routes
+    from .ui import register_ui_routes
 
     gw = Gateway(
         tasks=_task_map(tasks),

@@ -31,10 +31,10 @@ from typing import Any
 
 import redis
 
-from .config import env_float, get_redis
-from .store import streams
-from .store.run_store import RunStore
-from .store.streams import check_after
+from ..config import env_float, get_redis
+from ..store import streams
+from ..store.run_store import RunStore
+from ..store.streams import check_after
 
 log = logging.getLogger("chatworker.hub")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from .config import env_float
-from .errors import StreamIdAhead, StreamTrimmed
+from ..config import env_float
+from ..errors import StreamIdAhead, StreamTrimmed
 from .hub import Entry, Hub, Subscription, get_hub
 
 log = logging.getLogger("chatworker.sse")

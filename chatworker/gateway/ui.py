@@ -19,10 +19,12 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, g, request
 
-from . import runs, tokens
-from .config import get_redis
-from .errors import RunEnded, RunNotFound
-from .flask import (
+from .. import runs, tokens
+from ..config import get_redis
+from ..errors import RunEnded, RunNotFound
+from ..payload import ChatWirePayload, parse_payload
+from ..store import streams
+from .blueprint import (
     ApiError,
     Gateway,
     bearer_token,
@@ -32,9 +34,7 @@ from .flask import (
     spend_token,
 )
 from .hub import previous_id
-from .payload import ChatWirePayload, parse_payload
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
-from .store import streams
 
 log = logging.getLogger("chatworker.flask_ui")
 
