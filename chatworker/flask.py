@@ -6,14 +6,8 @@ uses, so ``app.register_blueprint(chatworker.flask.chat_blueprint())`` keeps wor
 
 from __future__ import annotations
 
-from .gateway.blueprint import (
-    ApiError,
-    Gateway,
-    bearer_token,
-    chat_blueprint,
-    error_response,
-    json_error,
-)
+from .gateway.blueprint import chat_blueprint
+from .gateway.http import ApiError, Gateway, bearer_token, error_response, json_error
 from .gateway.ui import default_authorize_ui
 
 __all__ = [

@@ -24,7 +24,7 @@ from ..config import get_redis
 from ..errors import RunEnded, RunNotFound
 from ..payload import ChatWirePayload, parse_payload
 from ..store import streams
-from .blueprint import (
+from .http import (
     ApiError,
     Gateway,
     bearer_token,
