@@ -12,4 +12,6 @@ Modules, each importing only those after it:
   reading (:class:`~.http.Gateway`), one-time token spending, ``Last-Event-ID``.
 - :mod:`.sse`: SSE framing and :class:`~.sse.Follow`, the loop every streaming route shares.
 - :mod:`.hub`: one blocking ``XREAD`` per process, fanned out to every open stream.
+- :mod:`.subscription`: one client's view of one run's stream (catch-up, then the hub's).
+- :mod:`.wire`: stream ids, and entries as they cross the Redis wire.
 """

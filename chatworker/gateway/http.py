@@ -27,7 +27,7 @@ from ..errors import ChatworkerError, InvalidPayload, TaskNotFound
 from ..payload import load_json
 from ..registry import get_task
 from ..store import credentials
-from .hub import is_stream_id
+from .wire import is_stream_id
 
 log = logging.getLogger("chatworker.flask")
 

@@ -33,8 +33,8 @@ from .http import (
     release_token,
     spend_token,
 )
-from .hub import previous_id
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
+from .wire import previous_id
 
 log = logging.getLogger("chatworker.flask_ui")
 

@@ -14,7 +14,9 @@ import redis
 
 from chatworker import config
 from chatworker.errors import StreamIdAhead, StreamTrimmed
-from chatworker.gateway.hub import Entry, Hub, Subscription, parse_id, previous_id
+from chatworker.gateway.hub import Hub
+from chatworker.gateway.subscription import Subscription
+from chatworker.gateway.wire import Entry, parse_id, previous_id
 from chatworker.store import keys
 
 from ..support import RedisServer
