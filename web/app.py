@@ -18,8 +18,9 @@ from werkzeug.routing import Map, PathConverter
 from chatworker import tokens
 from chatworker.config import env, get_redis, redis_url
 from chatworker.engine import registry
-from chatworker.flask import chat_blueprint, error_response
-from chatworker.sse import heartbeat_seconds
+from chatworker.gateway.blueprint import chat_blueprint
+from chatworker.gateway.http import error_response
+from chatworker.gateway.sse import heartbeat_seconds
 
 log = logging.getLogger("chatworker.web")
 

@@ -47,7 +47,8 @@ def encode(chunk: dict[str, Any]) -> str:
 
 def is_entry_id(value: str) -> bool:
     """True for a well-formed stream id such as ``1700000000000-0`` (or ``1700000000000``, read
-    as ``1700000000000-0``), each part at most 2**64 - 1 (as :func:`chatworker.hub.parse_id`)."""
+    as ``1700000000000-0``), each part at most 2**64 - 1 (as
+    :func:`chatworker.gateway.wire.parse_id`)."""
     if not _ENTRY_ID.match(value):
         return False
     return max(_id_key(value)) <= _MAX_U64

@@ -18,7 +18,7 @@ import redis
 
 from chatworker import config, tokens
 from chatworker.engine import celery_app as app_module
-from chatworker.hub import reset_hub
+from chatworker.gateway.hub import reset_hub
 from chatworker.store import keys
 
 from ..gateway.conftest_helpers import call

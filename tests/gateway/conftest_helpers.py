@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from chatworker import config
-from chatworker.hub import reset_hub
+from chatworker.gateway.hub import reset_hub
 from chatworker.store import keys
 
 from ..support import ARTIFACTS, ROOT, free_port

@@ -17,8 +17,8 @@ import pytest
 
 from chatworker.testing import ModelServer, Reasoning, Text, ToolCall
 
-from .browser_support import CHROMIUM_ARGS, DemoStack, chromium_path, demo_stack
 from ..support import ARTIFACTS, ROOT
+from .browser_support import CHROMIUM_ARGS, DemoStack, chromium_path, demo_stack
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

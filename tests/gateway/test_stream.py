@@ -17,7 +17,8 @@ import redis
 
 from chatworker import tokens
 
-from .gateway.conftest_helpers import (
+from ..support import user_message
+from .conftest_helpers import (
     Gunicorn,
     SSEClient,
     call,
@@ -27,7 +28,6 @@ from .gateway.conftest_helpers import (
     gateway_redis,
     xadd_chunks,
 )
-from .support import user_message
 
 __all__ = ["gateway_db", "gateway_redis"]
 

@@ -19,8 +19,9 @@ import redis
 from chatworker import config, tokens
 from chatworker.store import keys
 
-from .conftest import SECRET, worker_env
-from .gateway.conftest_helpers import (
+from ..conftest import SECRET, worker_env
+from ..support import Worker, user_message, wait_for
+from .conftest_helpers import (
     Gunicorn,
     SSEClient,
     call,
@@ -28,7 +29,6 @@ from .gateway.conftest_helpers import (
     gateway_env,
     live_gateway,
 )
-from .support import Worker, user_message, wait_for
 
 __all__ = ["live_gateway"]
 

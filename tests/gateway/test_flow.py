@@ -10,9 +10,9 @@ import pytest
 
 from chatworker import tokens
 
-from .gateway.conftest_helpers import Gunicorn as Gateway
-from .gateway.conftest_helpers import SSEClient, SSEEvent, call, live_gateway
-from .support import user_message
+from ..support import user_message
+from .conftest_helpers import Gunicorn as Gateway
+from .conftest_helpers import SSEClient, SSEEvent, call, live_gateway
 
 __all__ = ["live_gateway"]
 

@@ -3,47 +3,41 @@
 A thousand browsers each holding a blocking ``XREAD`` would need a thousand Redis connections
 and take ~20x longer to deliver a chunk to all of them. Instead, one reader thread (a greenlet
 under gevent) reads every stream that has at least one subscriber and pushes new entries into
-bounded per-subscriber mailboxes. A subscriber first catches up with ``XRANGE`` on the shared
-non-blocking client, then joins the live fan-out; ids are tracked so that nothing is lost or
-repeated in between. A subscriber whose mailbox overflows is dropped: its response ends and the
-client resumes by id. When a new stream joins, the reader is woken with ``CLIENT UNBLOCK`` (and
-its block timeout is short anyway, in case that command is not allowed).
+bounded per-subscriber mailboxes. A subscriber (:mod:`.subscription`) first catches up with
+``XRANGE`` on the shared non-blocking client, then joins the live fan-out; ids are tracked so
+that nothing is lost or repeated in between. A subscriber whose mailbox overflows is dropped:
+its response ends and the client resumes by id. When a new stream joins, the reader is woken
+with ``CLIENT UNBLOCK`` (and its block timeout is short anyway, in case that command is not
+allowed).
 
-A resume position is checked against the stream as it is read (:func:`streams.check_after`):
-an id beyond the stream's end raises :class:`~chatworker.errors.StreamIdAhead` and never
-becomes the reader's cursor (the cursor is always an id the stream made, so no subscriber can
-hold back the others), and an id whose successors were trimmed away raises
-:class:`~chatworker.errors.StreamTrimmed` rather than silently skipping them. Every
-``CHECK_SECONDS`` the reader also checks that the runs of the streams it follows still exist:
-when Redis comes back empty (flushed, or restarted without persistence) their subscriptions
-end as :attr:`Subscription.lost` instead of idling until their timeout.
+A resume position is checked against the stream as it is read
+(:func:`chatworker.store.streams.check_after`): an id beyond the stream's end raises
+:class:`~chatworker.errors.StreamIdAhead` and never becomes the reader's cursor (the cursor is
+always an id the stream made, so no subscriber can hold back the others), and an id whose
+successors were trimmed away raises :class:`~chatworker.errors.StreamTrimmed` rather than
+silently skipping them. Every ``CHECK_SECONDS`` the reader also checks that the runs of the
+streams it follows still exist: when Redis comes back empty (flushed, or restarted without
+persistence) their subscriptions end as :attr:`~.subscription.Subscription.lost` instead of
+idling until their timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import redis
 
-from .config import env_float, get_redis
-from .store import streams
-from .store.run_store import RunStore
-from .store.streams import check_after
+from ..config import env_float, get_redis
+from ..store.run_store import RunStore
+from .subscription import PAGE, Subscription
+from .wire import bulk, decode_raw, order_key, parse_id
 
 log = logging.getLogger("chatworker.hub")
 
-#: One output stream entry: its Redis stream id and the chunk JSON text (field ``c``).
-Entry = tuple[str, str]
-
-_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-_MAX_U64 = 2**64 - 1
-PAGE = 500
 #: Least time between a read that brought entries of several streams (a busy gateway) and the
 #: next: spacing them lets each gather the entries of many streams (at 2,000 chunks/s a read
 #: per chunk re-scans every key each time). A read after one stream's entries, or after a
@@ -54,204 +48,6 @@ BLOCK_MS = 1000
 CHECK_SECONDS = 2.0
 
 
-def parse_id(entry_id: str) -> tuple[int, int]:
-    """The ``(ms, seq)`` pair of a stream id; raises ``ValueError`` on anything else."""
-    match = _ID.match(entry_id)
-    if not match:
-        raise ValueError(f"not a stream id: {entry_id!r} (expected e.g. '1718000000000-0')")
-    ms, seq = int(match.group(1)), int(match.group(2))
-    if ms > _MAX_U64 or seq > _MAX_U64:
-        raise ValueError(f"stream id out of range: {entry_id!r}")
-    return ms, seq
-
-
-def _key(entry_id: str) -> tuple[int, int]:
-    """The ``(ms, seq)`` order key of an id Redis made (no validation: hot path)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _bulk(value: str) -> bytes:
-    """One RESP bulk string."""
-    data = value.encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def is_stream_id(value: str) -> bool:
-    """True when ``value`` is a well-formed Redis stream id (``<ms>-<seq>``)."""
-    try:
-        parse_id(value)
-    except ValueError:
-        return False
-    return True
-
-
-def previous_id(entry_id: str) -> str | None:
-    """The greatest id strictly before ``entry_id``, or None when it is ``0-0``."""
-    ms, seq = parse_id(entry_id)
-    if seq > 0:
-        return f"{ms}-{seq - 1}"
-    if ms > 0:
-        return f"{ms - 1}-{_MAX_U64}"
-    return None
-
-
-def _decode_raw(entries: Any) -> list[Entry]:
-    """Entries of a raw ``XREAD`` reply (``[id, [field, value, ...]]`` each) → ``(id, c)``."""
-    out: list[Entry] = []
-    for entry_id, fields in entries or ():
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        raw: Any = None
-        if fields:
-            if fields[0] in ("c", b"c"):
-                raw = fields[1]
-            else:
-                pairs = dict(zip(fields[::2], fields[1::2], strict=False))
-                raw = pairs.get("c", pairs.get(b"c"))
-        if raw is None:
-            raw = "{}"
-        out.append((eid, raw.decode() if isinstance(raw, bytes) else raw))
-    return out
-
-
-def _decode(entries: Any) -> list[Entry]:
-    out: list[Entry] = []
-    for entry_id, fields in entries or ():
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        raw = (fields or {}).get("c")
-        if raw is None:
-            raw = (fields or {}).get(b"c", b"{}")
-        out.append((eid, raw.decode() if isinstance(raw, bytes) else str(raw)))
-    return out
-
-
-class Subscription:
-    """One client's view of one run's output stream, resumable strictly after an id.
-
-    Call :meth:`next_batch` repeatedly; it returns catch-up pages first, then live entries,
-    each exactly once and in order. Always :meth:`close` it (in a ``finally``).
-    """
-
-    def __init__(
-        self, hub: Hub, run_id: str, after: str | None, limit: int, watch_run: bool = False
-    ) -> None:
-        self.hub = hub
-        self.run_id = run_id
-        self.key = streams.key_of(run_id)
-        self.last: str | None = after
-        self.limit = limit
-        self.watch_run = watch_run
-        self.dropped = False
-        #: The run's record vanished from Redis (flushed, or restarted without persistence).
-        self.lost = False
-        self.closed = False
-        self._phase = "catchup"
-        self._gap_end = "0-0"
-        # A plain lock and an event rather than a Condition: a Condition allocates a lock
-        # for every wait, and this is the per-chunk path of every open stream.
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._mailbox: deque[Entry] = deque()
-
-    @property
-    def live(self) -> bool:
-        """True once the subscription has caught up and receives entries from the hub."""
-        return self._phase == "live"
-
-    def _xrange(self, upper: str) -> list[Entry]:
-        if self.last is None:
-            return _decode(get_redis().xrange(self.key, min="-", max=upper, count=PAGE))
-        # The page and the stream's state of one moment: nothing after `last` trimmed unseen,
-        # and `last` never beyond the stream's end (it becomes the reader's cursor).
-        pipe = get_redis().pipeline(transaction=True)
-        pipe.xrange(self.key, min=f"({self.last}", max=upper, count=PAGE)
-        pipe.xinfo_stream(self.key)
-        raw, info = pipe.execute(raise_on_error=False)
-        check_after(info, self.last)
-        if isinstance(raw, Exception):
-            raise raw
-        return _decode(raw)
-
-    def _advance(self, entries: list[Entry]) -> list[Entry]:
-        if entries:
-            self.last = entries[-1][0]
-        return entries
-
-    def next_batch(self, timeout: float) -> list[Entry]:
-        """The next entries after the last one returned; ``[]`` after ``timeout`` seconds.
-
-        Redis errors of the catch-up reads propagate, and so do :class:`StreamIdAhead` and
-        :class:`StreamTrimmed` (see :func:`streams.check_after`); a dropped or closed
-        subscription returns ``[]`` at once, a lost one once it has returned what it had
-        (check :attr:`dropped` and :attr:`lost`).
-        """
-        if self.closed or self.dropped:
-            return []
-        if self._phase == "catchup":
-            page = self._advance(self._xrange("+"))
-            if len(page) == PAGE:
-                return page
-            cursor = self.hub._join(self)
-            if parse_id(cursor) > parse_id(self.last or "0-0"):
-                self._phase, self._gap_end = "gap", cursor
-            else:
-                self._phase = "live"
-            if page:
-                return page
-        if self._phase == "gap":
-            page = self._advance(self._xrange(self._gap_end))
-            if len(page) < PAGE:
-                self._phase = "live"
-            if page:
-                return page
-        return self._take(timeout)
-
-    def _take(self, timeout: float) -> list[Entry]:
-        if not self._mailbox and not self.dropped and not self.closed and not self.lost:
-            self._ready.wait(timeout)
-        with self._lock:
-            self._ready.clear()  # cleared under the lock that _offer sets it under
-            items = list(self._mailbox)
-            self._mailbox.clear()
-        if items and self.last is not None:
-            floor = _key(self.last)
-            if _key(items[0][0]) <= floor:  # ids ascend: only a prefix can be old
-                items = [item for item in items if _key(item[0]) > floor]
-        return self._advance(items)
-
-    def _offer(self, entries: list[Entry]) -> bool:
-        """Called by the hub reader: queue entries, or return False when the mailbox is full."""
-        with self._lock:
-            if len(self._mailbox) + len(entries) > self.limit:
-                self.dropped = True
-                self._mailbox.clear()
-                self._ready.set()
-                return False
-            self._mailbox.extend(entries)
-            self._ready.set()
-            return True
-
-    def _lose(self) -> None:
-        """Called by the hub reader: the run's record is gone from Redis."""
-        with self._lock:
-            self.lost = True
-            self._ready.set()
-
-    def close(self) -> None:
-        """Leave the hub; idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        self.hub._leave(self)
-        self._ready.set()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class _Tracked:
     """A stream the reader follows: its read cursor, current subscribers, and the RESP
     encodings of its key and cursor (so a read of N streams is a join, not N encodes)."""
@@ -260,7 +56,7 @@ class _Tracked:
 
     def __init__(self, key: str, cursor: str) -> None:
         self.key = key
-        self.key_bulk = _bulk(key)
+        self.key_bulk = bulk(key)
         self.cursor = cursor
         self.subscribers: set[Subscription] = set()
         #: The run record whose existence the reader checks (a subscriber asked to watch it).
@@ -273,7 +69,7 @@ class _Tracked:
     @cursor.setter
     def cursor(self, value: str) -> None:
         self._cursor = value
-        self.cursor_bulk = _bulk(value)
+        self.cursor_bulk = bulk(value)
 
 
 class Hub:
@@ -388,7 +184,7 @@ class Hub:
         connection.send_command("CLIENT", "ID")
         self._reader_id = int(connection.read_response())
 
-    def _open_reader(self) -> redis.Redis:
+    def _open_reader(self) -> redis.Redis[str]:
         client = get_redis(blocking=True).client()
         conn: Any = getattr(client, "connection", None)
         assert conn is not None
@@ -396,7 +192,7 @@ class Hub:
         self._reader_id = int(client.client_id())
         return client
 
-    def _close_reader(self, client: redis.Redis | None) -> None:
+    def _close_reader(self, client: redis.Redis[str] | None) -> None:
         if client is None:
             return
         self._reader_id = None
@@ -413,13 +209,13 @@ class Hub:
         """``XREAD COUNT c BLOCK ms STREAMS k... id...`` packed from the cached pieces."""
         head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n%s$5\r\nBLOCK\r\n%s$7\r\nSTREAMS\r\n" % (
             6 + 2 * len(tracked),
-            _bulk(str(self._count)),
-            _bulk(str(self.block_ms)),
+            bulk(str(self._count)),
+            bulk(str(self.block_ms)),
         )
         return b"".join([head, *[t.key_bulk for t in tracked], *[t.cursor_bulk for t in tracked]])
 
     def _read_loop(self) -> None:
-        client: redis.Redis | None = None
+        client: redis.Redis[str] | None = None
         backoff = 0.0
         failing_since: float | None = None
         layout = -1
@@ -484,12 +280,12 @@ class Hub:
                 tracked = self._streams.get(key)
                 if tracked is None or snapshot.get(key) is not tracked:
                     continue  # left (or left and re-joined) while we read: next read covers it
-                entries = _decode_raw(raw_entries)
+                entries = decode_raw(raw_entries)
                 if not entries:
                     continue
-                floor = _key(tracked.cursor)
-                if _key(entries[0][0]) <= floor:  # ids ascend: only a prefix can be old
-                    entries = [e for e in entries if _key(e[0]) > floor]
+                floor = order_key(tracked.cursor)
+                if order_key(entries[0][0]) <= floor:  # ids ascend: only a prefix can be old
+                    entries = [e for e in entries if order_key(e[0]) > floor]
                     if not entries:
                         continue
                 tracked.cursor = entries[-1][0]

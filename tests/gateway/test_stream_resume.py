@@ -17,7 +17,8 @@ from chatworker import runs, tokens
 from chatworker.errors import StreamIdAhead, StreamTrimmed
 from chatworker.store import keys, streams
 
-from .gateway.conftest_helpers import (
+from ..support import RedisServer, user_message
+from .conftest_helpers import (
     Gunicorn,
     SSEClient,
     SSEEvent,
@@ -27,7 +28,6 @@ from .gateway.conftest_helpers import (
     gateway_redis,
     xadd_chunks,
 )
-from .support import RedisServer, user_message
 
 __all__ = ["gateway_db", "gateway_redis"]
 

@@ -20,9 +20,9 @@ from chatworker.flask import chat_blueprint
 from chatworker.store import keys
 from web.app import create_app
 
-from .conftest import SECRET
-from .gateway.conftest_helpers import finished_turn, gateway_db, gateway_redis, xadd_chunks
-from .support import user_message
+from ..conftest import SECRET
+from ..support import user_message
+from .conftest_helpers import finished_turn, gateway_db, gateway_redis, xadd_chunks
 
 __all__ = ["gateway_db", "gateway_redis"]
 
@@ -536,7 +536,7 @@ def test_bug_is_a_json_500(client: FlaskClient, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def redis_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from .support import free_port
+    from ..support import free_port
 
     monkeypatch.setenv("CHATWORKER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     config.reset_redis()
@@ -561,7 +561,7 @@ def test_redis_down_is_503(client: FlaskClient, redis_down: None) -> None:
 
 
 def test_blueprint_in_a_host_app_with_its_own_prefix_and_tasks(gateway_db: str) -> None:
-    from . import tasks as test_tasks
+    from .. import tasks as test_tasks
 
     app = Flask("host")
     app.register_blueprint(chat_blueprint([test_tasks.echo], url_prefix="/chat"))

@@ -14,8 +14,8 @@ import redis
 from chatworker import tokens
 from chatworker.store import keys
 
-from .gateway.conftest_helpers import Gunicorn, SSEClient, call, live_gateway
-from .support import ROOT, user_message
+from ..support import ROOT, user_message
+from .conftest_helpers import Gunicorn, SSEClient, call, live_gateway
 
 __all__ = ["live_gateway"]
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, g, request
 
-from . import runs, tokens
-from .config import get_redis
-from .engine.payload import ChatWirePayload, parse_payload
-from .errors import RunEnded, RunNotFound
-from .flask import (
+from .. import runs, tokens
+from ..config import get_redis
+from ..engine.payload import ChatWirePayload, parse_payload
+from ..errors import RunEnded, RunNotFound
+from ..store import streams
+from .http import (
     ApiError,
     Gateway,
     bearer_token,
@@ -32,9 +33,8 @@ from .flask import (
     release_token,
     spend_token,
 )
-from .hub import previous_id
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
-from .store import streams
+from .wire import previous_id
 
 log = logging.getLogger("chatworker.flask_ui")
 

@@ -17,8 +17,8 @@ from chatworker.flask import chat_blueprint
 from chatworker.store import keys
 from web.app import create_app
 
-from .gateway.conftest_helpers import finished_turn, gateway_db, gateway_redis, xadd_chunks
-from .support import user_message
+from ..support import user_message
+from .conftest_helpers import finished_turn, gateway_db, gateway_redis, xadd_chunks
 
 __all__ = ["gateway_db", "gateway_redis"]
 

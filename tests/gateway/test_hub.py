@@ -14,11 +14,13 @@ import redis
 
 from chatworker import config
 from chatworker.errors import StreamIdAhead, StreamTrimmed
-from chatworker.hub import Entry, Hub, Subscription, parse_id, previous_id
+from chatworker.gateway.hub import Hub
+from chatworker.gateway.subscription import Subscription
+from chatworker.gateway.wire import Entry, parse_id, previous_id
 from chatworker.store import keys
 
-from .gateway.conftest_helpers import gateway_db, gateway_redis
-from .support import RedisServer
+from ..support import RedisServer
+from .conftest_helpers import gateway_db, gateway_redis
 
 __all__ = ["gateway_db", "gateway_redis"]
 

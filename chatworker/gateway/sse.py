@@ -14,9 +14,11 @@ from typing import Any
 
 import redis
 
-from .config import env_float
-from .errors import StreamIdAhead, StreamTrimmed
-from .hub import Entry, Hub, Subscription, get_hub
+from ..config import env_float
+from ..errors import StreamIdAhead, StreamTrimmed
+from .hub import Hub, get_hub
+from .subscription import Subscription
+from .wire import Entry
 
 log = logging.getLogger("chatworker.sse")
 

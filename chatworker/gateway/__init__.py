@@ -1,0 +1,17 @@
+"""The HTTP gateway: the Flask blueprint of SPEC §3, the AI SDK ``/ui`` routes, SSE, the hub.
+
+Each request is validated once here, then handed to the client API Python callers use
+(:mod:`chatworker.runs`); run state is read and written through :mod:`chatworker.store`.
+Mount it with :func:`chatworker.flask.chat_blueprint` (the stable import path).
+
+Modules, each importing only those after it:
+
+- :mod:`.blueprint`: ``chat_blueprint()``, the run routes and the app-level error handlers.
+- :mod:`.ui`: the AI SDK compatible ``/ui`` routes.
+- :mod:`.http`: what both route sets share: JSON errors, bearer tokens, path ids, request
+  reading (:class:`~.http.Gateway`), one-time token spending, ``Last-Event-ID``.
+- :mod:`.sse`: SSE framing and :class:`~.sse.Follow`, the loop every streaming route shares.
+- :mod:`.hub`: one blocking ``XREAD`` per process, fanned out to every open stream.
+- :mod:`.subscription`: one client's view of one run's stream (catch-up, then the hub's).
+- :mod:`.wire`: stream ids, and entries as they cross the Redis wire.
+"""
