@@ -35,6 +35,8 @@ def report(figures: dict[str, Any]) -> str:
         ["runs the killed workers owned / turns interrupted and restarted",
          f"{figures['runs_owned_by_killed_workers']} / "
          f"{figures['turns_interrupted_and_restarted']}"],
+        ["on_turn_complete re-run after a kill / of those, it had already run",
+         f"{figures['on_turn_complete_replayed']} / {figures['on_turn_complete_ran_twice']}"],
         ["interrupted turn started again after the kill (min / median / max)",
          f"{restart.get('min', '-')} / {restart.get('median', '-')} / {restart.get('max', '-')} s"
          if restart else "-"],

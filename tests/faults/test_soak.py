@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import threading
@@ -490,15 +491,22 @@ class Soak:
                 f"processing {self.r.llen(keys.processing(run)) if run else '-'}; "
                 f"sent {[i for i, _ in chat.sent]}, answered {chat.markers}, last events {tail}"
             )
-            said = sorted(
-                (line.split("]", 1)[0], name, line.split(": ", 1)[-1])
-                for name, text in logs
-                if run
-                for line in text
-                if run in line
-            )
-            lines.extend(f"    {at}] {name}: {what}" for at, name, what in said[-4:])
+            said = sorted((line, name) for name, text in logs if run for line in text
+                          if run in line)  # fmt: skip
+            lines.extend(f"    {name}: {line}" for line, name in said[-4:])
         return "\n".join(lines)
+
+    def replayed_hooks(self) -> dict[str, set[int]]:
+        """Per run a killed worker owned: the turns whose ``on_turn_complete`` recovery re-ran
+        (the worker logs say so)."""
+        killed = {run for kill in self.kills for run in kill.owned}
+        said = re.compile(r"run (\S+): re-running on_turn_complete of turn (\d+) after recovery")
+        out: dict[str, set[int]] = {}
+        for worker in self.all_workers:
+            for match in said.finditer(worker.log()):
+                if match[1] in killed:
+                    out.setdefault(match[1], set()).add(int(match[2]))
+        return out
 
     def settle(self, timeout: float = 90) -> Counter[str]:
         """Wait until no run is mid-turn (``running`` lasts until ``on_turn_complete``
@@ -584,10 +592,14 @@ class Checked:
     stopped: int = 0
     restarted: int = 0  # turn attempts cut short by a dead worker, then started again
     events: int = 0
+    hooks_twice: int = 0  # on_turn_complete ran, then its worker died before that was recorded
 
 
-def check_chat(cfg: SoakConfig, chat: Chat, r: redis.Redis) -> Checked:
-    """Every accepted message answered once, in order; the client saw exactly the stream."""
+def check_chat(cfg: SoakConfig, chat: Chat, r: redis.Redis, replayed: set[int]) -> Checked:
+    """Every accepted message answered once, in order; the client saw exactly the stream.
+
+    ``replayed``: the turns whose ``on_turn_complete`` recovery re-ran after their worker was
+    killed."""
     where = f"seed {cfg.seed}, chat {chat.n} ({chat.plan}, run {chat.run_id})"
     stream = redis_entries(r, chat.run_id)
     got = [(e.id, e.data) for e in chat.got]
@@ -658,9 +670,17 @@ def check_chat(cfg: SoakConfig, chat: Chat, r: redis.Redis) -> Checked:
                  for t in ((k,) if precise else (k, k + 1))}  # fmt: skip
     stopped_turns = {c["turn"] for c in markers if c["stopped"]}
     assert stopped_turns <= stoppable, (where, stopped_turns, chat.stop_log)
-    # on_turn_complete fired once per turn.
+    # on_turn_complete fired once per turn; twice only when its worker was killed after the
+    # hook had run but before its return was recorded, and recovery ran it again.
     hooks = Counter(e["turn"] for e in events(r, chat.chat_id) if e["hook"] == "on_turn_complete")
-    assert hooks == Counter(range(cfg.turns)), f"{where}: on_turn_complete fired {dict(hooks)}"
+    assert set(hooks) == set(range(cfg.turns)), f"{where}: on_turn_complete fired {dict(hooks)}"
+    for turn, n in hooks.items():
+        if n > 1:
+            assert n == 2 and turn in replayed, (
+                f"{where}: on_turn_complete fired {n} times for turn {turn} "
+                f"(re-run after a killed worker's recovery: {turn in replayed})"
+            )
+            out.hooks_twice += 1
     return out
 
 
@@ -687,9 +707,11 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
     with Soak(cfg) as soak:
         took = soak.drive()
         statuses = soak.settle()
+        replays = soak.replayed_hooks()
         totals = Checked()
         for chat in soak.chats:
-            checked = check_chat(cfg, chat, soak.r)
+            checked = check_chat(cfg, chat, soak.r, replays.get(chat.run_id, set()))
+            totals.hooks_twice += checked.hooks_twice
             totals.answered += checked.answered
             totals.stopped += checked.stopped
             totals.restarted += checked.restarted
@@ -723,6 +745,8 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
             "worker_kills": len(soak.kills), "mid_stream_kills": soak.mid_stream_kills(),
             "runs_owned_by_killed_workers": len(killed),
             "turns_interrupted_and_restarted": totals.restarted,
+            "on_turn_complete_replayed": sum(len(t) for t in replays.values()),
+            "on_turn_complete_ran_twice": totals.hooks_twice,
             "turn_restart_after_kill_s": _spread(delays),
             "all_runs_picked_up_after_kill_s": [round(k.handed_on or -1, 2) for k in soak.kills],
             "replacement_worker_ready_s": [round(k.restarted_in, 1) for k in soak.kills],
