@@ -14,10 +14,12 @@ What must hold, whatever died when:
   stopped or not; no message is answered twice;
 - a turn interrupted by a dead worker shows its partial closed by ``abort{worker lost}``, then
   starts again, and its final answer is complete (or, if stopped, a prefix of it);
-- ``on_turn_complete`` fires once per turn;
+- ``on_turn_complete`` fires once per turn (twice only for a turn whose worker died after the
+  hook had run but before its return was recorded: recovery runs it again, by design);
 - what every SSE client collected across its reconnections is exactly the stream as Redis holds
   it (XRANGE): no id missing, none repeated, nothing reordered;
-- every run ends up ``waiting``, ``suspended`` or ended cleanly, and a final cancel ends each.
+- every run ends up ``waiting``, ``suspended`` or ended cleanly, and a final cancel ends each;
+- a chat that gets no event for 90 s is stuck: the failure shows its run as Redis holds it.
 
 The default here is the CI size (a dozen chats, one kill: well under two minutes). The full soak
 is ``python -m bench soak`` (200 chats x 5 turns, two kills); ``CHATWORKER_SOAK=full`` runs it
