@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``."""
+"""``python -m bench [--quick]``; ``python -m bench soak [--quick]`` for the soak."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""The benchmark suite: ``python -m bench`` (or ``python bench/run.py``), ``--quick`` for short.
+"""The benchmark suite: ``python -m bench`` (or ``python bench/run.py``), ``--quick`` for short;
+``python -m bench soak`` runs the reliability soak instead (``bench/soak.py``).
 
 It starts a throwaway redis-server, the scripted model server (its own gevent process), one
 celery worker process (gevent pool), one chatworker gateway process and one baseline process
@@ -719,7 +720,12 @@ def report_profile(profile: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the suite and print the tables."""
+    """Run the suite and print the tables (``soak`` as the first argument: the soak)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["soak"]:
+        from bench.soak import main as soak
+
+        return soak(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -753,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         help="an environment variable for the --ref system LABEL (e.g. --ref gc=. --ref-env "
         "gc:CHATWORKER_GC_THRESHOLD=default measures a setting side by side); repeatable",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     cfg = Config.quick() if args.quick else Config()
     if args.rounds:
         cfg.rounds = args.rounds
