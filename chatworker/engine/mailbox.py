@@ -1,10 +1,10 @@
 """The per-process mailbox: how runs owned by this worker process hear about news.
 
 One Pub/Sub connection per worker process (not one per run) receives "a message arrived",
-"stop" and "cancel" notices for the runs this process owns, and one maintenance thread renews
-their leases, re-checks Redis in case a notice was missed, ends suspended runs whose turn
-timeout passed, and re-enqueues resumes that were flipped but never started. So 1,000
-warm-waiting runs cost two Redis connections, not 1,000.
+"stop" and "cancel" notices for the runs this process owns; one thread renews their leases;
+one maintenance thread re-checks Redis in case a notice was missed, ends suspended runs whose
+turn timeout passed, recovers runs whose owner died, and sends again the start of runs no worker
+claimed in time. So 1,000 warm-waiting runs cost a few Redis connections, not 1,000.
 """
 
 from __future__ import annotations
@@ -100,14 +100,18 @@ class Mailbox:
 
     # -- background threads ----------------------------------------------------------------
     def start(self) -> None:
-        """Start the listener and maintenance threads once per process (after any fork)."""
+        """Start the listener, lease and maintenance threads once per process (after any fork).
+
+        Leases are renewed on a thread of their own: a long sweep (recovering a dead worker's
+        hundred runs takes seconds) must never delay them, or this worker's own runs would
+        lapse while it is busy rescuing others."""
         if self._started:
             return
         with self._lock:
             if self._started:
                 return
             self._started = True
-        for target in (self._listen, self._maintain):
+        for target in (self._listen, self._keep_leases, self._maintain):
             name = f"chatworker-{target.__name__}"
             threading.Thread(target=target, name=name, daemon=True).start()
         log.info("worker %s: mailbox started", self.worker_id)
@@ -150,15 +154,25 @@ class Mailbox:
             local.cancel.abort("canceled")
             local.wake.set()
 
+    def _keep_leases(self) -> None:
+        failing = False
+        while not self._stopping.wait(lease_seconds() / 4):
+            try:
+                self._renew()
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("mailbox: cannot renew leases, Redis unreachable (%s)", exc)
+                failing = True
+            except Exception:
+                log.exception("mailbox lease renewal error")
+
     def _maintain(self) -> None:
-        last_renew = last_check = last_trim = 0.0
+        last_check = last_trim = 0.0
         last_failure: float | None = None
         while not self._stopping.wait(POLL_SECONDS):
             try:
                 now = time.monotonic()
-                if now - last_renew >= lease_seconds() / 4:
-                    self._renew()
-                    last_renew = now
                 if now - last_check >= RECHECK_SECONDS:
                     self._check_all()
                     last_check = now

@@ -46,8 +46,8 @@ from typing import Any
 import pytest
 import redis
 
-from chatworker import keys
-from chatworker.state import ENDED
+from chatworker.store import keys
+from chatworker.store.records import ENDED
 from chatworker.testing.model_server import ModelServer
 from chatworker.testing.script import Step, Text, last_user_text
 
