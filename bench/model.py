@@ -27,6 +27,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from chatworker.testing import model_server  # noqa: E402
+from chatworker.testing import responder as responder_module  # noqa: E402
 from chatworker.testing.script import Silence, Step, Text, last_user_text  # noqa: E402
 
 #: Placeholder word replaced by the emit timestamp.
@@ -49,7 +50,7 @@ def reply(body: dict[str, Any]) -> list[Step]:
 
 def _install_stamps() -> None:
     """Replace each placeholder token with the time it is written (a private hook)."""
-    responder: Any = model_server._Responder
+    responder: Any = responder_module.Responder
     original = responder._event
 
     def _event(self: Any, delta: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..protocol.chunks import validate_chunk
+
 __all__ = ["assert_valid_ui_stream", "collapse_deltas", "ui_stream_problems"]
 
 _ENDINGS = ("abort",)
@@ -18,8 +20,6 @@ def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
     that text and reasoning are closed before ``finish-step``, and that nothing follows
     ``abort`` or ``finish``.
     """
-    from chatworker.protocol.chunks import validate_chunk
-
     problems: list[str] = []
     open_text: set[str] = set()
     open_reasoning: set[str] = set()
