@@ -20,8 +20,7 @@ from ..config import get_redis, parse_duration
 from ..protocol.accumulator import MessageAccumulator, generate_id
 from ..signals import AbortController, AbortSignal
 from ..store.records import split_item
-from ..store.run_store import RunStore
-from ..store.scripts import LeaseLost
+from ..store.run_store import LeaseLost, RunStore
 from ..store.streams import OutputStream
 from ..tokens import create_run_token
 from ..types import TaskDefinition

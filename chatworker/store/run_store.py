@@ -19,7 +19,9 @@ from redis.commands.core import Script
 from ..config import lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
 from . import keys
 from .records import RunInfo, load_info
-from .scripts import raise_if_lease_lost, redis_now_ms, registered
+from .scripts import LeaseLost, raise_if_lease_lost, redis_now_ms, registered
+
+__all__ = ["LeaseLost", "RunStore"]
 
 #: The longest wait between two re-sends of an overdue run's start message.
 REQUEUE_MAX_MS = 60_000
