@@ -62,7 +62,7 @@ __all__ = [
 def task(id: str, run: Any = None, **options: Any) -> ChatTask:
     """Define a chat task: ``@chat.task(id="my-chat")`` on the run function, or pass ``run=``.
 
-    Options and hooks are those of :class:`~chatworker.chat_task.ChatTask`.
+    Options and hooks are those of :class:`~chatworker.engine.chat_task.ChatTask`.
     """
     return ChatTask(id, run, **options)
 
