@@ -2,9 +2,10 @@
 
 Read :meth:`ChatRun.live` top to bottom. A message enters in ``next_message`` (an atomic move
 from the run's inbox list, :meth:`~chatworker.engine.driver.RunDriver.take`); chunks leave in
-:meth:`ChatRun.turn` (``pipe_source`` → :class:`~chatworker.engine.capture.TurnOutput` → the run's Redis
-Stream); the run sleeps in ``next_message`` too: warm on a local event, then suspended — state in
-Redis, worker slot freed, resumed on any worker by the next message (see ``driver.py``).
+:meth:`ChatRun.turn` (``pipe_source`` → :class:`~chatworker.engine.capture.TurnOutput` → the
+run's Redis Stream); the run sleeps in ``next_message`` too: warm on a local event, then
+suspended — state in Redis, worker slot freed, resumed on any worker by the next message (see
+``driver.py``).
 """
 
 from __future__ import annotations
