@@ -14,7 +14,7 @@ from typing import Any
 from ..protocol.assemble import MessageAssembler
 from ..protocol.chunks import to_chunk_dict
 from ..protocol.messages import UIMessage
-from ..streams import OutputStream
+from ..store.streams import OutputStream
 
 log = logging.getLogger("chatworker.capture")
 

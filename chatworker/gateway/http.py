@@ -27,7 +27,7 @@ from ..engine.payload import load_json
 from ..engine.registry import get_task
 from ..errors import ChatworkerError, InvalidPayload, TaskNotFound
 from ..store import credentials
-from .wire import is_stream_id
+from ..store.entry_ids import is_stream_id
 
 log = logging.getLogger("chatworker.flask")
 

@@ -32,9 +32,10 @@ from typing import Any
 import redis
 
 from ..config import env_float, get_redis
+from ..store.entry_ids import order_key, parse_id
 from ..store.run_store import RunStore
 from .subscription import PAGE, Subscription
-from .wire import bulk, decode_raw, order_key, parse_id
+from .wire import bulk, decode_raw
 
 log = logging.getLogger("chatworker.hub")
 

@@ -16,9 +16,9 @@ import redis
 
 from ..config import env_float
 from ..errors import StreamIdAhead, StreamTrimmed
+from ..store.entry_ids import RawEntry
 from .hub import Hub, get_hub
 from .subscription import Subscription
-from .wire import Entry
 
 log = logging.getLogger("chatworker.sse")
 
@@ -97,7 +97,7 @@ class Follow:
         self.end_reason: str | None = None
         self._sub: Subscription | None = None
 
-    def __iter__(self) -> Iterator[list[Entry] | None]:
+    def __iter__(self) -> Iterator[list[RawEntry] | None]:
         now = time.monotonic()
         last_entry, next_beat = now, now + self.heartbeat
         while True:

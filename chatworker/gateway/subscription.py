@@ -13,8 +13,9 @@ from typing import Protocol
 
 from ..config import get_redis
 from ..store import streams
+from ..store.entry_ids import RawEntry, order_key, parse_id
 from ..store.streams import check_after
-from .wire import Entry, decode, order_key, parse_id
+from .wire import decode
 
 __all__ = ["PAGE", "FanOut", "Subscription"]
 
@@ -60,14 +61,14 @@ class Subscription:
         # for every wait, and this is the per-chunk path of every open stream.
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self._mailbox: deque[Entry] = deque()
+        self._mailbox: deque[RawEntry] = deque()
 
     @property
     def live(self) -> bool:
         """True once the subscription has caught up and receives entries from the hub."""
         return self._phase == "live"
 
-    def _xrange(self, upper: str) -> list[Entry]:
+    def _xrange(self, upper: str) -> list[RawEntry]:
         if self.last is None:
             return decode(get_redis().xrange(self.key, min="-", max=upper, count=PAGE))
         # The page and the stream's state of one moment: nothing after `last` trimmed unseen,
@@ -81,12 +82,12 @@ class Subscription:
             raise raw
         return decode(raw)
 
-    def _advance(self, entries: list[Entry]) -> list[Entry]:
+    def _advance(self, entries: list[RawEntry]) -> list[RawEntry]:
         if entries:
             self.last = entries[-1][0]
         return entries
 
-    def next_batch(self, timeout: float) -> list[Entry]:
+    def next_batch(self, timeout: float) -> list[RawEntry]:
         """The next entries after the last one returned; ``[]`` after ``timeout`` seconds.
 
         Redis errors of the catch-up reads propagate, and so do :class:`StreamIdAhead` and
@@ -115,7 +116,7 @@ class Subscription:
                 return page
         return self._take(timeout)
 
-    def _take(self, timeout: float) -> list[Entry]:
+    def _take(self, timeout: float) -> list[RawEntry]:
         if not self._mailbox and not self.dropped and not self.closed and not self.lost:
             self._ready.wait(timeout)
         with self._lock:
@@ -128,7 +129,7 @@ class Subscription:
                 items = [item for item in items if order_key(item[0]) > floor]
         return self._advance(items)
 
-    def _offer(self, entries: list[Entry]) -> bool:
+    def _offer(self, entries: list[RawEntry]) -> bool:
         """Called by the hub reader: queue entries, or return False when the mailbox is full."""
         with self._lock:
             if len(self._mailbox) + len(entries) > self.limit:

@@ -24,6 +24,7 @@ from ..config import get_redis
 from ..engine.payload import ChatWirePayload, parse_payload
 from ..errors import RunEnded, RunNotFound
 from ..store import streams
+from ..store.entry_ids import previous_id
 from .http import (
     ApiError,
     Gateway,
@@ -34,7 +35,6 @@ from .http import (
     spend_token,
 )
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
-from .wire import previous_id
 
 log = logging.getLogger("chatworker.flask_ui")
 

@@ -17,7 +17,6 @@ import copy
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -27,45 +26,19 @@ import redis
 from ..config import lease_seconds, stream_maxlen
 from ..errors import StreamIdAhead, StreamTrimmed
 from . import keys
+from .entry_ids import Entry, is_stream_id, key_before, order_key
 from .scripts import raise_if_lease_lost, source
-
-_ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
-_MAX_U64 = 2**64 - 1
 
 #: Most appends sent in one round trip (a bound on a pipeline's size, not a delay).
 MAX_BATCH = 512
 #: A writer thread with nothing to send for this long ends (the next append starts one).
 IDLE_SECONDS = 30.0
 
-Entry = tuple[str, dict[str, Any]]
 
 
 def encode(chunk: dict[str, Any]) -> str:
     """Compact JSON, the form stored in the stream and sent as SSE ``data:``."""
     return json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
-
-
-def is_entry_id(value: str) -> bool:
-    """True for a well-formed stream id such as ``1700000000000-0`` (or ``1700000000000``, read
-    as ``1700000000000-0``), each part at most 2**64 - 1 (as
-    :func:`chatworker.gateway.wire.parse_id`)."""
-    if not _ENTRY_ID.match(value):
-        return False
-    return max(_id_key(value)) <= _MAX_U64
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    """The ``(ms, seq)`` order of a well-formed id (``"5"`` is ``5-0``)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _before(key: tuple[int, int]) -> tuple[int, int]:
-    """The greatest id order strictly before ``key`` (``(0, 0)`` for itself)."""
-    ms, seq = key
-    if seq:
-        return ms, seq - 1
-    return (ms - 1, _MAX_U64) if ms else (0, 0)
 
 
 def check_after(info: Any, after: str) -> None:
@@ -78,7 +51,7 @@ def check_after(info: Any, after: str) -> None:
     there and entries were removed; an ``after`` right at the edge of the removed part (the very
     last removed entry) is reported as trimmed too, as Redis keeps no trace of that entry's id.
     """
-    wanted = _id_key(after)
+    wanted = order_key(after)
     if not isinstance(info, dict):
         if isinstance(info, redis.ResponseError) and "no such key" not in str(info).lower():
             return  # XINFO refused (e.g. by an ACL): nothing to check against
@@ -89,7 +62,7 @@ def check_after(info: Any, after: str) -> None:
             )
         return
     last_id = str(info.get("last-generated-id") or "0-0")
-    if wanted > _id_key(last_id):
+    if wanted > order_key(last_id):
         raise StreamIdAhead(
             f"{after} is after the end of the run's output stream ({last_id}), so this stream"
             " never sent it: resume from an id it sent, or load the chat's history again"
@@ -101,10 +74,10 @@ def check_after(info: Any, after: str) -> None:
         return
     first = info.get("first-entry")
     if first and first[0]:
-        first_key = _id_key(str(first[0]))
-        gap = wanted < first_key and wanted != _before(first_key)
+        first_key = order_key(str(first[0]))
+        gap = wanted < first_key and wanted != key_before(first_key)
     else:  # every entry was removed
-        gap = wanted < _id_key(last_id)
+        gap = wanted < order_key(last_id)
     if gap:
         since = f" (it now starts at {first[0]})" if first and first[0] else ""
         raise StreamTrimmed(
@@ -372,7 +345,7 @@ def read(
     key = keys.output(run_id)
     if after is None:
         return decode_entries(client.xrange(key, min="-", max="+", count=count))
-    if not is_entry_id(after):
+    if not is_stream_id(after, ms_only=True):
         raise ValueError(f"not a stream id: {after!r} (expected e.g. '1718000000000-0')")
     pipe = client.pipeline(transaction=True)  # the range and the trim state of one moment
     pipe.xrange(key, min=f"({after}", max="+", count=count)

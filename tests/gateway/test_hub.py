@@ -16,8 +16,9 @@ from chatworker import config
 from chatworker.errors import StreamIdAhead, StreamTrimmed
 from chatworker.gateway.hub import Hub
 from chatworker.gateway.subscription import Subscription
-from chatworker.gateway.wire import Entry, parse_id, previous_id
 from chatworker.store import keys
+from chatworker.store.entry_ids import RawEntry as Entry
+from chatworker.store.entry_ids import parse_id, previous_id
 
 from ..support import RedisServer
 from .conftest_helpers import gateway_db, gateway_redis
