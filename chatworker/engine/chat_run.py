@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
-
 from ..errors import AbortError
 from ..protocol.accumulator import generate_id
 from ..protocol.convert import (
@@ -51,7 +49,7 @@ class ChatRun(RunDriver):
 
     def live(self) -> None:
         """Restore, (pre)load, then answer one message per turn until suspended or ended."""
-        try:
+        with self.ending_on_errors("the chat task"):
             self.restore()
             if self.hook_pending:
                 self.replay_turn_complete()
@@ -70,14 +68,6 @@ class ChatRun(RunDriver):
                 if self.turn_number >= self.task.max_turns:
                     self.end("completed", "max_turns")
                     return
-        except RunCanceled as exc:
-            if not self.local.lost:  # a lost lease means another worker owns the run now
-                self.end("canceled", str(exc) or "canceled")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.lost_to_outage(exc)
-        except Exception as exc:
-            log.exception("run %s: failed in turn %s", self.run_id, self.turn_number)
-            self.end("failed", f"{type(exc).__name__} in the chat task (see the worker log)")
 
     def preload(self) -> Input | None:
         """Run ``on_preload``, then wait for the first message with the preload timeouts."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 
 from ..config import get_redis, parse_duration
@@ -230,6 +233,27 @@ class RunDriver:
     def lost_to_outage(self, exc: BaseException) -> None:
         """Redis failed mid-run: leave the run to lease recovery rather than mark it failed."""
         log.warning("run %s: Redis unreachable (%s); leaving the run to recovery", self.run_id, exc)
+
+    @contextmanager
+    def ending_on_errors(self, what: str) -> Iterator[None]:
+        """How every level's run ends when its code raises: canceled (unless another worker
+        owns it now), left to recovery when Redis is unreachable, failed on anything else.
+        :meth:`abandon_turn` closes a partial reply first."""
+        try:
+            yield
+        except RunCanceled as exc:
+            if not self.local.lost:  # a lost lease means another worker owns the run now
+                self.abandon_turn()
+                self.end("canceled", str(exc) or "canceled")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.lost_to_outage(exc)
+        except Exception as exc:
+            log.exception("run %s: failed in turn %s", self.run_id, self.turn_number)
+            self.abandon_turn()
+            self.end("failed", f"{type(exc).__name__} in {what} (see the worker log)")
+
+    def abandon_turn(self) -> None:
+        """After a failure or cancel: close a partial reply (levels that keep one override)."""
 
     def check_canceled(self) -> None:
         if self.local.cancel.signal.aborted:

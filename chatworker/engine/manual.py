@@ -113,40 +113,35 @@ class ManualRun(HandDrivenRun):
 
     def live(self) -> None:
         try:
-            self.restore()
-            policy = self.task.retry
-            for attempt in range(1, int(policy["max_attempts"]) + 1):
-                try:
-                    self.attempt(attempt)
-                    break
-                except (Suspended, RunCanceled, redis.ConnectionError, redis.TimeoutError):
-                    raise
-                except Exception:
-                    if attempt >= policy["max_attempts"]:
-                        raise
-                    delay = min(policy["max_delay"],
-                                policy["min_delay"] * policy["factor"] ** (attempt - 1))
-                    log.exception("run %s: attempt %d failed; retrying in %.1fs",
-                                  self.run_id, attempt, delay)
-                    self.abandon_turn()
-                    if self.local.cancel.signal.wait(delay):
-                        raise RunCanceled("canceled") from None
-            self.finish_turn()
-            self.check_canceled()
-            self.end("completed", self.end_reason)
+            with self.ending_on_errors("the task"):
+                self.attempts()
         except Suspended:
             log.info("run %s: session suspended; it re-enters at turn %d", self.run_id,
                      self.turn_number)
-        except RunCanceled as exc:
-            if not self.local.lost:  # a lost lease means another worker owns the run now
+
+    def attempts(self) -> None:
+        """Restore, then call the run function until it returns, retrying per the policy."""
+        self.restore()
+        policy = self.task.retry
+        for attempt in range(1, int(policy["max_attempts"]) + 1):
+            try:
+                self.attempt(attempt)
+                break
+            except (Suspended, RunCanceled, redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception:
+                if attempt >= policy["max_attempts"]:
+                    raise
+                delay = min(policy["max_delay"],
+                            policy["min_delay"] * policy["factor"] ** (attempt - 1))
+                log.exception("run %s: attempt %d failed; retrying in %.1fs",
+                              self.run_id, attempt, delay)
                 self.abandon_turn()
-                self.end("canceled", str(exc) or "canceled")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.lost_to_outage(exc)
-        except Exception as exc:
-            log.exception("run %s: failed", self.run_id)
-            self.abandon_turn()
-            self.end("failed", f"{type(exc).__name__} in the task (see the worker log)")
+                if self.local.cancel.signal.wait(delay):
+                    raise RunCanceled("canceled") from None
+        self.finish_turn()
+        self.check_canceled()
+        self.end("completed", self.end_reason)
 
     def attempt(self, number: int) -> None:
         """One try of the run function, from the trigger payload (or re-entering a session)."""
