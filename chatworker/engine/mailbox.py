@@ -33,8 +33,6 @@ POLL_SECONDS = 1.0
 #: this is a backstop for rare races; at 1,000 owned runs a once-a-second check cost ~10% of
 #: a worker's CPU.
 RECHECK_SECONDS = 10.0
-#: The longest wait between two re-sends of an overdue run's start message.
-REQUEUE_MAX_SECONDS = 60.0
 #: How often a worker walks part of the runs index, dropping runs whose keys have expired.
 TRIM_SECONDS = 10.0
 #: How many runs of the index one trim looks at.
