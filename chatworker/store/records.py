@@ -8,7 +8,6 @@ until its marker is written.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,11 +99,6 @@ def load_info(
     info = RunInfo.from_hash(run_id, data)
     info.pending_inputs = int(pending)
     return info
-
-
-def load_checkpoint(client: redis.Redis[str], run_id: str) -> dict[str, Any] | None:
-    raw = client.get(keys.checkpoint(run_id))
-    return json.loads(raw) if raw else None
 
 
 def split_item(item: str) -> tuple[str, str]:

@@ -86,9 +86,6 @@ class RunStore:
     def forget_idempotency(self, task_id: str, principal: str, key: str) -> None:
         self.client.delete(keys.idempotency(task_id, principal, key))
 
-    def has_idempotency(self, task_id: str, principal: str, key: str) -> bool:
-        return bool(self.client.exists(keys.idempotency(task_id, principal, key)))
-
     def send(self, run_id: str, item: str) -> tuple[str, str]:
         """Queue ``item`` (a wire payload): ``(verdict, detail)`` — ``ok``/``resume`` with the
         new input id, ``ended`` with the status, ``full`` with the turn limit, or ``missing``."""
@@ -267,7 +264,3 @@ class RunStore:
     def forget_workers(self, before: float) -> None:
         """Drop workers whose last heartbeat is older than ``before`` (a Unix time)."""
         self.client.zremrangebyscore(keys.WORKERS, "-inf", before)
-
-    def owned_count(self) -> int:
-        """How many runs have a live owner (for benchmarks and monitoring)."""
-        return int(self.client.zcard(keys.ACTIVE))
