@@ -154,6 +154,12 @@ def test_without_a_stack_the_commands_say_where_they_looked(tmp_path: Path) -> N
     assert code != 0 and f"pid {gone.pid}, which is no longer running" in out, out
 
 
+def test_the_startup_log_has_the_summary_without_noise(stack: DevStack) -> None:
+    startup = stack.log().split("chatworker dev is running:")[0]
+    assert "RuntimeWarning" not in startup, startup
+    assert "[tasks]" not in startup and ".> transport:" not in startup, startup  # Celery's banner
+
+
 def test_the_commands_find_the_running_stack_from_any_folder(stack: DevStack,
                                                             tmp_path: Path) -> None:
     env = shell_env(stack.state_dir)  # no CHATWORKER_REDIS_URL, no secret, another folder
