@@ -127,6 +127,14 @@ class Runner:
 
     def _step(self) -> Generator[Part, None, bool]:
         state = _StepState()
+        try:
+            return (yield from self._run_step(state))
+        except GeneratorExit:  # the consumer stopped reading: keep what this step produced
+            if not any(step is state.result for step in self.steps):
+                self._end_step(state, "other")
+            raise
+
+    def _run_step(self, state: _StepState) -> Generator[Part, None, bool]:
         started = False
         call: ModelCall | None = None
         try:
