@@ -384,3 +384,25 @@ def llm(ctx: Any) -> Any:
 
 
 _hooks(llm)
+
+
+# -- the seed's examples, ported line by line ----------------------------------------------------
+
+
+@chatworker.task(id="manual-llm")
+def manual_llm(payload: ChatWirePayload, ctx: Any) -> None:
+    # As the seed's manual example: the payload's messages go straight to the model call.
+    chat.pipe(stream_text(model=openai("scripted", max_retries=0), messages=payload.messages,
+                          abort_signal=ctx.signal))
+
+
+@chat.task(id="finish-probe", warm_timeout_in_seconds=5)
+def finish_probe(ctx: Any) -> Any:
+    def on_finish(event: Any) -> None:
+        store().rpush(f"test:events:{ctx.chat_id}", json.dumps({
+            "hook": "stream_text.on_finish", "turn": ctx.turn, "is_aborted": event.is_aborted,
+            "stopped": chat.is_stopped(), "text": event.text,
+            "finish_reason": event.finish_reason}))
+
+    return stream_text(model=openai("scripted", max_retries=0), messages=ctx.messages,
+                       abort_signal=ctx.signal, on_finish=on_finish)
