@@ -58,7 +58,10 @@ def ensure_greenlet_local_loops() -> None:
     """
     if not _gevent_active():
         return
-    ident = threading.get_ident()
+    import gevent.monkey
+
+    # The OS thread's id: gevent's patched get_ident names the greenlet instead.
+    ident = gevent.monkey.get_original("threading", "get_ident")()
     if ident in _traced_threads:
         return
     with _trace_lock:
