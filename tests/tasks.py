@@ -441,3 +441,6 @@ def manual_finish_probe(payload: ChatWirePayload, ctx: Any) -> None:
 
     chat.pipe(stream_text(model=openai("scripted", max_retries=0), messages=payload.messages,
                           abort_signal=ctx.signal, on_finish=on_finish))
+
+
+from . import async_tasks  # noqa: E402, F401  (more tasks, written with async def)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
 from .call import OPENED, ModelCall
@@ -26,7 +27,6 @@ from .tools import (
     ToolCallOptions,
     ToolExecutionError,
     parse_tool_input,
-    run_awaitable,
     to_jsonable,
 )
 from .wire import (
@@ -407,8 +407,8 @@ class Runner:
         )
         try:
             result = self.on_finish(event)
-            if inspect.isawaitable(result):
-                run_awaitable(result)
+            if inspect.isawaitable(result):  # an async def callback, on the run's loop
+                run_sync(result)
         except Exception:
             log.exception("stream_text: on_finish callback failed")
 

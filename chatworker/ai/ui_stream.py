@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatworker.loops import run_sync
 from chatworker.protocol.assemble import MessageAssembler
 from chatworker.protocol.messages import UIMessage, parse_ui_message
-
-from .tools import run_awaitable
 
 __all__ = ["UIMessageStreamFinishEvent", "UIStreamOptions", "ui_message_chunks"]
 
@@ -155,6 +154,6 @@ def _call_on_finish(fn: Callable[[UIMessageStreamFinishEvent], Any], assembler: 
     try:
         result = fn(event)
         if inspect.isawaitable(result):
-            run_awaitable(result)
+            run_sync(result)  # an async def callback, on the run's loop
     except Exception:
         log.exception("to_ui_message_stream: on_finish callback failed")
