@@ -411,7 +411,7 @@ def finish_probe(ctx: Any) -> Any:
 # -- max_duration: the time a run may hold a worker -----------------------------------------------
 
 capped = chat.task(id="capped", run=echo_run, client_data_schema=EchoOptions,
-                   warm_timeout_in_seconds=0.3, turn_timeout="60s", max_duration="2s")
+                   warm_timeout_in_seconds=0.3, turn_timeout="60s", max_duration="4s")
 _hooks(capped)
 
 

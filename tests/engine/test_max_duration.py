@@ -54,20 +54,22 @@ def test_a_warm_run_ends_at_a_max_duration_set_at_runtime(worker: object, r: red
 def test_suspended_time_is_not_counted_and_held_time_survives_resume(
     worker: object, r: redis.Redis, chat_id: str
 ) -> None:
-    # Cap 2 s. Turn 0 holds the worker about 1.3 s, then the run suspends.
-    slow = {"words": 12, "delay": 0.1}
-    started = runs.trigger("capped", payload(chat_id, user_message("one"), metadata=slow))
+    # Cap 4 s. Turn 0 holds the worker about 1.3 s (10 words, then 0.3 s warm), then the run
+    # suspends for longer than the whole cap: that time must not count.
+    started = runs.trigger("capped", payload(chat_id, user_message("one"),
+                                             metadata={"words": 10, "delay": 0.1}))
     first = read_turn(r, started.run_id)
-    assert types_of(first)[-1] == "__turn_complete" and "w11" in text_of(first)
+    assert types_of(first)[-1] == "__turn_complete" and "w9" in text_of(first)
     wait_for(lambda: runs.status(started.run_id).status == "suspended")
-    time.sleep(2.5)  # longer than the cap, all of it suspended: it must not count
-    runs.send_message(started.run_id, payload(chat_id, user_message("two"), metadata=slow))
+    time.sleep(4.5)
+    # Turn 1 would take 3.5 s: within the cap on its own, beyond what is left of it.
+    runs.send_message(started.run_id, payload(chat_id, user_message("two"),
+                                               metadata={"words": 35, "delay": 0.1}))
     second = read_until(r, started.run_id, _ended, after=first[-1][0])
     assert second[-1][1] == END
-    # Resumed with the time it had held still counted: cut partway through turn 1 (had the
-    # suspended time counted it would have ended before a word; had the held time been lost,
-    # turn 1 would have finished).
-    assert "(turn 1)" in text_of(second) and "w11" not in text_of(second)
+    # Had the suspended time counted, the run would have ended before a word of turn 1; had
+    # the held time been lost on resume, turn 1 would have finished.
+    assert "(turn 1)" in text_of(second) and "w34" not in text_of(second)
     assert "abort" in types_of(second)
 
 
