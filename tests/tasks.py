@@ -384,3 +384,6 @@ def llm(ctx: Any) -> Any:
 
 
 _hooks(llm)
+
+
+from . import async_tasks  # noqa: E402, F401  (more tasks, written with async def)

@@ -6,12 +6,14 @@ It yields UI-message-chunk-shaped parts; error-carrying parts hold the exception
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
 from .call import OPENED, ModelCall
@@ -378,7 +380,9 @@ class Runner:
             error=self.error,
         )
         try:
-            self.on_finish(event)
+            result = self.on_finish(event)
+            if inspect.isawaitable(result):  # an async def callback, on the run's loop
+                run_sync(result)
         except Exception:
             log.exception("stream_text: on_finish callback failed")
 

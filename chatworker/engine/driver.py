@@ -20,6 +20,7 @@ import redis
 from pydantic import ValidationError
 
 from ..config import get_redis, parse_duration
+from ..loops import owned_loop
 from ..protocol.accumulator import MessageAccumulator, generate_id
 from ..signals import AbortController, AbortSignal
 from ..store.records import split_item
@@ -340,7 +341,8 @@ def execute(task: TaskDefinition, run_id: str, driver_class: type[RunDriver]) ->
     group = concurrency.limit_of(task)
     local.slot = group[0] if group else None
     try:
-        driver_class(task, run_id, local).live()
+        with owned_loop():  # the run's event loop for its async code, closed as the run leaves
+            driver_class(task, run_id, local).live()
     except LeaseLost:
         # Recovery handed the run to another worker while this one could not renew its lease
         # (a stall): every write of ours is refused from then on, so stop here, quietly.

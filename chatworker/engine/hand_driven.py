@@ -17,7 +17,7 @@ from ..tokens import create_run_token
 from ..types import TaskDefinition
 from .driver import Input, RunDriver
 from .mailbox import LocalRun
-from .turns import TurnScope, current_driver, run_deferred
+from .turns import TurnScope, current_driver, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -64,6 +64,7 @@ class HandDrivenRun(RunDriver):
         if self.scope is None and self.pending is None:
             return None
         scope = self.ensure_scope()
+        settle(scope)  # what async code started for the turn ends before the turn does
         stopped = scope.stop.signal.aborted and not self.local.cancel.signal.aborted
         scope.output.close(stopped)
         run_deferred(scope.deferred)

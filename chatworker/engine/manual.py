@@ -24,7 +24,7 @@ from .hand_driven import HandDrivenRun
 from .payload import ChatWirePayload
 from .registry import register
 from .stream_options import normalize_stream_options
-from .turns import activate, call, pipe_source
+from .turns import activate, call, pipe_source, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -155,6 +155,8 @@ class ManualRun(HandDrivenRun):
             result = call(self.task.run_fn or _missing, self.initial, context)
             if result is not None and (self.scope is None or self.scope.pipes == 0):
                 pipe_source(self.ensure_scope(), result)
+            if self.scope is not None:
+                settle(self.scope)  # pipes async code started and did not await
 
     first_input: Input | None = None
 
