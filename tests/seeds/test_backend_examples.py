@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from chatworker import chat, runs, tokens
+from chatworker.store.run_store import RunStore
 from chatworker.testing import Citation, Error, ModelServer, Reasoning, Silence, Text
 
 from ..support import (
@@ -302,6 +303,25 @@ def test_full_persistence_example(
         # on_chat_start once; on_turn_start and on_turn_complete once per turn each.
         assert db_ops(r, "chat", chat_id) == ["create", "update", "update", "update", "update"]
         assert db_ops(r, "chat_session", chat_id) == ["upsert"] * 4
+    finally:
+        end(started.run_id)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("example", "field", "seconds"), [
+    ("my-chat-turn-timeout", "turn_timeout", 7200.0), ("my-chat-warm-timeout", "warm", 60.0)])
+def test_runtime_configuration_holds_for_the_rest_of_the_run(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str, example: str,
+    field: str, seconds: float, form: str,
+) -> None:
+    script(model_server, chat_id)
+    started = runs.trigger(f"{example}-{form}", payload(chat_id, user_message(f"{chat_id} one")))
+    try:
+        read_turn(r, started.run_id)
+        # What the run saved with its turn marker: what any worker resuming it will apply.
+        saved = RunStore(r).checkpoint(started.run_id)
+        assert saved is not None and saved[field] == seconds
+        assert runs.status(started.run_id).status in {"waiting", "running"}
     finally:
         end(started.run_id)
 
