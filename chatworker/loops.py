@@ -156,11 +156,21 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+async def _to_the_end(awaitable: Awaitable[T]) -> T:
+    """``awaitable``, then whatever it started on this (helper) loop and did not await."""
+    result = await awaitable
+    me = asyncio.current_task()
+    started = [task for task in asyncio.all_tasks() if task is not me]
+    if started:
+        await asyncio.gather(*started)
+    return result
+
+
 def run_sync(awaitable: Awaitable[T]) -> T:
     """Run ``awaitable`` from sync code and return its result (see the module docstring)."""
     ensure_greenlet_local_loops()
     if running_loop() is not None:
-        return _on_helper(lambda: asyncio.run(_awaited(awaitable)))
+        return _on_helper(lambda: asyncio.run(_to_the_end(awaitable)))
     owner = _current.get()
     if owner is None:
         return asyncio.run(_awaited(awaitable))

@@ -84,8 +84,9 @@ async def async_tools(ctx: Any) -> None:
 
 # -- many words, slowly: two of these stream side by side on one worker ------------------------
 @chat.task(id="async-slow", warm_timeout_in_seconds=0.5)
-async def async_slow(ctx: Any) -> None:
-    await chat.pipe(words(" ".join(f"w{i}" for i in range(15)), "s", delay=0.05))
+async def async_slow(ctx: Any) -> Any:
+    await asyncio.sleep(0.01)
+    return words(" ".join(f"w{i}" for i in range(15)), "s", delay=0.05)
 
 
 # -- stop means stop: a source that yields once more after the stop ---------------------------
@@ -157,6 +158,11 @@ def session_timeout_zero(payload: ChatWirePayload, ctx: Any) -> None:
 async def async_raw(payload: ChatWirePayload, ctx: Any) -> None:
     conversation = chat.MessageAccumulator()
     current = payload
+    if current.trigger == "preload":
+        first = await chat.messages.wait_with_warmup(warm_timeout_in_seconds=5, timeout="60s")
+        if not first.ok:
+            return
+        current = first.output
     for turn in range(10):
         await conversation.add_incoming(current.messages, current.trigger, turn)
         text = f"raw {conversation.ui_messages[-1].text} {turn}"

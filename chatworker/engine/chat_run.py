@@ -32,7 +32,7 @@ from ..types import (
 )
 from .driver import Input, RunCanceled, RunDriver, execute
 from .payload import ChatWirePayload, parse_client_data
-from .turns import activate, call, call_hook, pipe_source, run_deferred, settle
+from .turns import activate, call, call_hook, drop, pipe_source, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -123,6 +123,8 @@ class ChatRun(RunDriver):
             except AbortError:
                 if not scope.signal.aborted:
                     raise
+            finally:
+                drop(scope)  # left running only when the run function failed
         if self.local.cancel.signal.aborted:
             if not self.local.lost:  # the stream may already belong to another worker
                 scope.output.close(stopped=True)

@@ -17,7 +17,7 @@ from ..tokens import create_run_token
 from ..types import TaskDefinition
 from .driver import Input, RunDriver
 from .mailbox import LocalRun
-from .turns import TurnScope, current_driver, run_deferred, settle
+from .turns import TurnScope, current_driver, drop, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -78,6 +78,8 @@ class HandDrivenRun(RunDriver):
 
     def abandon_turn(self) -> None:
         """After a failure or cancel: close the partial message so no client shows it as final."""
+        if self.scope is not None:
+            drop(self.scope)  # what its async code left running
         if self.scope is not None and not self.scope.output.closed:
             try:
                 self.scope.output.close(stopped=True)

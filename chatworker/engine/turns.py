@@ -186,7 +186,15 @@ def outstanding(scope: TurnScope) -> list[asyncio.Task[Any]]:
         me = asyncio.current_task()
     except RuntimeError:
         me = None
-    return [task for task in scope.tasks if not task.done() and task is not me]
+    return [task for task in scope.tasks
+            if not task.done() and task is not me and not task.get_loop().is_closed()]
+
+
+def drop(scope: TurnScope) -> None:
+    """The turn ended early (an error, a stop): cancel what its async code left running."""
+    for task in scope.tasks:
+        if not task.done() and not task.get_loop().is_closed():
+            task.cancel()
 
 
 async def settle_async(scope: TurnScope) -> None:

@@ -9,7 +9,18 @@ import redis
 from chatworker import runs
 from chatworker.testing import ModelServer, Reasoning, Text, ToolCall
 
-from ..support import events, payload, read_turn, text_of, types_of, user_message, wait_for
+from ..conftest import worker_env
+from ..support import (
+    events,
+    isolated_db,
+    payload,
+    read_turn,
+    running_worker,
+    text_of,
+    types_of,
+    user_message,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +83,21 @@ def test_two_async_runs_stream_side_by_side_on_one_gevent_worker(
     assert deltas(b)[0] < deltas(a)[-1] and deltas(a)[0] < deltas(b)[-1]
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork", "solo"])
+def test_async_runs_on_the_other_pools(redis_url: str, pool: str) -> None:
+    with (
+        isolated_db(redis_url, 15) as url,
+        running_worker(worker_env(url), pool=pool, concurrency=2, name=pool),
+    ):
+        r = redis.Redis.from_url(url, decode_responses=True)
+        started = runs.trigger("async-pipes", payload(f"{pool}-a", user_message("hi")))
+        slow = runs.trigger("async-slow", payload(f"{pool}-b", user_message("hi")))
+        assert text_of(read_turn(r, started.run_id, timeout=30)) == "first forgotten last "
+        expected = "".join(f"w{i} " for i in range(15))
+        assert text_of(read_turn(r, slow.run_id, timeout=30)) == expected
+        assert hooks(r, f"{pool}-a", "on_turn_complete")[0]["turn"] == 0
+
+
 @pytest.mark.parametrize("task", ["stop-source", "async-stop-source"])
 def test_nothing_a_source_yields_after_the_stop_is_written(
     worker: object, r: redis.Redis, chat_id: str, task: str
@@ -119,7 +145,9 @@ def test_async_session_turns_complete_capture_and_suspend(
 
 
 def test_async_raw_loop(worker: object, r: redis.Redis, chat_id: str) -> None:
-    started = runs.trigger("async-raw", payload(chat_id, user_message("first")))
+    started = runs.trigger("async-raw", {"chatId": chat_id, "messages": [], "trigger": "preload"})
+    wait_for(lambda: runs.status(started.run_id).status in {"waiting", "running"})
+    runs.send_message(started.run_id, payload(chat_id, user_message("first")))
     turn0 = read_turn(r, started.run_id)
     assert text_of(turn0) == "raw first 0 "
     runs.send_message(started.run_id, payload(chat_id, user_message("second")))
