@@ -116,7 +116,7 @@ def set_turn_timeout(duration: Duration) -> None:
 
 def set_max_duration(duration: Duration | None) -> None:
     """Cap the time this run holds a worker (streaming or warm, over all resumes; suspended
-    time does not count), counted from its start; ``None`` removes the cap. Past it the run's
+    time does not count), counted from its start; ``None`` (or 0) removes the cap. Past it the run's
     ``cancel_signal`` fires and it ends canceled with reason ``max_duration``."""
     seconds = None if duration is None else parse_duration(duration)
     _driver("set_max_duration").set_max_duration(seconds)

@@ -432,4 +432,15 @@ def manual_capped(payload: ChatWirePayload, ctx: Any) -> None:
          "reason": str(ctx.signal.reason)}))
 
 
+@chatworker.task(id="manual-finish-probe")
+def manual_finish_probe(payload: ChatWirePayload, ctx: Any) -> None:
+    def on_finish(event: Any) -> None:
+        store().rpush(f"test:events:{payload.chat_id}", json.dumps({
+            "hook": "stream_text.on_finish", "is_aborted": event.is_aborted,
+            "stopped": chat.is_stopped(), "text": event.text}))
+
+    chat.pipe(stream_text(model=openai("scripted", max_retries=0), messages=payload.messages,
+                          abort_signal=ctx.signal, on_finish=on_finish))
+
+
 from . import async_tasks  # noqa: E402, F401  (more tasks, written with async def)

@@ -97,6 +97,7 @@ class Runner:
         self.ended = False  # a finish or abort part was produced
         self.error: BaseException | None = None
         self._finish_called = False
+        self.finishing = False  # on_finish is running: the run has nothing more to give
         self._ids = 0
         self._source_urls: set[str] = set()
 
@@ -385,7 +386,7 @@ class Runner:
     def _call_on_finish(self) -> None:
         if self.on_finish is None or self._finish_called:
             return
-        self._finish_called = True
+        self._finish_called = self.finishing = True
         last = self.steps[-1] if self.steps else StepResult()
         total = empty_usage()
         for step in self.steps:

@@ -113,7 +113,8 @@ class StreamTextResult:
         self._source = runner.run()
         self._parts: list[dict[str, Any]] = []
         self._done = False
-        self._lock = threading.Lock()
+        # Re-entrant: on_finish runs inside a pull and may read the result (``.text``...).
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- streams
 
@@ -259,7 +260,7 @@ class StreamTextResult:
     def _advance(self) -> bool:
         """Pull one more part from the run (one puller at a time); False once it is over."""
         with self._lock:
-            if self._done:
+            if self._done or self._runner.finishing:  # over, or on_finish is reading it
                 return False
             try:
                 part = next(self._source)

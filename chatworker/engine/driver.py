@@ -328,8 +328,8 @@ class RunDriver:
     def max_duration_seconds(self) -> float | None:
         if self.max_duration_override is not None:
             return self.max_duration_override if self.max_duration_override > 0 else None
-        limit = self.task.max_duration
-        return parse_duration(limit) if limit is not None else None
+        limit = parse_duration(self.task.max_duration) if self.task.max_duration else 0.0
+        return limit if limit > 0 else None  # 0 or None: no cap
 
     def set_max_duration(self, seconds: float | None) -> None:
         """``chat.set_max_duration``: a new cap, counted from the run's start (0 or None: none)."""

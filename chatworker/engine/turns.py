@@ -122,15 +122,18 @@ def pipe_source(scope: TurnScope, source: Any, signal: AbortSignal | None = None
     if signal.aborted:
         return
     chunks = chunks_of(scope, source)
-    try:
-        for chunk in chunks:
-            if signal.aborted:
-                break
-            scope.output.write(chunk)
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    # The turn is current while its source runs and closes, so a stream_text on_finish (run on
+    # the close after a stop) sees chat.is_stopped() at every level, hand-driven ones too.
+    with activate(scope if current_scope.get() is not scope else None):
+        try:
+            for chunk in chunks:
+                if signal.aborted:
+                    break
+                scope.output.write(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 async def pipe_source_async(scope: TurnScope, source: Any, signal: AbortSignal | None) -> None:

@@ -160,3 +160,28 @@ def test_ui_on_finish_tells_an_aborted_stream(
     assert types(seen)[0] == "start-step" and types(seen)[-1] == "abort"
     assert len(ended) == 1 and ended[0].is_aborted is True
     assert [p.text for p in ended[0].response_message.parts if p.type == "text"] == ["partial "]
+
+
+def test_on_finish_may_read_the_result_however_the_run_ends(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    server.on("hello", [Text("partial "), Silence(30)])
+    texts: list[str] = []
+    result = stream_text(model=model, messages=USER, on_finish=lambda e: texts.append(result.text))
+    stream = result.to_ui_message_stream()
+    done = threading.Event()
+
+    def read() -> None:
+        for chunk in stream:
+            if chunk["type"] == "text-delta":
+                break
+        stream.close()
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert done.wait(20), "reading the result inside on_finish hung"
+    assert texts == ["partial "]
+    finished = stream_text(model=model, messages=[{"role": "user", "content": "other"}],
+                           on_finish=lambda e: texts.append(finished.text))
+    finished.consume_stream()
+    assert texts == ["partial ", "Hello! I am a scripted model."]

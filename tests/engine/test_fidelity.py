@@ -58,3 +58,21 @@ def test_stream_text_on_finish_runs_once_on_a_stop_and_sees_it(
     records = wait_for(lambda: len(finished()) == 2 and finished())
     assert records[1] == {"hook": "stream_text.on_finish", "turn": 1, "is_aborted": False,
                           "stopped": False, "text": "all of it", "finish_reason": "stop"}
+
+
+def test_manual_mode_on_finish_sees_the_stop_too(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    # A manual run's ctx.signal is its cancel signal: a stop ends the pipe at the next chunk.
+    full = "partial answer " + " ".join(f"w{i}" for i in range(400))
+    model_server.on(f"long {chat_id}", [Text(full, tokens_per_second=40)])
+    started = runs.trigger("manual-finish-probe",
+                           payload(chat_id, user_message(f"long {chat_id}")))
+    wait_for(lambda: "partial answer" in text_of(runs.read_stream(started.run_id)))
+    runs.stop(started.run_id)
+    entries = read_turn(r, started.run_id)
+    assert "abort" in types_of(entries)
+    record = wait_for(lambda: [e for e in events(r, chat_id)
+                               if e["hook"] == "stream_text.on_finish"])
+    assert [(e["is_aborted"], e["stopped"]) for e in record] == [(True, True)]
+    assert record[0]["text"].startswith("partial answer") and "w399" not in record[0]["text"]
