@@ -76,8 +76,9 @@ def test_preload_initialises_before_the_first_message(
                           payload(chat_id, user_message(f"{chat_id} hi"),
                                   metadata={"userId": user_id}))
         assert text_of(read_turn(r, started.run_id)) == "answer to hi"
-        # on_chat_start saw preloaded=True and returned: the chat was created once.
+        # on_preload ran once; on_chat_start saw preloaded=True and returned: one chat created.
         assert db_ops(r, "chat", chat_id) == ["create"]
+        assert db_ops(r, "chat_session", chat_id) == ["upsert"]
     finally:
         end(started.run_id)
 
