@@ -154,6 +154,6 @@ def _call_on_finish(fn: Callable[[UIMessageStreamFinishEvent], Any], assembler: 
     try:
         result = fn(event)
         if inspect.isawaitable(result):
-            run_sync(result)
+            run_sync(result)  # an async def callback, on the run's loop
     except Exception:
         log.exception("to_ui_message_stream: on_finish callback failed")
