@@ -82,7 +82,9 @@ def ensure_greenlet_local_loops() -> None:
                     saved[origin] = loop
                 else:
                     saved.pop(origin, None)
-                asyncio.events._set_running_loop(saved.get(target))
+                wanted = saved.get(target)
+                if wanted is not loop:  # most switches are between greenlets with no loop
+                    asyncio.events._set_running_loop(wanted)
             if previous is not None:
                 previous(event, args)
 
