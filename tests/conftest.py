@@ -17,6 +17,8 @@ from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  #
 from .support import RedisServer, Worker
 
 SECRET = "test-secret-" + uuid.uuid4().hex
+#: The modules whose tasks the shared worker runs: the test tasks and the seed examples' ports.
+TASKS = "tests.tasks,tests.seeds.tasks"
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +26,9 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     os.environ["CHATWORKER_REDIS_URL"] = server.url
     os.environ["CHATWORKER_SECRET_KEY"] = SECRET
-    os.environ.setdefault("CHATWORKER_TASKS", "tests.tasks")
+    os.environ.setdefault("CHATWORKER_TASKS", TASKS)
     config.reset_redis()
-    load_tasks("tests.tasks")
+    load_tasks(TASKS)
     yield server
     server.stop()
 
@@ -59,7 +61,7 @@ def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
         {
             "CHATWORKER_REDIS_URL": redis_url,
             "CHATWORKER_SECRET_KEY": SECRET,
-            "CHATWORKER_TASKS": "tests.tasks",
+            "CHATWORKER_TASKS": TASKS,
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,13 +1,15 @@
 """Manual mode: ``chatworker.task`` — a plain Celery-backed task that gets the wire payload.
 
-No accumulation, no hooks: ``run(payload, ctx)`` streams with ``chat.pipe``. It is also where
-``chat.create_session`` and the raw primitives live, since they drive the run themselves.
+No accumulation, no hooks: ``run(payload, ctx)`` (or ``run(payload)``, as the seed writes it)
+streams with ``chat.pipe``. It is also where ``chat.create_session`` and the raw primitives live,
+since they drive the run themselves.
 Runs are triggered through the same endpoint and stream like chat tasks. ``retry`` re-runs a
 failed run from its trigger payload; ``queue`` caps concurrency across all workers.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +23,14 @@ from ..signals import AbortSignal
 from .celery_app import CeleryBacked
 from .driver import Input, RunCanceled, Suspended, execute
 from .hand_driven import HandDrivenRun
-from .payload import ChatWirePayload
 from .registry import register
 from .stream_options import normalize_stream_options
 from .turns import activate, call, pipe_source, settle
 
 log = logging.getLogger("chatworker.run")
+
+#: ``run(payload, ctx)``, or ``run(payload)`` when the run needs nothing from its context.
+RunFunction = Callable[..., Any]
 
 
 @dataclass
@@ -48,7 +52,7 @@ class ManualTask(CeleryBacked):
     def __init__(
         self,
         id: str,
-        run: Callable[[ChatWirePayload, ManualContext], Any] | None = None,
+        run: RunFunction | None = None,
         *,
         retry: dict[str, Any] | None = None,
         queue: dict[str, Any] | str | None = None,
@@ -80,7 +84,7 @@ class ManualTask(CeleryBacked):
         register(self)
         self._setup_celery(app)
 
-    def __call__(self, fn: Callable[[ChatWirePayload, ManualContext], Any]) -> ManualTask:
+    def __call__(self, fn: RunFunction) -> ManualTask:
         self.run_fn = fn
         return self
 
@@ -156,13 +160,28 @@ class ManualRun(HandDrivenRun):
         context = ManualContext(self.run_id, self.chat_id, self.local.cancel.signal, number,
                                 self.continuation, self.previous_run_id, self.initial.extra)
         with activate(driver=self):
-            result = call(self.task.run_fn or _missing, self.initial, context)
+            run = self.task.run_fn or _missing
+            args = (self.initial, context) if takes_context(run) else (self.initial,)
+            result = call(run, *args)
             if result is not None and (self.scope is None or self.scope.pipes == 0):
                 pipe_source(self.ensure_scope(), result)
             if self.scope is not None:
                 settle(self.scope)  # pipes async code started and did not await
 
     first_input: Input | None = None
+
+
+def takes_context(fn: Callable[..., Any]) -> bool:
+    """Whether a run function takes ``(payload, ctx)`` or, as the seed's manual example,
+    ``(payload)`` alone."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in positional) >= 2
 
 
 def _missing(payload: Any, ctx: Any) -> Any:
