@@ -18,7 +18,8 @@ successors were trimmed away raises :class:`~chatworker.errors.StreamTrimmed` ra
 silently skipping them. Every ``CHECK_SECONDS`` the reader also checks that the runs of the
 streams it follows still exist: when Redis comes back empty (flushed, or restarted without
 persistence) their subscriptions end as :attr:`~.subscription.Subscription.lost` instead of
-idling until their timeout.
+idling until their timeout; and a run whose turn lost its worker (the owner's lease lapsed
+mid-turn) marks them :attr:`~.subscription.Subscription.stalled` until a worker has it again.
 """
 
 from __future__ import annotations
