@@ -8,6 +8,7 @@ Redis and the scripted model server.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -118,3 +119,25 @@ def test_a_reply_whose_worker_died_says_it_waits_for_one(
         finally:
             context.close()
             rescuer.stop()
+
+
+def test_a_reply_whose_gateway_died_says_it_waits(
+    browser: Browser, redis_url: str, model: ModelServer, tmp_path: Path
+) -> None:
+    """The connection itself is gone (the only gateway killed): the notice comes within seconds,
+    while the transport still tries to reconnect."""
+    with demo_stack(redis_url, 13, model.base_url, tmp_path / "demo.sqlite3") as stack:
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        try:
+            page.goto(stack.url + "/")
+            send(page, "stop me please")
+            wait_words(page, 5)
+            assert stack.gateway.proc is not None
+            os.killpg(stack.gateway.proc.pid, signal.SIGKILL)
+            expect(page.get_by_test_id("stall")).to_have_text(
+                "Waiting for the chat worker…", timeout=20_000
+            )
+        finally:
+            context.close()
