@@ -49,6 +49,7 @@ __all__ = [
     "messages",
     "pipe",
     "pipe_and_capture",
+    "set_max_duration",
     "set_turn_timeout",
     "set_turn_timeout_in_seconds",
     "set_ui_message_stream_options",
@@ -98,6 +99,14 @@ def is_stopped() -> bool:
 def set_turn_timeout(duration: Duration) -> None:
     """How long this run stays suspended waiting for a message, from now on."""
     _driver("set_turn_timeout").turn_timeout_override = parse_duration(duration)
+
+
+def set_max_duration(duration: Duration | None) -> None:
+    """Cap the time this run holds a worker (streaming or warm, over all resumes; suspended
+    time does not count), counted from its start; ``None`` (or 0) removes the cap. Past it the run's
+    ``cancel_signal`` fires and it ends canceled with reason ``max_duration``."""
+    seconds = None if duration is None else parse_duration(duration)
+    _driver("set_max_duration").set_max_duration(seconds)
 
 
 def set_turn_timeout_in_seconds(seconds: float) -> None:

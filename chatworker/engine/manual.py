@@ -56,6 +56,7 @@ class ManualTask(CeleryBacked):
         chat_access_token_ttl: Duration = "1h",
         warm_timeout_in_seconds: float = 30,
         turn_timeout: Duration = "1h",
+        max_duration: Duration | None = None,
         client_data_schema: Any = None,
         app: Celery | None = None,
     ) -> None:
@@ -70,6 +71,9 @@ class ManualTask(CeleryBacked):
         self.warm_timeout_in_seconds = float(warm_timeout_in_seconds)
         self.turn_timeout = turn_timeout
         parse_duration(turn_timeout)
+        self.max_duration = max_duration
+        if max_duration is not None:
+            parse_duration(max_duration)
         self.client_data_schema = client_data_schema
         # Until the run opens a session or waits for messages, it answers its trigger only.
         self.max_turns = 1

@@ -120,15 +120,18 @@ def pipe_source(scope: TurnScope, source: Any, signal: AbortSignal | None = None
     scope.pipes += 1
     signal = signal or scope.signal
     chunks = chunks_of(scope, source)
-    try:
-        for chunk in chunks:
-            scope.output.write(chunk)
-            if signal.aborted:
-                break
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    # The turn is current while its source runs and closes, so a stream_text on_finish (run on
+    # the close after a stop) sees chat.is_stopped() at every level, hand-driven ones too.
+    with activate(scope if current_scope.get() is not scope else None):
+        try:
+            for chunk in chunks:
+                scope.output.write(chunk)
+                if signal.aborted:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 def start_deferred(work: Any) -> Any:
