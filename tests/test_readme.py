@@ -84,23 +84,24 @@ def trigger_token_command() -> str:
 @contextmanager
 def chatworker_dev(cwd: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """``chatworker dev`` in ``cwd`` on free ports, with a user's environment (no key, no
-    secret, no Redis URL: it starts its own Redis and the offline demo model)."""
+    secret, no Redis URL: it starts its own Redis and the offline demo model), its state file
+    in a folder of this test."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("CHATWORKER_", "OPENAI_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["CHATWORKER_DEV_REDIS_PORT"] = str(free_port())
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env["CHATWORKER_STATE_DIR"] = str(cwd / "state")
     port = free_port()
-    log = (cwd / "dev.log").open("wb")
+    log_path = cwd / "dev.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "chatworker.cli", "dev", "--port", str(port),
                              "--no-build"], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not (cwd / ".chatworker" / "dev.json").is_file():
-            assert proc.poll() is None, (cwd / "dev.log").read_text()
-            assert time.monotonic() < deadline, (cwd / "dev.log").read_text()
+        while b"chatworker dev is running" not in log_path.read_bytes():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
         yield port, env
     finally:
