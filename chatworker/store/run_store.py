@@ -147,7 +147,7 @@ class RunStore:
             pipe.hget(keys.run(run_id), "is_streaming")
             pipe.exists(keys.lease(run_id))
         replies = pipe.execute()
-        return [(bool(found), found and streaming == "1" and not leased)
+        return [(bool(found), bool(found and streaming == "1" and not leased))
                 for found, streaming, leased in zip(replies[::3], replies[1::3], replies[2::3],
                                                     strict=True)]
 
