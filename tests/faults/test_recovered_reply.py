@@ -8,11 +8,13 @@ client, and the real AI SDK client over ``DefaultChatTransport``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 import redis
 
 from chatworker import tokens
+from chatworker.cli.terminal import ChatClient
 from chatworker.store import keys
 
 from ..conftest import worker_env
@@ -154,3 +157,31 @@ def test_stock_ai_sdk_client_shows_the_recovered_reply_once(redis_url: str) -> N
                 proc.kill()
         result = json.loads("".join(output).split("RESULT ", 1)[1])
         assert stored_reply(r, chat_id)["id"] == result["messageId"]
+
+
+def test_terminal_client_starts_the_reply_over(redis_url: str, tmp_path: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``chatworker chat``: it says the reply starts over, and keeps the reply once."""
+    monkeypatch.chdir(tmp_path)  # where the client keeps its chats
+    with stack(redis_url) as (r, gateway, doomed, rescuer):
+        out = io.StringIO()
+        client = ChatClient(gateway.url + "/api/chat", "echo",
+                            tokens.create_trigger_token("echo", multiple_use=True),
+                            chat_id="recovered-cli", out=out,
+                            metadata={"words": WORDS, "delay": 0.05})  # fmt: skip
+        client.send("recover")
+        received: list[Any] = []
+        reader = threading.Thread(target=lambda: received.append(client.receive()))
+        reader.start()
+        wait_for(lambda: "w8" in out.getvalue())
+        assert client.run_id is not None
+        take_over(r, client.run_id, doomed, rescuer)
+        reader.join(60)
+        assert received and received[0]["type"] == "__turn_complete", out.getvalue()
+        printed = out.getvalue()
+        assert "the reply starts over" in printed
+        assert printed.split("the reply starts over")[1].count("echo: recover") == 1
+        assert [m["role"] for m in client.history] == ["user", "assistant"]
+        texts = [p["text"].strip() for p in client.history[1]["parts"] if p["type"] == "text"]
+        assert texts == [FULL]
+        assert client.history[1]["id"] == stored_reply(r, "recovered-cli")["id"]
