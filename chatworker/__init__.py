@@ -6,6 +6,9 @@ message chunks into a Redis Stream, waits warm, then suspends until the next mes
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from . import chat, runs
 from .engine.celery_app import configure, create_app
 from .engine.chat_task import ChatTask
@@ -41,3 +44,13 @@ __all__ = [
     "runs",
     "task",
 ]
+
+#: Submodules loaded on first attribute access (``chatworker.flask.chat_blueprint()`` after a
+#: bare ``import chatworker``), so importing the package does not load the HTTP gateway.
+_LAZY_SUBMODULES = frozenset({"flask", "messages", "convert"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,15 @@ from .engine.raw import (
 )
 from .engine.sessions import ChatSession, ChatTurn, create_session
 from .engine.stream_options import normalize_stream_options
-from .engine.turns import TurnScope, current_driver, current_scope, pipe_source, start_deferred
+from .engine.turns import (
+    TurnScope,
+    current_driver,
+    current_scope,
+    now_or_task,
+    pipe_source,
+    pipe_source_async,
+    start_deferred,
+)
 from .protocol.accumulator import MessageAccumulator
 from .protocol.convert import cleanup_aborted_parts
 from .signals import AbortSignal
@@ -49,6 +57,7 @@ __all__ = [
     "messages",
     "pipe",
     "pipe_and_capture",
+    "set_max_duration",
     "set_turn_timeout",
     "set_turn_timeout_in_seconds",
     "set_ui_message_stream_options",
@@ -81,12 +90,17 @@ def _turn_scope(what: str) -> TurnScope:
     return scope
 
 
-def pipe(source: Any, *, signal: AbortSignal | None = None) -> None:
-    """Stream ``source`` (a ``stream_text`` result or an iterable of chunks) to the chat.
+def pipe(source: Any, *, signal: AbortSignal | None = None) -> Any:
+    """Stream ``source`` (a ``stream_text`` result, an iterable or async iterable of chunks) to
+    the chat.
 
-    Works from anywhere inside a run; what it pipes is part of the captured response.
+    Works from anywhere inside a run; what it pipes is part of the captured response. In sync
+    code it pipes now and returns None; in ``async def`` code it returns a task to ``await``
+    (it starts at once, and the turn waits for it even if it is never awaited).
     """
-    pipe_source(_turn_scope("pipe"), source, signal)
+    scope = _turn_scope("pipe")
+    return now_or_task(scope, lambda: pipe_source(scope, source, signal),
+                       lambda: pipe_source_async(scope, source, signal))
 
 
 def is_stopped() -> bool:
@@ -98,6 +112,14 @@ def is_stopped() -> bool:
 def set_turn_timeout(duration: Duration) -> None:
     """How long this run stays suspended waiting for a message, from now on."""
     _driver("set_turn_timeout").turn_timeout_override = parse_duration(duration)
+
+
+def set_max_duration(duration: Duration | None) -> None:
+    """Cap the time this run holds a worker (streaming or warm, over all resumes; suspended
+    time does not count), counted from its start; ``None`` (or 0) removes the cap. Past it the run's
+    ``cancel_signal`` fires and it ends canceled with reason ``max_duration``."""
+    seconds = None if duration is None else parse_duration(duration)
+    _driver("set_max_duration").set_max_duration(seconds)
 
 
 def set_turn_timeout_in_seconds(seconds: float) -> None:

@@ -384,3 +384,63 @@ def llm(ctx: Any) -> Any:
 
 
 _hooks(llm)
+
+
+# -- the seed's examples, ported line by line ----------------------------------------------------
+
+
+@chatworker.task(id="manual-llm")
+def manual_llm(payload: ChatWirePayload, ctx: Any) -> None:
+    # As the seed's manual example: the payload's messages go straight to the model call.
+    chat.pipe(stream_text(model=openai("scripted", max_retries=0), messages=payload.messages,
+                          abort_signal=ctx.signal))
+
+
+@chat.task(id="finish-probe", warm_timeout_in_seconds=5)
+def finish_probe(ctx: Any) -> Any:
+    def on_finish(event: Any) -> None:
+        store().rpush(f"test:events:{ctx.chat_id}", json.dumps({
+            "hook": "stream_text.on_finish", "turn": ctx.turn, "is_aborted": event.is_aborted,
+            "stopped": chat.is_stopped(), "text": event.text,
+            "finish_reason": event.finish_reason}))
+
+    return stream_text(model=openai("scripted", max_retries=0), messages=ctx.messages,
+                       abort_signal=ctx.signal, on_finish=on_finish)
+
+
+# -- max_duration: the time a run may hold a worker -----------------------------------------------
+
+capped = chat.task(id="capped", run=echo_run, client_data_schema=EchoOptions,
+                   warm_timeout_in_seconds=0.3, turn_timeout="60s", max_duration="4s")
+_hooks(capped)
+
+
+@chat.task(id="capped-at-runtime", client_data_schema=EchoOptions, warm_timeout_in_seconds=60)
+def capped_at_runtime(ctx: Any) -> Any:
+    chat.set_max_duration(1.5)
+    return echo_chunks(ctx, reply_text(ctx), 0)
+
+
+@chatworker.task(id="manual-capped", max_duration="1s")
+def manual_capped(payload: ChatWirePayload, ctx: Any) -> None:
+    class Signals:
+        signal = ctx.signal
+
+    chat.pipe(echo_chunks(Signals, " ".join(f"w{i}" for i in range(200)), 0.05))
+    store().rpush(f"test:events:{payload.chat_id}", json.dumps(
+        {"hook": "manual-capped", "cancel_signal": ctx.signal.aborted,
+         "reason": str(ctx.signal.reason)}))
+
+
+@chatworker.task(id="manual-finish-probe")
+def manual_finish_probe(payload: ChatWirePayload, ctx: Any) -> None:
+    def on_finish(event: Any) -> None:
+        store().rpush(f"test:events:{payload.chat_id}", json.dumps({
+            "hook": "stream_text.on_finish", "is_aborted": event.is_aborted,
+            "stopped": chat.is_stopped(), "text": event.text}))
+
+    chat.pipe(stream_text(model=openai("scripted", max_retries=0), messages=payload.messages,
+                          abort_signal=ctx.signal, on_finish=on_finish))
+
+
+from . import async_tasks  # noqa: E402, F401  (more tasks, written with async def)

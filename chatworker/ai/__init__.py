@@ -12,6 +12,7 @@ from .tools import (
     step_count_is,
     tool,
 )
+from .ui_stream import UIMessageStreamFinishEvent
 
 __all__ = [
     "FinishEvent",
@@ -24,6 +25,7 @@ __all__ = [
     "Tool",
     "ToolCallOptions",
     "ToolExecutionError",
+    "UIMessageStreamFinishEvent",
     "default_error_text",
     "openai",
     "step_count_is",

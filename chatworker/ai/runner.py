@@ -6,12 +6,14 @@ It yields UI-message-chunk-shaped parts; error-carrying parts hold the exception
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
 from .call import OPENED, ModelCall
@@ -92,28 +94,48 @@ class Runner:
         self.response_messages: list[dict[str, Any]] = []
         self.finish_reason = "other"
         self.aborted = False
+        self.ended = False  # a finish or abort part was produced
         self.error: BaseException | None = None
+        self._finish_called = False
+        self.finishing = False  # on_finish is running: the run has nothing more to give
         self._ids = 0
         self._source_urls: set[str] = set()
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self) -> Iterator[Part]:
-        """Yield the parts of the whole run: start, steps, then finish or abort."""
-        yield {"type": "start"}
+    def run(self) -> Generator[Part, None, None]:
+        """Yield the parts of the whole run: start, steps, then finish or abort.
+
+        ``on_finish`` is called exactly once, however the run ends: finished, failed, aborted
+        by its signal, or cut short by its consumer closing this generator (an abort too). It
+        runs in the consumer's thread and context, so ``chat.is_stopped()`` works inside it.
+        """
         try:
+            yield {"type": "start"}
             while (yield from self._step()):
                 pass
         except Exception as exc:  # a bug in this module must still end the turn cleanly
             log.exception("stream_text failed unexpectedly")
             self.error = exc
             self.finish_reason = "error"
+            self.ended = True
             yield {"type": "error", "error": exc}
             yield {"type": "finish", "finishReason": "error"}
+        finally:
+            if not self.ended:  # the consumer stopped reading before the end: aborted
+                self.aborted = True
             self._call_on_finish()
 
     def _step(self) -> Generator[Part, None, bool]:
         state = _StepState()
+        try:
+            return (yield from self._run_step(state))
+        except GeneratorExit:  # the consumer stopped reading: keep what this step produced
+            if not any(step is state.result for step in self.steps):
+                self._end_step(state, "other")
+            raise
+
+    def _run_step(self, state: _StepState) -> Generator[Part, None, bool]:
         started = False
         call: ModelCall | None = None
         try:
@@ -348,7 +370,7 @@ class Runner:
         self.finish_reason = finish_reason
 
     def _abort(self, state: _StepState) -> Iterator[Part]:
-        self.aborted = True
+        self.aborted = self.ended = True
         # keep what was produced; tool calls still streaming are dropped
         self._end_step(state, "other")
         reason = self.signal.reason if self.signal is not None else None
@@ -358,12 +380,13 @@ class Runner:
         yield part
 
     def _finish(self) -> Iterator[Part]:
+        self.ended = True
         yield {"type": "finish", "finishReason": self.finish_reason}
-        self._call_on_finish()
 
     def _call_on_finish(self) -> None:
-        if self.on_finish is None:
+        if self.on_finish is None or self._finish_called:
             return
+        self._finish_called = self.finishing = True
         last = self.steps[-1] if self.steps else StepResult()
         total = empty_usage()
         for step in self.steps:
@@ -376,9 +399,16 @@ class Runner:
             steps=list(self.steps),
             response_messages=list(self.response_messages),
             error=self.error,
+            is_aborted=self.aborted,
+            reasoning_text=last.reasoning_text,
+            tool_calls=list(last.tool_calls),
+            tool_results=list(last.tool_results),
+            sources=[source for step in self.steps for source in step.sources],
         )
         try:
-            self.on_finish(event)
+            result = self.on_finish(event)
+            if inspect.isawaitable(result):  # an async def callback, on the run's loop
+                run_sync(result)
         except Exception:
             log.exception("stream_text: on_finish callback failed")
 

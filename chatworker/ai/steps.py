@@ -41,7 +41,13 @@ class StepResult:
 
 @dataclass
 class FinishEvent:
-    """Passed to ``stream_text(on_finish=...)`` once the run ends (not when it is aborted)."""
+    """Passed to ``stream_text(on_finish=...)`` once per call, however the run ends.
+
+    ``is_aborted`` is True when the abort signal (a stop or cancel) or the consumer closing the
+    stream ended it early; then ``text`` and the steps hold what was produced until then and
+    ``finish_reason`` is ``"other"``. The step fields (``text``, ``usage``, ``tool_calls``...)
+    are those of the last step, as in the AI SDK.
+    """
 
     text: str
     finish_reason: str
@@ -50,3 +56,13 @@ class FinishEvent:
     steps: list[StepResult]
     response_messages: list[dict[str, Any]]
     error: BaseException | None = None
+    is_aborted: bool = False
+    reasoning_text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """``{"messages": response_messages}``, the AI SDK's ``response`` field."""
+        return {"messages": list(self.response_messages)}

@@ -7,8 +7,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from chatworker.protocol.messages import UIMessage
 from chatworker.signals import AbortSignal
 
+from .prompt import model_messages
 from .providers import LanguageModel
 from .runner import Runner
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
@@ -20,6 +22,7 @@ from .tools import (
     ToolExecutionError,
     step_count_is,
 )
+from .ui_stream import UIMessageStreamFinishEvent, UIStreamOptions, ui_message_chunks
 from .wire import ModelMessageLike
 
 __all__ = ["StreamTextResult", "default_error_text", "stream_text"]
@@ -58,13 +61,19 @@ def stream_text(
 ) -> StreamTextResult:
     """Stream a model answer, calling tools for up to ``max_steps`` model calls (default 1).
 
+    ``messages`` are AI SDK ModelMessages (``{role, content}``) or UI messages
+    (``{id, role, parts}``, e.g. a manual task's ``payload.messages``), which are converted as
+    ``convert_to_model_messages`` does; a message the model could not read raises ``ValueError``
+    naming it. ``on_finish(event)`` is called once however the run ends; ``event.is_aborted``
+    tells a stop, cancel or early close apart from a finished run.
+
     As in the AI SDK, one step is the default even with tools: pass ``max_steps=n`` or
     ``stop_when=step_count_is(n)`` to let the model answer after its tool results. The model is
     called lazily, when the UI stream (or ``.text`` etc.) is first read. Model and tool failures
     never raise: they become ``error`` / ``tool-output-error`` chunks. ``provider_options``
     ``{"openai": {...}}`` entries are merged into the request body.
     """
-    history: list[ModelMessageLike] = list(messages or [])
+    history: list[ModelMessageLike] = list(model_messages(messages or []))
     if prompt is not None:
         history.append({"role": "user", "content": prompt})
     conditions: list[StopCondition] = []
@@ -104,7 +113,8 @@ class StreamTextResult:
         self._source = runner.run()
         self._parts: list[dict[str, Any]] = []
         self._done = False
-        self._lock = threading.Lock()
+        # Re-entrant: on_finish runs inside a pull and may read the result (``.text``...).
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- streams
 
@@ -117,30 +127,32 @@ class StreamTextResult:
         send_start: bool = True,
         send_finish: bool = True,
         message_metadata: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        original_messages: Sequence[UIMessage | dict[str, Any]] | None = None,
+        generate_message_id: Callable[[], str] | None = None,
+        on_finish: Callable[[UIMessageStreamFinishEvent], Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """AI SDK UI message chunks (JSON-ready dicts, absent optional keys omitted), in order.
 
-        ``on_error(exc)`` gives the ``errorText`` of error chunks (default: a generic message;
-        details go to the ``chatworker.ai`` log). ``message_metadata(chunk)`` is called for the
-        ``start`` and ``finish`` chunks; a non-None result is sent as their ``messageMetadata``.
+        As the AI SDK's ``toUIMessageStream``: ``send_reasoning`` / ``send_sources`` /
+        ``send_start`` / ``send_finish`` drop those chunks; ``on_error(exc)`` gives the
+        ``errorText`` of error chunks (default: a generic message; details go to the
+        ``chatworker.ai`` log); ``message_metadata(part)`` is called for every part, and a
+        non-None result rides on the ``start`` / ``finish`` chunk or follows any other part as a
+        ``message-metadata`` chunk. The response is ``message_id``, else the last of
+        ``original_messages`` when it is an assistant message (the response continues it), else
+        ``generate_message_id()``. ``on_finish(event)`` (a
+        :class:`~chatworker.ai.ui_stream.UIMessageStreamFinishEvent`: ``messages``,
+        ``response_message``, ``is_continuation``, ``is_aborted``, ``finish_reason``) is called
+        once when the stream ends. Closing the stream before its end aborts the run.
         """
-        for part in self._iter_parts():
-            chunk = _to_chunk(
-                part,
-                message_id=message_id,
-                send_reasoning=send_reasoning,
-                send_sources=send_sources,
-                on_error=on_error,
-                send_start=send_start,
-                send_finish=send_finish,
-            )
-            if chunk is None:
-                continue
-            if message_metadata is not None and chunk["type"] in ("start", "finish"):
-                metadata = _call_metadata(message_metadata, chunk)
-                if metadata is not None:
-                    chunk["messageMetadata"] = metadata
-            yield chunk
+        options = UIStreamOptions(
+            message_id=message_id, send_reasoning=send_reasoning, send_sources=send_sources,
+            on_error=on_error, send_start=send_start, send_finish=send_finish,
+            message_metadata=message_metadata, original_messages=original_messages,
+            generate_message_id=generate_message_id, on_finish=on_finish,
+        )
+        return ui_message_chunks(self._iter_parts(), options, default_error_text, self._close)
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -238,10 +250,17 @@ class StreamTextResult:
             elif not self._advance():
                 return
 
+    def _close(self) -> None:
+        """A reader stopped early: end the run here (it counts as aborted; ``on_finish`` runs)."""
+        with self._lock:
+            if not self._done:
+                self._done = True
+                self._source.close()
+
     def _advance(self) -> bool:
         """Pull one more part from the run (one puller at a time); False once it is over."""
         with self._lock:
-            if self._done:
+            if self._done or self._runner.finishing:  # over, or on_finish is reading it
                 return False
             try:
                 part = next(self._source)
@@ -250,49 +269,3 @@ class StreamTextResult:
                 return False
             self._parts.append(part)
             return True
-
-
-def _to_chunk(
-    part: dict[str, Any],
-    *,
-    message_id: str | None,
-    send_reasoning: bool,
-    send_sources: bool,
-    on_error: ErrorHandler | None,
-    send_start: bool,
-    send_finish: bool,
-) -> dict[str, Any] | None:
-    kind = part["type"]
-    if kind == "start":
-        if not send_start:
-            return None
-        return {"type": "start", "messageId": message_id} if message_id else {"type": "start"}
-    if kind == "finish" and not send_finish:
-        return None
-    if kind.startswith("reasoning-") and not send_reasoning:
-        return None
-    if kind == "source-url" and not send_sources:
-        return None
-    chunk = {key: value for key, value in part.items() if key != "error"}
-    if "error" in part:
-        chunk["errorText"] = _error_text(on_error, part["error"])
-    return chunk
-
-
-def _error_text(on_error: ErrorHandler | None, error: BaseException) -> str:
-    if on_error is None:
-        return default_error_text(error)
-    try:
-        text = on_error(error)
-    except Exception:
-        log.exception("on_error callback failed")
-        return default_error_text(error)
-    return text if isinstance(text, str) else str(text)
-
-
-def _call_metadata(fn: Callable[[dict[str, Any]], Any], chunk: dict[str, Any]) -> Any:
-    try:
-        return fn(dict(chunk))
-    except Exception:
-        log.exception("message_metadata callback failed")
-        return None

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
 __all__ = [
@@ -69,7 +67,7 @@ class Tool:
             raise RuntimeError("this tool has no execute function; the client answers it")
         result = self.execute(args, options) if self._wants_options else self.execute(args)
         if inspect.isawaitable(result):
-            result = run_awaitable(result)
+            result = run_sync(result)  # on the run's event loop (see chatworker.loops)
         return result
 
 
@@ -157,45 +155,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     return str(value)
-
-
-def run_awaitable(awaitable: Any) -> Any:
-    """Run a coroutine to completion from sync code, in a fresh event loop.
-
-    When the calling thread already runs a loop, a helper OS thread (gevent's threadpool when
-    gevent is active) runs it instead, since a loop cannot be nested.
-    """
-
-    async def wrapper() -> Any:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wrapper())
-    return _run_in_os_thread(lambda: asyncio.run(wrapper()))
-
-
-def _run_in_os_thread(fn: Callable[[], Any]) -> Any:
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
-        import gevent
-
-        return gevent.get_hub().threadpool.apply(fn)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="chatworker-async-tool", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int:

@@ -4,6 +4,8 @@
   the console script ``chatworker`` calls :func:`main`.
 - :mod:`.terminal`: the terminal chat client behind ``chatworker chat``.
 - :mod:`.dev`: the local stack behind ``chatworker dev`` (Redis, model, worker, gateway).
+- :mod:`.devstate`: the state file through which the other commands find a running
+  ``chatworker dev`` from any folder.
 
 Nothing else in the package imports from here.
 """

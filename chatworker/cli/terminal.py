@@ -15,13 +15,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ..protocol.assemble import MessageAssembler
 from ..protocol.messages import dump
+from .devstate import state_dir
 
-STATE = Path(".chatworker") / "cli-chats.json"
 DIM, RESET = "\033[2m", "\033[0m"
 
 
@@ -204,13 +203,14 @@ class ChatClient:
         chats[self.chat_id] = {"runId": self.run_id, "publicAccessToken": self.run_token,
                                "lastEventId": self.last_event_id, "history": self.history,
                                "task": self.task}
-        STATE.parent.mkdir(parents=True, exist_ok=True)
-        STATE.write_text(json.dumps(chats))
+        folder = state_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / "chats.json").write_text(json.dumps(chats))
 
 
 def _load() -> dict[str, Any]:
     try:
-        state: dict[str, Any] = json.loads(STATE.read_text())
+        state: dict[str, Any] = json.loads((state_dir() / "chats.json").read_text())
         return state
     except (OSError, ValueError):
         return {}

@@ -51,6 +51,7 @@ class CeleryBacked:
     chat_access_token_ttl: Duration
     warm_timeout_in_seconds: float
     turn_timeout: Duration
+    max_duration: Duration | None
     client_data_schema: Any
     ui_message_stream_options: dict[str, Any]
     queue: dict[str, Any]

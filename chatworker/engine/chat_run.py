@@ -31,7 +31,7 @@ from ..types import (
 )
 from .driver import Input, RunCanceled, RunDriver, execute
 from .payload import parse_client_data
-from .turns import activate, call, call_hook, pipe_source, run_deferred
+from .turns import activate, call, call_hook, drop, pipe_source, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -118,9 +118,12 @@ class ChatRun(RunDriver):
                 result = call(self.task.run_fn, context)
                 if result is not None and scope.pipes == 0:
                     pipe_source(scope, result)  # chunks leave here, into the run's stream
+                settle(scope)  # pipes async code started and did not await
             except AbortError:
                 if not scope.signal.aborted:
                     raise
+            finally:
+                drop(scope)  # left running only when the run function failed
         if self.local.cancel.signal.aborted:
             if not self.local.lost:  # the stream may already belong to another worker
                 scope.output.close(stopped=True)

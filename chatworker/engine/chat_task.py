@@ -43,6 +43,7 @@ class ChatTask(CeleryBacked):
         preload_warm_timeout_in_seconds: float | None = None,
         preload_timeout: Duration | None = None,
         chat_access_token_ttl: Duration = "1h",
+        max_duration: Duration | None = None,
         ui_message_stream_options: dict[str, Any] | None = None,
         queue: dict[str, Any] | str | None = None,
         app: Celery | None = None,
@@ -53,6 +54,8 @@ class ChatTask(CeleryBacked):
             raise ValueError("max_turns must be at least 1")
         parse_duration(turn_timeout)  # fail at definition time, not in a run
         parse_duration(chat_access_token_ttl)
+        if max_duration is not None:
+            parse_duration(max_duration)
         if preload_timeout is not None:
             parse_duration(preload_timeout)
         self.id = id
@@ -66,6 +69,7 @@ class ChatTask(CeleryBacked):
         }
         self.warm_timeout_in_seconds = float(warm_timeout_in_seconds)
         self.turn_timeout = turn_timeout
+        self.max_duration = max_duration
         self.max_turns = max_turns
         self.preload_warm_timeout_in_seconds = preload_warm_timeout_in_seconds
         self.preload_timeout = preload_timeout

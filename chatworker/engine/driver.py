@@ -20,6 +20,7 @@ import redis
 from pydantic import ValidationError
 
 from ..config import get_redis, parse_duration
+from ..loops import owned_loop
 from ..protocol.accumulator import MessageAccumulator, derive_id, generate_id
 from ..signals import AbortController, AbortSignal
 from ..store.records import split_item
@@ -29,7 +30,7 @@ from ..tokens import create_run_token
 from ..types import TaskDefinition
 from . import concurrency
 from .capture import TurnOutput
-from .mailbox import LocalRun, get_mailbox
+from .mailbox import MAX_DURATION, LocalRun, get_mailbox
 from .payload import ChatWirePayload
 from .turns import TurnScope, current_driver
 
@@ -69,6 +70,9 @@ class RunDriver:
         self.turn_number = 0
         self.warm_override: float | None = None
         self.turn_timeout_override: float | None = None
+        self.max_duration_override: float | None = None
+        self.used_seconds = 0.0  # time held on workers before this one (from the checkpoint)
+        self.held_since = time.monotonic()
         self.locals: dict[str, Any] = {}
         self.preload_done = False
         self.resumed = False
@@ -96,6 +100,8 @@ class RunDriver:
             self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
             self.warm_override = state.get("warm")
             self.turn_timeout_override = state.get("turn_timeout")
+            self.max_duration_override = state.get("max_duration")
+            self.used_seconds = float(state.get("used", 0.0))
             self.locals = state.get("locals", {})
             self.preload_done = state.get("preload_done", False)
             self.last_turn = state.get("last_turn")
@@ -103,6 +109,7 @@ class RunDriver:
             self.resumed = True
         log.info("run %s: %s on %s", self.run_id, "resumed" if self.resumed else "started",
                  get_mailbox().worker_id)
+        self.arm_max_duration()
         return self.resumed
 
     def checkpoint(self) -> str:
@@ -112,6 +119,8 @@ class RunDriver:
             "ui_messages": self.accumulator.to_state(),
             "warm": self.warm_override,
             "turn_timeout": self.turn_timeout_override,
+            "max_duration": self.max_duration_override,
+            "used": self.held_seconds(),
             "locals": self.locals,
             "preload_done": self.preload_done,
             "last_turn": self.last_turn,
@@ -316,6 +325,35 @@ class RunDriver:
             return self.turn_timeout_override
         return parse_duration(self.task.turn_timeout)
 
+    # -- max_duration: the time a run may hold workers, suspended time not counted --------------
+    def held_seconds(self) -> float:
+        """How long this run has held a worker in all (streaming or warm), over every resume."""
+        return self.used_seconds + (time.monotonic() - self.held_since)
+
+    def max_duration_seconds(self) -> float | None:
+        if self.max_duration_override is not None:
+            return self.max_duration_override if self.max_duration_override > 0 else None
+        limit = parse_duration(self.task.max_duration) if self.task.max_duration else 0.0
+        return limit if limit > 0 else None  # 0 or None: no cap
+
+    def set_max_duration(self, seconds: float | None) -> None:
+        """``chat.set_max_duration``: a new cap, counted from the run's start (0 or None: none)."""
+        self.max_duration_override = 0.0 if seconds is None else seconds
+        self.arm_max_duration()
+
+    def arm_max_duration(self) -> None:
+        """Tell the mailbox when this run's max_duration runs out on this worker; past it, the
+        run's cancel signal fires and it ends canceled with reason ``max_duration``."""
+        limit = self.max_duration_seconds()
+        if limit is None:
+            self.local.deadline = None
+            return
+        remaining = limit - self.held_seconds()
+        self.local.deadline = time.monotonic() + remaining
+        if remaining <= 0 and self.local.cancel.abort(MAX_DURATION):
+            log.info("run %s: max_duration reached; canceling it", self.run_id)
+            self.local.wake.set()
+
     # -- the end ----------------------------------------------------------------------------------
     def end(self, status: str, reason: str) -> None:
         """Finish the run: ``__run_end`` on the stream, lease released, keys set to expire."""
@@ -345,7 +383,8 @@ def execute(task: TaskDefinition, run_id: str, driver_class: type[RunDriver]) ->
     group = concurrency.limit_of(task)
     local.slot = group[0] if group else None
     try:
-        driver_class(task, run_id, local).live()
+        with owned_loop():  # the run's event loop for its async code, closed as the run leaves
+            driver_class(task, run_id, local).live()
     except LeaseLost:
         # Recovery handed the run to another worker while this one could not renew its lease
         # (a stall): every write of ours is refused from then on, so stop here, quietly.

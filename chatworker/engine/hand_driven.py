@@ -16,7 +16,7 @@ from ..tokens import create_run_token
 from ..types import TaskDefinition
 from .driver import Input, RunDriver
 from .mailbox import LocalRun
-from .turns import TurnScope, current_driver, run_deferred
+from .turns import TurnScope, current_driver, drop, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -63,6 +63,7 @@ class HandDrivenRun(RunDriver):
         if self.scope is None and self.pending is None:
             return None
         scope = self.ensure_scope()
+        settle(scope)  # what async code started for the turn ends before the turn does
         stopped = scope.stop.signal.aborted and not self.local.cancel.signal.aborted
         scope.output.close(stopped)
         run_deferred(scope.deferred)
@@ -76,6 +77,8 @@ class HandDrivenRun(RunDriver):
 
     def abandon_turn(self) -> None:
         """After a failure or cancel: close the partial message so no client shows it as final."""
+        if self.scope is not None:
+            drop(self.scope)  # what its async code left running
         if self.scope is not None and not self.scope.output.closed:
             try:
                 self.scope.output.close(stopped=True)

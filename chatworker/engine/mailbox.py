@@ -37,6 +37,8 @@ RECHECK_SECONDS = 10.0
 TRIM_SECONDS = 10.0
 #: How many runs of the index one trim looks at.
 TRIM_BATCH = 500
+#: The cancel reason (and ``__run_end`` reason) of a run that reached its ``max_duration``.
+MAX_DURATION = "max_duration"
 #: A worker whose heartbeat is older than this is dropped from the workers index.
 WORKER_FORGET_SECONDS = 3600.0
 
@@ -55,6 +57,11 @@ class LocalRun:
     lost: bool = False
     slot: str | None = None  # the concurrency-limited queue whose slot this run holds
     last_stop: tuple[str, str] | None = None  # the latest stop notice: (input id, reason)
+    deadline: float | None = None  # monotonic time its max_duration runs out on this worker
+
+    def overdue(self, now: float) -> bool:
+        """Its max_duration ran out (see :meth:`Mailbox.enforce_deadlines`)."""
+        return self.deadline is not None and now >= self.deadline
 
     def on_stop(self, input_id: str, reason: str) -> None:
         stop = self.stop
@@ -171,6 +178,7 @@ class Mailbox:
         while not self._stopping.wait(POLL_SECONDS):
             try:
                 now = time.monotonic()
+                self.enforce_deadlines(now)
                 if now - last_check >= RECHECK_SECONDS:
                     self._check_all()
                     last_check = now
@@ -189,6 +197,14 @@ class Mailbox:
                 last_failure = time.monotonic()
             except Exception:
                 log.exception("mailbox maintenance error")
+
+    def enforce_deadlines(self, now: float) -> None:
+        """Cancel the runs whose ``max_duration`` ran out (checked every second, no Redis): their
+        ``cancel_signal`` fires, and the run ends canceled with reason ``max_duration``."""
+        for local in list(self.runs.values()):
+            if local.overdue(now) and local.cancel.abort(MAX_DURATION):
+                log.info("run %s: max_duration reached; canceling it", local.run_id)
+                local.wake.set()
 
     def _renew(self) -> None:
         runs = list(self.runs.values())

@@ -24,7 +24,7 @@ from .hand_driven import HandDrivenRun
 from .payload import ChatWirePayload
 from .registry import register
 from .stream_options import normalize_stream_options
-from .turns import activate, call, pipe_source
+from .turns import activate, call, pipe_source, settle
 
 log = logging.getLogger("chatworker.run")
 
@@ -56,6 +56,7 @@ class ManualTask(CeleryBacked):
         chat_access_token_ttl: Duration = "1h",
         warm_timeout_in_seconds: float = 30,
         turn_timeout: Duration = "1h",
+        max_duration: Duration | None = None,
         client_data_schema: Any = None,
         app: Celery | None = None,
     ) -> None:
@@ -70,6 +71,9 @@ class ManualTask(CeleryBacked):
         self.warm_timeout_in_seconds = float(warm_timeout_in_seconds)
         self.turn_timeout = turn_timeout
         parse_duration(turn_timeout)
+        self.max_duration = max_duration
+        if max_duration is not None:
+            parse_duration(max_duration)
         self.client_data_schema = client_data_schema
         # Until the run opens a session or waits for messages, it answers its trigger only.
         self.max_turns = 1
@@ -155,6 +159,8 @@ class ManualRun(HandDrivenRun):
             result = call(self.task.run_fn or _missing, self.initial, context)
             if result is not None and (self.scope is None or self.scope.pipes == 0):
                 pipe_source(self.ensure_scope(), result)
+            if self.scope is not None:
+                settle(self.scope)  # pipes async code started and did not await
 
     first_input: Input | None = None
 

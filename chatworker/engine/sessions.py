@@ -10,7 +10,7 @@ before the ``for`` loop runs again on resume and should be idempotent (see docs/
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ..config import Duration, parse_duration
@@ -20,7 +20,14 @@ from ..signals import AbortSignal
 from .driver import Input, Suspended
 from .hand_driven import hand_driven
 from .payload import ChatWirePayload, parse_payload
-from .turns import pipe_source
+from .turns import (
+    now_or_task,
+    pipe_source,
+    pipe_source_async,
+    run_deferred_async,
+    settle,
+    settle_async,
+)
 
 log = logging.getLogger("chatworker.sessions")
 
@@ -61,23 +68,57 @@ class ChatTurn:
         """Whether the user stopped this turn."""
         return self.scope.stop.signal.aborted
 
-    def complete(self, source: Any) -> UIMessage | None:
+    def complete(self, source: Any) -> Any:
         """Pipe ``source``, capture and accumulate the response (cleaned if stopped), write the
-        turn marker; returns the raw response."""
-        pipe_source(self.scope, source)
+        turn marker; returns the raw response (in ``async def`` code: ``await`` it)."""
+
+        def now() -> UIMessage | None:
+            pipe_source(self.scope, source)
+            return self._close()
+
+        async def later() -> UIMessage | None:
+            await pipe_source_async(self.scope, source, None)
+            await self._settle()
+            return self._close()
+
+        return now_or_task(self.scope, now, later)
+
+    def _close(self) -> UIMessage | None:
+        settle(self.scope)
         self.scope.output.close(self.stopped)
         raw = self.scope.output.response
         if raw is not None:
-            self.add_response(cleanup_aborted_parts(raw) if self.stopped else raw)
-        self.done()
+            self._add(cleanup_aborted_parts(raw) if self.stopped else raw)
+        self._done()
         return raw
 
-    def add_response(self, message: UIMessage | dict[str, Any]) -> None:
-        """Add a response to the conversation yourself (with :meth:`done`, instead of complete)."""
-        self.session.driver.accumulator.add_response(message)
+    async def _settle(self) -> None:
+        await settle_async(self.scope)
+        await run_deferred_async(self.scope.deferred)
 
-    def done(self) -> None:
-        """Write the turn marker (after piping yourself with ``chat.pipe_and_capture``)."""
+    def add_response(self, message: UIMessage | dict[str, Any]) -> Any:
+        """Add a response to the conversation yourself (with :meth:`done`, instead of complete);
+        returns it as stored (awaitable in ``async def`` code)."""
+
+        async def later() -> UIMessage:
+            return self._add(message)
+
+        return now_or_task(self.scope, lambda: self._add(message), later)
+
+    def _add(self, message: UIMessage | dict[str, Any]) -> UIMessage:
+        return self.session.driver.accumulator.add_response(message)
+
+    def done(self) -> Any:
+        """Write the turn marker (after piping yourself with ``chat.pipe_and_capture``);
+        awaitable in ``async def`` code."""
+
+        async def later() -> None:
+            await self._settle()
+            self._done()
+
+        return now_or_task(self.scope, self._done, later)
+
+    def _done(self) -> None:
         if not self.finished:
             self.finished = True
             self.session.driver.finish_turn()
@@ -107,10 +148,25 @@ class ChatSession:
     def __iter__(self) -> Iterator[ChatTurn]:
         return self
 
+    def __aiter__(self) -> AsyncIterator[ChatTurn]:
+        """``async for turn in session`` in ``async def`` code: the same turns, awaited."""
+        return self
+
+    async def __anext__(self) -> ChatTurn:
+        current = self.current
+        if current is not None:
+            await current._settle()
+            if not current.finished:
+                current._done()
+        try:
+            return self.__next__()
+        except StopIteration:
+            raise StopAsyncIteration from None
+
     def __next__(self) -> ChatTurn:
         driver = self.driver
         if self.current is not None and not self.current.finished:
-            self.current.done()  # a turn left open is closed, so its client is not left waiting
+            self.current._done()  # a turn left open is closed, so its client is not left waiting
         if driver.turn_number >= self.max_turns:
             driver.end_reason = "max_turns"
             raise StopIteration
@@ -125,7 +181,8 @@ class ChatSession:
                 driver.preload_done = True
             item = driver.next_message(
                 driver.warm_override if driver.warm_override is not None else warm,
-                driver.turn_timeout_override or self.timeout,
+                self.timeout if driver.turn_timeout_override is None
+                else driver.turn_timeout_override,
             )
             if item is None:
                 raise Suspended()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from .convert import (
@@ -19,7 +19,7 @@ from .convert import (
 )
 from .messages import ModelMessage, UIMessage, dump_all, parse_ui_message
 
-__all__ = ["MessageAccumulator", "derive_id", "generate_id"]
+__all__ = ["History", "MessageAccumulator", "StoredMessage", "derive_id", "generate_id"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,45 @@ def _upsert(messages: list[UIMessage], message: UIMessage) -> None:
     messages.append(message)
 
 
+class History(list[ModelMessage]):
+    """The model history :meth:`MessageAccumulator.add_incoming` returns: a plain list of model
+    messages that can also be awaited, so ``await conversation.add_incoming(...)`` reads the
+    same in ``async def`` code. The work is done when the call returns; awaiting gives the
+    list itself at once (it never suspends), and mypy sees a ``list[ModelMessage]`` either way.
+    """
+
+    def __await__(self) -> Generator[Any, None, History]:
+        return self
+        yield  # a generator that finishes at once: awaiting never suspends
+
+
+class StoredMessage(UIMessage):
+    """The response :meth:`MessageAccumulator.add_response` stored: a :class:`UIMessage` that can
+    also be awaited (giving itself at once), so ``await conversation.add_response(...)`` works
+    in ``async def`` code. It compares equal to a plain ``UIMessage`` with the same content.
+    """
+
+    def __await__(self) -> Generator[Any, None, StoredMessage]:
+        return self
+        yield  # a generator that finishes at once: awaiting never suspends
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, UIMessage):
+            return bool(self.__dict__ == other.__dict__
+                        and self.__pydantic_extra__ == other.__pydantic_extra__)
+        return NotImplemented
+
+    @classmethod
+    def of(cls, message: UIMessage) -> StoredMessage:
+        """``message`` as a stored message (its fields shared, not copied)."""
+        if isinstance(message, StoredMessage):
+            return message
+        stored = cls.model_construct(set(message.model_fields_set), **message.__dict__)
+        if message.__pydantic_extra__:
+            stored.__pydantic_extra__ = dict(message.__pydantic_extra__)
+        return stored
+
+
 class MessageAccumulator:
     """Accumulates a chat's UI messages turn by turn and derives the model messages from them.
 
@@ -66,8 +105,9 @@ class MessageAccumulator:
         messages: Iterable[UIMessage | dict[str, Any]],
         trigger: str,
         turn: int,
-    ) -> list[ModelMessage]:
-        """Take a turn's incoming messages and return the whole model history.
+    ) -> History:
+        """Take a turn's incoming messages and return the whole model history (a list that can
+        also be awaited: see :class:`History`).
 
         Turn 0 or a regenerate replaces the history; otherwise messages are upserted by id.
         Assistant messages are cleaned with ``cleanup_aborted_parts`` first.
@@ -89,14 +129,15 @@ class MessageAccumulator:
             for message in cleaned:
                 _upsert(self._ui, message)
                 _upsert(self._new, message)
-        return self.model_messages
+        return History(self.model_messages)
 
-    def add_response(self, message: UIMessage | dict[str, Any]) -> UIMessage:
+    def add_response(self, message: UIMessage | dict[str, Any]) -> StoredMessage:
         """Add the turn's assistant response (upserted by id; an empty id gets a fresh one).
 
-        Returns the message as stored. It is not cleaned: clean a stopped response first.
+        Returns the message as stored (a :class:`UIMessage` that can also be awaited: see
+        :class:`StoredMessage`). It is not cleaned: clean a stopped response first.
         """
-        response = parse_ui_message(message)
+        response = StoredMessage.of(parse_ui_message(message))
         if not response.id:
             response = response.model_copy(update={"id": generate_id()})
         _upsert(self._ui, response)

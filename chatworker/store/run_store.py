@@ -261,6 +261,11 @@ class RunStore:
             self.client.zrem(keys.RUNS, *gone)
         return len(ids), len(gone)
 
+    def workers(self) -> list[str]:
+        """Ids (``host:pid:nonce``) of the worker processes that have beaten, oldest beat first;
+        a dead one stays until forgotten."""
+        return [str(v) for v in self.client.zrange(keys.WORKERS, 0, -1)]
+
     def forget_workers(self, before: float) -> None:
         """Drop workers whose last heartbeat is older than ``before`` (a Unix time)."""
         self.client.zremrangebyscore(keys.WORKERS, "-inf", before)

@@ -250,3 +250,21 @@ def test_ui_messages_returns_a_copy_of_the_list() -> None:
     acc = MessageAccumulator([user("u1", "hi")])
     acc.ui_messages.clear()
     assert ids(acc.ui_messages) == ["u1"]
+
+
+def test_add_incoming_and_add_response_can_be_awaited() -> None:
+    import asyncio
+
+    awaited, plain = MessageAccumulator(), MessageAccumulator()
+
+    async def conversation() -> tuple[Any, Any]:
+        history = await awaited.add_incoming([user("u1", "hi")], "submit-message", 0)
+        stored = await awaited.add_response(reply("a1", "hello"))
+        return history, stored
+
+    history, stored = asyncio.run(conversation())
+    assert history == plain.add_incoming([user("u1", "hi")], "submit-message", 0)
+    assert stored == plain.add_response(reply("a1", "hello"))
+    assert stored == UIMessage.model_validate(reply("a1", "hello"))
+    assert dump_all(awaited.ui_messages) == dump_all(plain.ui_messages)
+    assert awaited.ui_messages[-1] is stored
