@@ -162,7 +162,7 @@ def test_stock_ai_sdk_client_shows_the_recovered_reply_once(redis_url: str) -> N
 def test_terminal_client_starts_the_reply_over(redis_url: str, tmp_path: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """``chatworker chat``: it says the reply starts over, and keeps the reply once."""
-    monkeypatch.chdir(tmp_path)  # where the client keeps its chats
+    monkeypatch.setenv("CHATWORKER_STATE_DIR", str(tmp_path))  # where the client keeps chats
     with stack(redis_url) as (r, gateway, doomed, rescuer):
         out = io.StringIO()
         client = ChatClient(gateway.url + "/api/chat", "echo",
