@@ -38,9 +38,11 @@ from .engine.turns import (
 from .protocol.accumulator import MessageAccumulator
 from .protocol.convert import cleanup_aborted_parts
 from .signals import AbortSignal
+from .store.task_calls import CallClosed
 from .tokens import create_trigger_token
 
 __all__ = [
+    "CallClosed",
     "ChatLocal",
     "ChatSession",
     "ChatTask",

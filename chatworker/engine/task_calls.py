@@ -26,7 +26,7 @@ from ..config import get_redis, lease_seconds
 from ..errors import AbortError
 from ..signals import AbortSignal, any_signal
 from ..store.task_calls import CANCELLED, DONE, TaskCallChannel
-from .task_context import HEADER
+from .task_context import HEADER, TOOL_CALL_HEADER
 from .turns import TurnScope, current_scope
 
 log = logging.getLogger("chatworker.task_tool")
@@ -55,10 +55,9 @@ def run_task_call(call: TaskToolCall, args: Any, options: ToolCallOptions) -> An
     fence = getattr(scope.output.stream, "fence", None)
     channel.open(scope.driver.run_id, fence.token if fence is not None else "", _ttl())
     send = {"queue": call.queue} if call.queue else {}
-    sent = call.task.apply_async(
-        kwargs=call.task_kwargs(args), headers={HEADER: channel.call_id},
-        **send, **call.send_options,
-    )
+    headers = {HEADER: channel.call_id, TOOL_CALL_HEADER: options.tool_call_id}
+    sent = call.task.apply_async(kwargs=call.task_kwargs(args), headers=headers,
+                                 **send, **call.send_options)
     log.info("run %s: tool call %s sent task %s (%s)", scope.driver.run_id,
              options.tool_call_id, sent.id, call.task.name)
     outcome = CANCELLED

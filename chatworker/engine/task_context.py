@@ -27,13 +27,17 @@ log = logging.getLogger("chatworker.task_tool")
 
 #: The Celery message header carrying the call's id.
 HEADER = "chatworker_call"
+#: The Celery message header carrying the model's id of the tool call (``toolCallId``).
+TOOL_CALL_HEADER = "chatworker_tool_call"
 
 
 class TaskCall:
     """The task tool call the running Celery task answers."""
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, call_id: str, tool_call_id: str | None = None) -> None:
         self.call_id = call_id
+        #: The ``toolCallId`` of the call in the chat (to tie progress to its tool part).
+        self.tool_call_id = tool_call_id
         self.channel = TaskCallChannel(get_redis(), call_id)
 
     def write(self, chunk: dict[str, Any]) -> None:
@@ -66,15 +70,15 @@ def current_task_call() -> TaskCall | None:
     if task is None:
         return None
     call_id = _call_id(task.request)
-    return TaskCall(call_id) if call_id else None
+    return TaskCall(call_id, _call_id(task.request, TOOL_CALL_HEADER)) if call_id else None
 
 
-def _call_id(request: Any) -> str | None:
-    value = getattr(request, HEADER, None)
+def _call_id(request: Any, name: str = HEADER) -> str | None:
+    value = getattr(request, name, None)
     if value is None:
         headers = getattr(request, "headers", None)
         if isinstance(headers, dict):
-            value = headers.get(HEADER)
+            value = headers.get(name)
     return str(value) if value else None
 
 
