@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +200,35 @@ def test_two_runs_waiting_on_task_tools_do_not_block_each_other(
 
     # Interleaved: each run's task streamed while the other's was streaming.
     assert at(b[0][0]) < at(a[-1][0]) and at(a[0][0]) < at(b[-1][0])
+
+
+def test_the_demo_report_tool_streams_its_progress_from_the_tools_queue(
+    redis_url: str, model_server: ModelServer, tmp_path: Path
+) -> None:
+    # The demo app as the dev stack runs it: one worker consuming chat and tools, the offline
+    # demo model calling write_report for a report prompt.
+    with (
+        ModelServer(demo=True, demo_tokens_per_second=None) as demo_model,
+        isolated_db(redis_url, 10) as url,
+    ):
+        load_tasks("web.demo_tasks")
+        env = worker_env(url, CHATWORKER_TASKS="web.demo_tasks",
+                         CHATWORKER_DEMO_MODEL_URL=demo_model.base_url,
+                         CHATWORKER_DEMO_DB=str(tmp_path / "demo.sqlite3"),
+                         CHATWORKER_DEMO_REPORT_STEP_SECONDS="0.05")
+        env.pop("OPENAI_API_KEY", None)
+        with running_worker(env, pool="gevent", concurrency=5, name="demo", queues="chat,tools"):
+            r = redis.Redis.from_url(url, decode_responses=True)
+            started = runs.trigger("demo-chat", payload(
+                "demo-report", user_message("Write a report on tide pools, please.")))
+            entries = read_turn(r, started.run_id, timeout=30)
+    call = next(c for _, c in entries if c["type"] == "tool-input-available")
+    assert call["toolName"] == "write_report" and call["input"] == {"topic": "tide pools"}
+    parts = [c for _, c in entries if c["type"] == "data-task-progress"]
+    assert {p["id"] for p in parts} == {call["toolCallId"]}
+    assert [p["data"]["step"] for p in parts] == [1, 2, 3, 4, 5, 5]
+    assert parts[-1]["data"] == {"toolCallId": call["toolCallId"], "tool": "write_report",
+                                 "step": 5, "total": 5, "stage": "Done", "done": True}
+    output = next(c for _, c in entries if c["type"] == "tool-output-available")["output"]
+    assert "tide pools" in output["summary"]
+    assert "report task" in text_of(entries)
