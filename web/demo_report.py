@@ -43,7 +43,7 @@ class ReportArgs(BaseModel):
     topic: str = Field(description="What the report is about, e.g. 'tide pools'.")
 
 
-@get_app().task(name="demo.write_report", ignore_result=True)
+@get_app().task(name="demo.write_report", ignore_result=True)  # type: ignore[untyped-decorator]
 def write_report(topic: str) -> dict[str, Any]:
     """Write a short report on a topic (made-up demo content, a few seconds of work)."""
     call = chat.task_call()
