@@ -1,10 +1,11 @@
 """Carrying out a task tool call from the turn that made it.
 
 The turn opens a call channel in Redis (``chatworker.store.task_calls``), sends the Celery task
-with the call's id in a message header, and waits on the channel: a short blocking read at a
-time, so under gevent the greenlet yields and the worker's other runs go on, and a stop is seen
-within a fraction of a second. Progress chunks the task sends are written into the turn (so
-they reach clients and the captured response); the task's result is the tool's output.
+with the call's id in a message header, and polls the channel: a non-blocking read, then a wait
+on the stop signal for :data:`POLL_SECONDS` (so under gevent the greenlet yields and the
+worker's other runs go on, no pooled Redis connection is held while waiting, and a stop is seen
+at once). Progress chunks the task sends are written into the turn (so they reach clients and
+the captured response); the task's result is the tool's output.
 
 A stop or cancel of the run (or the tool's own abort signal, or its timeout) closes the call, so
 the task's further sends are refused and ``chat.is_stopped()`` turns true inside it, and revokes
@@ -31,8 +32,8 @@ from .turns import TurnScope, current_scope
 
 log = logging.getLogger("chatworker.task_tool")
 
-#: The longest a wait on the call's channel blocks before looking at the stop signal again.
-POLL_MS = 200
+#: How often the waiting turn reads the call's channel (a stop interrupts the wait at once).
+POLL_SECONDS = 0.1
 #: A call's keys outlive the waiting turn by this much when nobody renews them (a dead worker).
 TTL_SECONDS = 60.0
 
@@ -86,7 +87,10 @@ def _wait(call: TaskToolCall, channel: TaskCallChannel, scope: TurnScope,
         if time.monotonic() >= renew_at:
             channel.renew(_ttl())
             renew_at = time.monotonic() + _ttl() / 3
-        for entry_id, entry in channel.read(after, POLL_MS):
+        entries = channel.read(after)
+        if not entries:
+            signal.wait(POLL_SECONDS)
+        for entry_id, entry in entries:
             after = entry_id
             kind = entry.get("kind")
             if kind == "chunk":
