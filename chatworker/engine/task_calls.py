@@ -57,21 +57,41 @@ def run_task_call(call: TaskToolCall, args: Any, options: ToolCallOptions) -> An
     channel.open(scope.driver.run_id, fence.token if fence is not None else "", _ttl())
     send = {"queue": call.queue} if call.queue else {}
     headers = {HEADER: channel.call_id, TOOL_CALL_HEADER: options.tool_call_id}
-    sent = call.task.apply_async(kwargs=call.task_kwargs(args), headers=headers,
-                                 **send, **call.send_options)
-    log.info("run %s: tool call %s sent task %s (%s)", scope.driver.run_id,
-             options.tool_call_id, sent.id, call.task.name)
+    task_id: str | None = None
     outcome = CANCELLED
     try:
-        value = _wait(call, channel, scope, signal)
+        task_id = call.task.apply_async(kwargs=call.task_kwargs(args), headers=headers,
+                                        **send, **call.send_options).id
+        log.info("run %s: tool call %s sent task %s (%s)", scope.driver.run_id,
+                 options.tool_call_id, task_id, call.task.name)
+        try:
+            value = _wait(call, channel, scope, signal)
+        except TaskToolTimeout:
+            raise
+        except TaskToolError:
+            outcome = DONE  # the task answered (with its error): nothing left to revoke
+            raise
         outcome = DONE
         return value
     finally:
+        _end(call, channel, outcome, task_id)
+
+
+def _end(call: TaskToolCall, channel: TaskCallChannel, outcome: str, task_id: str | None) -> None:
+    """Close the call (the task can send nothing more); revoke a task the turn gave up on."""
+    try:
         channel.close(outcome)
-        if outcome == CANCELLED:
-            # Never terminate: the worker process may be running other tasks.
-            call.task.app.control.revoke(sent.id)
-            log.info("run %s: task %s revoked", scope.driver.run_id, sent.id)
+    except Exception:
+        log.exception("task tool call %s: could not close it", channel.call_id)
+    if outcome != CANCELLED or task_id is None:
+        return
+    try:
+        # Never terminate: the worker process may be running other tasks. Revoked, a task
+        # still queued never starts; a running one sees chat.is_stopped() and returns.
+        call.task.app.control.revoke(task_id)
+        log.info("task tool call %s: task %s revoked", channel.call_id, task_id)
+    except Exception:
+        log.exception("task tool call %s: could not revoke task %s", channel.call_id, task_id)
 
 
 def _wait(call: TaskToolCall, channel: TaskCallChannel, scope: TurnScope,
@@ -94,8 +114,9 @@ def _wait(call: TaskToolCall, channel: TaskCallChannel, scope: TurnScope,
             after = entry_id
             kind = entry.get("kind")
             if kind == "chunk":
-                if not signal.aborted:
-                    scope.output.write(entry["chunk"])
+                chunk = entry.get("chunk")
+                if not signal.aborted and _is_data(chunk):
+                    scope.output.write(chunk)
             elif kind == "result":
                 return entry.get("value")
             elif kind == "error":
@@ -103,6 +124,11 @@ def _wait(call: TaskToolCall, channel: TaskCallChannel, scope: TurnScope,
             elif kind == "started":
                 log.info("task %s started on %s (pid %s)", channel.call_id,
                          entry.get("hostname"), entry.get("pid"))
+
+
+def _is_data(chunk: Any) -> bool:
+    kind = chunk.get("type") if isinstance(chunk, dict) else None
+    return isinstance(kind, str) and kind.startswith("data-") and len(kind) > len("data-")
 
 
 def _ttl() -> float:
