@@ -16,7 +16,8 @@ from chatworker.engine.registry import load_tasks
 from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401
 from .support import RedisServer, Worker
 
-SECRET = "test-secret-" + uuid.uuid4().hex
+#: Long enough for every HMAC algorithm a test signs with (HS512 wants 64 bytes or more).
+SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 #: The modules whose tasks the shared worker runs: the test tasks and the seed examples' ports.
 TASKS = "tests.tasks,tests.seeds.tasks"
 

@@ -2,7 +2,8 @@
 
 ``demo_blueprint()`` serves, under ``/api`` by default:
 
-- ``GET /demo/config``: the task id, whether the offline demo model answers, and a trigger token;
+- ``GET /demo/config``: the task id, whether the offline demo model answers, a trigger token,
+  and the seconds between the stream's keep-alives (how long a healthy stream may be silent);
 - ``GET /demo/chats``: the chats, most recent first, each with its session;
 - ``GET /demo/chats/<id>``: one chat's messages and session (404 when unknown);
 - ``DELETE /demo/chats/<id>``: forget a chat and cancel its run.
@@ -19,6 +20,7 @@ from flask import Blueprint, Response, jsonify
 
 from chatworker import chat, runs
 from chatworker.errors import ChatworkerError
+from chatworker.gateway.sse import heartbeat_seconds
 
 from .demo_store import get_store
 from .demo_tasks import DEMO_TASK_ID, model_name, uses_demo_model
@@ -51,6 +53,7 @@ def demo_blueprint(url_prefix: str = "/api", chat_api: str = "/api/chat") -> Blu
                 "model": model_name(),
                 "chatApi": chat_api,
                 "accessToken": token,
+                "heartbeatSeconds": heartbeat_seconds(),
             }
         )
         response.headers["Cache-Control"] = "no-store"

@@ -100,13 +100,35 @@ def demo_chat(ctx: Any) -> StreamTextResult:
     )
 
 
+def _stopped_marks(
+    chat_id: str, messages: list[dict[str, Any]], stopped_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The messages with ``metadata.stopped`` on each reply the user stopped: ``stopped_id``
+    and those already stored so (the run's own history does not carry the mark)."""
+    stored = get_store().get_chat(chat_id)
+    stopped = {m.get("id") for m in (stored.messages if stored else []) if _is_stopped(m)}
+    if stopped_id is not None:
+        stopped.add(stopped_id)
+    for message in messages:
+        if message.get("id") in stopped and message.get("role") == "assistant":
+            metadata = message.get("metadata")
+            message["metadata"] = {**(metadata if isinstance(metadata, dict) else {}),
+                                   "stopped": True}
+    return messages
+
+
+def _is_stopped(message: dict[str, Any]) -> bool:
+    metadata = message.get("metadata")
+    return isinstance(metadata, dict) and metadata.get("stopped") is True
+
+
 @demo_chat.on_turn_start
 def _persist_turn_start(event: Any) -> None:
     # The user's message is saved before the answer starts, with the run's session: a page
     # reloaded mid-reply shows the question and resumes the answer from the run.
     get_store().save_turn(
         event.chat_id,
-        [dump(m) for m in event.ui_messages],
+        _stopped_marks(event.chat_id, [dump(m) for m in event.ui_messages]),
         run_id=event.run_id,
         token=event.chat_access_token,
         last_event_id=None,
@@ -116,10 +138,13 @@ def _persist_turn_start(event: Any) -> None:
 
 @demo_chat.on_turn_complete
 def _persist_turn_complete(event: Any) -> None:
-    # The answer is saved with the marker's id: resuming after it waits for the next turn.
+    # The answer is saved with the marker's id: resuming after it waits for the next turn. A
+    # reply the user stopped is saved marked so (``metadata.stopped``): the page labels it.
+    response = event.response_message
+    stopped_id = response.id if event.stopped and response is not None else None
     get_store().save_turn(
         event.chat_id,
-        [dump(m) for m in event.ui_messages],
+        _stopped_marks(event.chat_id, [dump(m) for m in event.ui_messages], stopped_id),
         run_id=event.run_id,
         token=event.chat_access_token,
         last_event_id=event.last_event_id,

@@ -38,7 +38,7 @@ from .http import (
     release_token,
     spend_token,
 )
-from .sse import SSE_HEADERS, Follow, chunk_type, comment, event
+from .sse import SSE_HEADERS, Follow, chunk_type, comment, event, heartbeat
 from .ui import register_ui_routes
 
 __all__ = ["RUN_LOST", "chat_blueprint", "run_stream_body"]
@@ -67,7 +67,7 @@ def run_stream_body(run_id: str, after: str | None, idle: float) -> Iterator[str
     try:
         for batch in follow:
             if batch is None:
-                yield comment("keep-alive")
+                yield heartbeat(follow)
                 continue
             parts = []
             ended = False

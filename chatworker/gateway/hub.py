@@ -18,7 +18,8 @@ successors were trimmed away raises :class:`~chatworker.errors.StreamTrimmed` ra
 silently skipping them. Every ``CHECK_SECONDS`` the reader also checks that the runs of the
 streams it follows still exist: when Redis comes back empty (flushed, or restarted without
 persistence) their subscriptions end as :attr:`~.subscription.Subscription.lost` instead of
-idling until their timeout.
+idling until their timeout; and a run whose turn lost its worker (the owner's lease lapsed
+mid-turn) marks them :attr:`~.subscription.Subscription.stalled` until a worker has it again.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class _Tracked:
     """A stream the reader follows: its read cursor, current subscribers, and the RESP
     encodings of its key and cursor (so a read of N streams is a join, not N encodes)."""
 
-    __slots__ = ("_cursor", "cursor_bulk", "key", "key_bulk", "run_id", "subscribers")
+    __slots__ = ("_cursor", "cursor_bulk", "key", "key_bulk", "run_id", "stalled", "subscribers")
 
     def __init__(self, key: str, cursor: str) -> None:
         self.key = key
@@ -62,6 +63,8 @@ class _Tracked:
         self.subscribers: set[Subscription] = set()
         #: The run record whose existence the reader checks (a subscriber asked to watch it).
         self.run_id: str | None = None
+        #: The run's turn has no live worker (see :attr:`Subscription.stalled`).
+        self.stalled = False
 
     @property
     def cursor(self) -> str:
@@ -134,6 +137,7 @@ class Hub:
             tracked.subscribers.add(sub)
             if sub.watch_run:
                 tracked.run_id = sub.run_id
+                sub.stalled = tracked.stalled
             cursor = tracked.cursor
         if wake:
             self._changed.set()
@@ -299,19 +303,26 @@ class Hub:
                     self._layout += 1
 
     def _check_runs(self, order: list[_Tracked]) -> None:
-        """End the subscriptions of watched runs whose record is gone from Redis."""
+        """End the subscriptions of watched runs whose record is gone from Redis, and tell them
+        when a run stalls (its turn lost its worker) or goes on."""
         watched = [(t, t.run_id) for t in order if t.run_id is not None]
         if not watched:
             return
         try:
-            found = RunStore(get_redis()).exists([run_id for _, run_id in watched])
+            states = RunStore(get_redis()).follow_states([run_id for _, run_id in watched])
         except redis.RedisError as exc:
             log.debug("SSE hub: could not check the followed runs (%s)", exc)
             return
         lost: list[Subscription] = []
+        changed: list[tuple[Subscription, bool]] = []
         with self._lock:
-            for (tracked, _), exists in zip(watched, found, strict=True):
-                if exists or self._streams.get(tracked.key) is not tracked:
+            for (tracked, _), (exists, stalled) in zip(watched, states, strict=True):
+                if self._streams.get(tracked.key) is not tracked:
+                    continue
+                if exists:
+                    if stalled != tracked.stalled:
+                        tracked.stalled = stalled
+                        changed.extend((sub, stalled) for sub in tracked.subscribers)
                     continue
                 del self._streams[tracked.key]
                 self._layout += 1
@@ -319,6 +330,8 @@ class Hub:
                 tracked.subscribers.clear()
         for sub in lost:
             sub._lose()
+        for sub, stalled in changed:
+            sub._set_stalled(stalled)
         for run_id in sorted({sub.run_id for sub in lost}):
             log.warning("SSE hub: run %s is gone from Redis; ending its streams", run_id)
 

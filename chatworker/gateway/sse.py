@@ -39,6 +39,17 @@ def comment(text: str) -> str:
     return f": {text}\n\n"
 
 
+#: The heartbeat comment while the run goes on (its worker alive, or the run between turns).
+KEEP_ALIVE = "keep-alive"
+#: The heartbeat comment while the run's turn has lost its worker and no other has taken over.
+WAITING = "waiting for a worker"
+
+
+def heartbeat(follow: Follow) -> str:
+    """The heartbeat comment for ``follow``'s run as it stands (see :attr:`Follow.stalled`)."""
+    return comment(WAITING if follow.stalled else KEEP_ALIVE)
+
+
 def event(data: str, entry_id: str | None = None) -> str:
     """One SSE event; multi-line data is split over several ``data:`` lines, as SSE requires."""
     head = f"id: {entry_id}\n" if entry_id else ""
@@ -70,6 +81,9 @@ def parse_chunk(raw: str) -> dict[str, Any]:
 class Follow:
     """Iterate one run's output for a response: entry batches, and ``None`` for a heartbeat.
 
+    A heartbeat also comes at once when :attr:`stalled` changes: the run's turn lost its worker
+    (it died, and no other worker has taken the run over yet), or has one again.
+
     Ends after ``idle_timeout`` seconds without a new entry (``end_reason`` "idle"), when the hub
     drops a slow reader ("dropped"; unless ``resume_on_drop``: it then resubscribes after the
     last entry it gave, losing nothing), on a Redis error ("error"), when entries after the
@@ -95,6 +109,8 @@ class Follow:
         self.resume_on_drop = resume_on_drop
         self.hub = hub or get_hub()
         self.end_reason: str | None = None
+        #: The run's turn has no live worker, as of the last heartbeat.
+        self.stalled = False
         self._sub: Subscription | None = None
 
     def __iter__(self) -> Iterator[list[RawEntry] | None]:
@@ -108,7 +124,8 @@ class Follow:
             if now - last_entry >= self.idle_timeout:
                 self.end_reason = "idle"
                 return
-            if now >= next_beat:
+            if sub.stalled != self.stalled or now >= next_beat:
+                self.stalled = sub.stalled
                 next_beat = now + self.heartbeat
                 yield None
                 continue

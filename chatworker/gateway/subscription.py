@@ -54,6 +54,9 @@ class Subscription:
         self.dropped = False
         #: The run's record vanished from Redis (flushed, or restarted without persistence).
         self.lost = False
+        #: The run's turn has no live worker: its worker died and none has taken it over yet
+        #: (checked by the hub every few seconds, for watched runs).
+        self.stalled = False
         self.closed = False
         self._phase = "catchup"
         self._gap_end = "0-0"
@@ -145,6 +148,12 @@ class Subscription:
         """Called by the hub reader: the run's record is gone from Redis."""
         with self._lock:
             self.lost = True
+            self._ready.set()
+
+    def _set_stalled(self, stalled: bool) -> None:
+        """Called by the hub reader: the run's turn lost its worker, or has one again."""
+        with self._lock:
+            self.stalled = stalled
             self._ready.set()
 
     def close(self) -> None:

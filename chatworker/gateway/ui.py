@@ -34,7 +34,7 @@ from .http import (
     release_token,
     spend_token,
 )
-from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, parse_chunk
+from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, heartbeat, parse_chunk
 
 log = logging.getLogger("chatworker.flask_ui")
 
@@ -69,7 +69,7 @@ def ui_turn_stream(
     try:
         for batch in follow:
             if batch is None:
-                yield comment("keep-alive")
+                yield heartbeat(follow)
                 continue
             parts: list[str] = []
             for _entry_id, raw in batch:

@@ -137,6 +137,20 @@ class RunStore:
             pipe.exists(keys.run(run_id))
         return [bool(found) for found in pipe.execute()]
 
+    def follow_states(self, run_ids: Sequence[str]) -> list[tuple[bool, bool]]:
+        """For each run, in one round trip: whether its record still exists, and whether it is
+        stalled: a turn in flight whose owner's lease has lapsed (its worker died, and no worker
+        has taken the run over yet)."""
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.exists(keys.run(run_id))
+            pipe.hget(keys.run(run_id), "is_streaming")
+            pipe.exists(keys.lease(run_id))
+        replies = pipe.execute()
+        return [(bool(found), bool(found and streaming == "1" and not leased))
+                for found, streaming, leased in zip(replies[::3], replies[1::3], replies[2::3],
+                                                    strict=True)]
+
     # -- owner side: fenced by the lease ---------------------------------------------------
     def claim(self, run_id: str, token: str, owner: str) -> tuple[str, str]:
         """Take the lease of a queued or resuming run: ``("ok", previous status)`` or why not."""

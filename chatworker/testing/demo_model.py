@@ -1,9 +1,10 @@
 """The offline demo model: answers any chat without network or API key, clearly labelled.
 
 It reflects on the last user message, streams at a natural rate, and calls the demo tools
-(``get_weather`` / ``get_time``) when asked about weather or time and the request offers them;
-asked for a report ("write a report on tide pools") it calls ``write_report``, a tool that runs
-as a Celery task when the demo app offers it.
+(``get_weather`` / ``get_time``) when asked about the weather or the time (whole words: a
+"train" is no rain, and "I love the rain" asks nothing) and the request offers them; asked for
+a report ("write a report on tide pools") it calls ``write_report``, a tool that runs as a
+Celery task when the demo app offers it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,20 @@ __all__ = ["DEMO_PREFIX", "demo_reply"]
 
 DEMO_PREFIX = "(offline demo model) "
 
-_WEATHER = re.compile(r"\b(weather|forecast|temperature|rain|sunny)\b", re.IGNORECASE)
-_TIME = re.compile(r"\b(time|clock)\b", re.IGNORECASE)
+#: Words that ask for the weather on their own ("Weather in Oslo").
+_WEATHER = re.compile(r"\b(weather|forecast|temperature)\b", re.IGNORECASE)
+#: Words that ask for it only in a question ("Will it rain in Paris?", not "I love the rain").
+_WEATHER_HINT = re.compile(
+    r"\b(rain|raining|rainy|snow|snowing|snowy|sunny|umbrella|windy)\b", re.IGNORECASE
+)
+_TIME = re.compile(
+    r"\bwhat(?:'s| is)?\s+(?:the\s+)?time\b|\btime\s+(?:is\s+it|now|in|at)\b|\bclock\b",
+    re.IGNORECASE,
+)
+_QUESTION = re.compile(
+    r"\?\s*$|^\s*(?:what|what's|how|is|are|will|does|do|should|can|could|tell me)\b",
+    re.IGNORECASE,
+)
 _REPORT = re.compile(r"\breport\b", re.IGNORECASE)
 _TOPIC = re.compile(r"\b(?:on|about)\s+(.+?)(?:,?\s*please)?[\s.?!]*$", re.IGNORECASE)
 _CITY = re.compile(r"\b(?:in|for|at)\s+([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)")
@@ -55,7 +68,7 @@ def demo_reply(body: dict[str, Any], tokens_per_second: float | None = 30.0) -> 
             ),
             ToolCall("write_report", {"topic": topic}),
         ]
-    if _WEATHER.search(user_text) and "get_weather" in offered:
+    if _asks_weather(user_text) and "get_weather" in offered:
         match = _CITY.search(user_text)
         city = match.group(1) if match else "Berlin"
         return [
@@ -79,6 +92,13 @@ def demo_reply(body: dict[str, Any], tokens_per_second: float | None = 30.0) -> 
         Reasoning(_thought(user_text), tokens_per_second=rate),
         Text(DEMO_PREFIX + _reflection(user_text, offered), tokens_per_second=rate),
     ]
+
+
+def _asks_weather(user_text: str) -> bool:
+    """Whether the message asks about the weather (whole words only: not "train" or "brain")."""
+    if _WEATHER.search(user_text):
+        return True
+    return bool(_WEATHER_HINT.search(user_text) and _QUESTION.search(user_text))
 
 
 def _thought(user_text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import signal
 import time
 
@@ -11,6 +12,7 @@ import redis
 from chatworker import runs
 
 from ..conftest import worker_env
+from ..gateway.conftest_helpers import Gunicorn, gateway_env
 from ..support import (
     Worker,
     events,
@@ -133,3 +135,47 @@ def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_i
             assert types_of(turn1).count("start") == 1
             time.sleep(1)
             assert len(completes_for(r, chat_id)) == 2
+
+
+def read_until(resp: http.client.HTTPResponse, wanted: str, timeout: float) -> list[str]:
+    """SSE lines read until one equals ``wanted`` (AssertionError after ``timeout`` seconds)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = resp.readline().decode().rstrip("\r\n")
+        lines.append(line)
+        if line == wanted:
+            return lines
+    raise AssertionError(f"no {wanted!r} within {timeout}s; got {lines[-20:]}")
+
+
+def test_stream_says_when_a_turn_waits_for_a_worker(redis_url: str, chat_id: str) -> None:
+    """A turn whose only worker died: its stream says so within seconds, long before the next
+    keep-alive tick, and says keep-alive again once a worker has taken the run over."""
+    with isolated_db(redis_url, 6) as url:
+        doomed = Worker(worker_env(url), name="doomed").start()
+        gateway = Gunicorn(gateway_env(url, CHATWORKER_SSE_HEARTBEAT="60"), name="stall").start()
+        try:
+            started = runs.trigger("echo", payload(chat_id, user_message("hello"),
+                                                   metadata={"words": 80, "delay": 0.05}))
+            conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=60)
+            conn.request("GET", f"/api/chat/runs/{started.run_id}/stream",
+                         headers={"Authorization": f"Bearer {started.public_access_token}"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            read_until(resp, ": stream open", 10)
+            wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 20)
+            doomed.stop(signal.SIGKILL)
+            # The lease lapses (3 s) and the gateway's check (every 2 s) notices: well before
+            # the 60 s heartbeat.
+            read_until(resp, ": waiting for a worker", 20)
+            with running_worker(worker_env(url), name="rescuer"):
+                after = read_until(resp, ": keep-alive", 30)
+                assert not any("__turn_complete" in line for line in after)
+                rest = read_until(resp, "", 30)
+                while not any("__turn_complete" in line for line in rest):
+                    rest += read_until(resp, "", 30)
+            conn.close()
+        finally:
+            gateway.stop()
+            doomed.stop(signal.SIGKILL)

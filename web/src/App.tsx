@@ -4,12 +4,13 @@ import type { Chat } from "@ai-sdk/react";
 import type { ChatSession, ChatWorkerTransport } from "@chatworker/transport";
 import { useChatWorkerTransport } from "@chatworker/transport/react";
 import type { UIMessage } from "ai";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { deleteChat, fetchChat, fetchChats, fetchConfig, type ChatSummary, type DemoConfig } from "./api";
 import { chatFor, forgetChat, newChatId } from "./chats";
 import { Conversation } from "./Conversation";
 import { Sidebar } from "./Sidebar";
+import { watchingFetch } from "./stall";
 
 function chatFromUrl(): string | null {
   return new URLSearchParams(window.location.search).get("chat");
@@ -50,9 +51,18 @@ function sessionsOf(chats: ChatSummary[]): Record<string, ChatSession> {
 function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: ChatSummary[] }) {
   const [chats, setChats] = useState(initialChats);
   const [selected, setSelected] = useState(() => chatFromUrl() ?? newChatId());
+  // Chats the server has stored: only those are fetched (a new chat has nothing to fetch yet).
+  const stored = useRef(new Set(initialChats.map((chat) => chat.id)));
   const refresh = useCallback(() => {
     // The worker saves a turn right after its marker: give it a moment before listing.
-    window.setTimeout(() => fetchChats().then(setChats, () => undefined), 300);
+    window.setTimeout(
+      () =>
+        fetchChats().then((list) => {
+          for (const chat of list) stored.current.add(chat.id);
+          setChats(list);
+        }, () => undefined),
+      300,
+    );
   }, []);
   const transport = useChatWorkerTransport({
     task: config.taskId,
@@ -60,6 +70,8 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
     // Asked only to start a run or renew a run's token; fetched fresh each time.
     accessToken: async () => (await fetchConfig()).accessToken,
     sessions: sessionsOf(initialChats),
+    // Watches each reply's stream, so the page can say when it stalls.
+    fetch: watchingFetch(),
   });
 
   useEffect(() => showInUrl(selected), [selected]);
@@ -76,6 +88,7 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
 
   async function remove(id: string): Promise<void> {
     forgetChat(id);
+    stored.current.delete(id);
     await deleteChat(id);
     setChats((list) => list.filter((chat) => chat.id !== id));
     if (id === selected) setSelected(newChatId());
@@ -105,7 +118,9 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
         <ChatPane
           key={selected}
           id={selected}
+          stored={stored.current.has(selected)}
           transport={transport}
+          heartbeatSeconds={config.heartbeatSeconds}
           onSend={(text) => addDraft(selected, text)}
           onFinish={refresh}
         />
@@ -116,16 +131,24 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
 
 interface ChatPaneProps {
   id: string;
+  /** Whether the server has this chat (else it is new: nothing to load). */
+  stored: boolean;
   transport: ChatWorkerTransport;
+  heartbeatSeconds: number;
   onSend: (text: string) => void;
   onFinish: () => void;
 }
 
-function ChatPane({ id, transport, onSend, onFinish }: ChatPaneProps) {
+function ChatPane({ id, stored, transport, heartbeatSeconds, onSend, onFinish }: ChatPaneProps) {
   const [chat, setChat] = useState<Chat<UIMessage> | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
+  const runId = useCallback(() => transport.getSession(id)?.runId, [transport, id]);
 
   useEffect(() => {
+    if (!stored) {
+      setChat(chatFor(id, transport, [], onFinish));
+      return;
+    }
     let current = true;
     fetchChat(id).then(
       (stored) => {
@@ -138,9 +161,9 @@ function ChatPane({ id, transport, onSend, onFinish }: ChatPaneProps) {
     return () => {
       current = false;
     };
-  }, [id, transport, onFinish]);
+  }, [id, stored, transport, onFinish]);
 
   if (problem) return <div className="fatal">{problem}</div>;
   if (!chat) return <div className="loading">Loading chat…</div>;
-  return <Conversation chat={chat} onSend={onSend} />;
+  return <Conversation chat={chat} runId={runId} heartbeatSeconds={heartbeatSeconds} onSend={onSend} />;
 }

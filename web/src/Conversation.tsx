@@ -4,24 +4,36 @@ import { useChat, type Chat } from "@ai-sdk/react";
 import type { UIMessage } from "ai";
 import { useEffect, useRef, useState, type FormEvent } from "react";
 
+import { markStopped } from "./chats";
 import { MessageView } from "./MessageView";
+import { useStalled } from "./stall";
 
 interface ConversationProps {
   chat: Chat<UIMessage>;
+  /** The chat's current run, if it has one. */
+  runId: () => string | undefined;
+  /** Seconds between the gateway's keep-alives (how long a healthy stream may be silent). */
+  heartbeatSeconds: number;
   onSend: (text: string) => void;
 }
 
-export function Conversation({ chat, onSend }: ConversationProps) {
+export function Conversation({ chat, runId, heartbeatSeconds, onSend }: ConversationProps) {
   // `resume`: after a reload (or in a second tab) a reply still being generated is replayed.
   const { messages, status, error, sendMessage, stop, regenerate, clearError } = useChat({ chat, resume: true });
   const [input, setInput] = useState("");
   const bottom = useRef<HTMLDivElement>(null);
   const busy = status === "submitted" || status === "streaming";
   const last = messages[messages.length - 1];
+  const stalled = useStalled(runId, busy, heartbeatSeconds);
 
   useEffect(() => {
     bottom.current?.scrollIntoView({ block: "end" });
   }, [messages]);
+
+  async function stopReply(): Promise<void> {
+    await stop();
+    markStopped(chat);
+  }
 
   function submit(event: FormEvent): void {
     event.preventDefault();
@@ -40,6 +52,11 @@ export function Conversation({ chat, onSend }: ConversationProps) {
           <MessageView key={message.id} message={message} />
         ))}
         {status === "submitted" && <div className="pending">…</div>}
+        {busy && stalled && (
+          <div className="stall" data-testid="stall" role="status">
+            Waiting for the chat worker…
+          </div>
+        )}
         {error && (
           <div className="error" data-testid="error">
             {error.message}{" "}
@@ -52,7 +69,7 @@ export function Conversation({ chat, onSend }: ConversationProps) {
       </div>
       <div className="actions">
         {busy && (
-          <button type="button" data-testid="stop" onClick={() => void stop()}>
+          <button type="button" data-testid="stop" onClick={() => void stopReply()}>
             ■ Stop
           </button>
         )}

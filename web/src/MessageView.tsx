@@ -2,6 +2,8 @@
 
 import type { UIMessage } from "ai";
 
+import { wasStopped } from "./chats";
+
 type Part = UIMessage["parts"][number];
 
 interface ToolPart {
@@ -79,6 +81,11 @@ export function MessageView({ message }: { message: UIMessage }) {
           <PartView key={index} part={part} />
         ))}
       </div>
+      {message.role === "assistant" && wasStopped(message) && (
+        <div className="stopped" data-testid="stopped">
+          stopped
+        </div>
+      )}
     </div>
   );
 }

@@ -9,6 +9,8 @@ export interface DemoConfig {
   model: string;
   chatApi: string;
   accessToken: string;
+  /** Seconds between the gateway's keep-alives on a run's stream. */
+  heartbeatSeconds: number;
 }
 
 export interface ChatSummary {

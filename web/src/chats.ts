@@ -25,6 +25,23 @@ export function chatFor(
   return chat;
 }
 
+/** Whether the user stopped this reply (the label under it; the demo task stores it too). */
+export function wasStopped(message: UIMessage): boolean {
+  const metadata = message.metadata;
+  return typeof metadata === "object" && metadata !== null && (metadata as { stopped?: unknown }).stopped === true;
+}
+
+/**
+ * Mark the chat's last reply as stopped by the user (as the demo task marks it when it saves the
+ * turn, so a reload shows the same).
+ */
+export function markStopped(chat: Chat<UIMessage>): void {
+  const last = chat.messages[chat.messages.length - 1];
+  if (last?.role !== "assistant" || wasStopped(last)) return;
+  const metadata = typeof last.metadata === "object" && last.metadata !== null ? last.metadata : {};
+  chat.messages = [...chat.messages.slice(0, -1), { ...last, metadata: { ...metadata, stopped: true } }];
+}
+
 export function forgetChat(id: string): void {
   const chat = chats.get(id);
   chats.delete(id);
