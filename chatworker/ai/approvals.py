@@ -32,6 +32,7 @@ __all__ = [
     "answer_approvals",
     "answered_approvals",
     "current_tool_journal",
+    "drop_unanswered_requests",
     "execute_call",
     "journal_entry",
     "new_approval_id",
@@ -132,6 +133,33 @@ def answered_approvals(messages: Sequence[Mapping[str, Any]]) -> list[Answer]:
         (approved if is_ok else denied).append(answer)
     approved.sort(key=lambda a: order[a.tool_call_id])
     return [*approved, *denied]
+
+
+def drop_unanswered_requests(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` without the tool calls still waiting for approval when a user message
+    follows them (the user moved on without answering), as the AI SDK's conversion drops them:
+    a model refuses a tool call that has no result."""
+    answered = {p.get("approvalId") for m in messages if m.get("role") == "tool"
+                for p in m.get("content") or [] if p.get("type") == "tool-approval-response"}
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if index > last_user or message.get("role") != "assistant" or not isinstance(content,
+                                                                                    list):
+            out.append(message)
+            continue
+        waiting = {p.get("toolCallId") for p in content
+                   if p.get("type") == "tool-approval-request"
+                   and p.get("approvalId") not in answered}
+        if not waiting:
+            out.append(message)
+            continue
+        kept = [p for p in content if p.get("toolCallId") not in waiting
+                or p.get("type") not in ("tool-call", "tool-approval-request")]
+        if kept:
+            out.append({**message, "content": kept})
+    return out
 
 
 def _output_type(result: Mapping[str, Any]) -> Any:

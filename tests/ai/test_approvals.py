@@ -171,3 +171,17 @@ def test_answers_already_acted_on_are_not_collected_again() -> None:
     unknown = {"type": "tool-approval-response", "approvalId": "zz", "approved": True}
     history[-1]["content"] = [unknown]
     assert answered_approvals(history) == []  # answers no request: ignored
+
+
+def test_a_request_left_unanswered_is_dropped_once_the_user_moves_on(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    server.on("book", call_then_report(ToolCall("book", {"people": 2}, id="c1")))
+    executed: list[int] = []
+    tools = {"book": booking_tool(executed)}
+    message = assistant_of(first_turn(model, tools))
+    later = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "never mind"}]}
+    chunks = ui(stream_text(model=model, messages=[USER, message, later], tools=tools))
+    assert "error" not in types(chunks) and executed == []
+    sent = server.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "user"]  # the unanswered call is left out
