@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from chatworker import runs
+from chatworker.store.run_store import RunStore
 from chatworker.testing import ModelServer, ToolCall, call_then_report
 from chatworker.testing.checks import assert_valid_ui_stream
 
@@ -154,3 +155,15 @@ def test_approval_after_the_run_ended_reaches_a_continuation_run(
     done = wait_for(lambda: completes(r, chat_id)[1:])[0]
     assert done["continuation"] is True
     assert done["response_message"]["parts"][1]["state"] == "output-available"
+
+
+def test_a_turn_ending_in_an_approval_request_can_give_the_run_a_day(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    run_id, user, message, entries = ask(model_server, r, chat_id, task="approvals-long")
+    wait_for(lambda: runs.status(run_id).status == "suspended")
+    assert RunStore(r).checkpoint(run_id)["turn_timeout"] == 86400
+    # ... and the answer still resumes it.
+    runs.send_message(run_id, payload(chat_id, user, answer(message, approved=True)))
+    turn = chunks(read_turn(r, run_id, after=entries[-1][0]))
+    assert text_of([("", c) for c in turn]) == report(chat_id)
