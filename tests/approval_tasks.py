@@ -31,15 +31,9 @@ def book(args: Booking) -> dict[str, Any]:
     return {"table": 7, "people": args.people}
 
 
-def is_large(args: Booking) -> bool:
-    return args.people > 4
-
-
 TOOLS = {
     "book": tool(description="Book a table.", parameters=Booking, execute=book,
                  needs_approval=True),
-    "book_if_large": tool(description="Book a table; large groups need approval.",
-                          parameters=Booking, execute=book, needs_approval=is_large),
 }
 
 

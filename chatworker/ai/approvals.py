@@ -136,11 +136,12 @@ def answered_approvals(messages: Sequence[Mapping[str, Any]]) -> list[Answer]:
 
 
 def drop_unanswered_requests(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` without the tool calls still waiting for approval when a user message
-    follows them (the user moved on without answering), as the AI SDK's conversion drops them:
-    a model refuses a tool call that has no result."""
-    answered = {p.get("approvalId") for m in messages if m.get("role") == "tool"
-                for p in m.get("content") or [] if p.get("type") == "tool-approval-response"}
+    """``messages`` without the tool calls that asked for approval and got no result when a
+    user message follows them (the user moved on without answering, or stopped the turn that
+    was to execute them), as the AI SDK's conversion drops unanswered requests: a model refuses
+    a tool call that has no result."""
+    resolved = {p.get("toolCallId") for m in messages if m.get("role") == "tool"
+                for p in m.get("content") or [] if p.get("type") == "tool-result"}
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
@@ -151,7 +152,7 @@ def drop_unanswered_requests(messages: Sequence[dict[str, Any]]) -> list[dict[st
             continue
         waiting = {p.get("toolCallId") for p in content
                    if p.get("type") == "tool-approval-request"
-                   and p.get("approvalId") not in answered}
+                   and p.get("toolCallId") not in resolved}
         if not waiting:
             out.append(message)
             continue

@@ -185,3 +185,17 @@ def test_a_request_left_unanswered_is_dropped_once_the_user_moves_on(
     assert "error" not in types(chunks) and executed == []
     sent = server.requests[-1]["messages"]
     assert [m["role"] for m in sent] == ["user", "user"]  # the unanswered call is left out
+
+
+def test_an_approved_call_never_executed_is_dropped_once_the_user_moves_on(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    """The turn that was to execute it was stopped first: the call has an answer, no result."""
+    server.on("book", call_then_report(ToolCall("book", {"people": 2}, id="c1")))
+    executed: list[int] = []
+    tools = {"book": booking_tool(executed)}
+    message = answer(assistant_of(first_turn(model, tools)), approved=True)
+    later = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "never mind"}]}
+    chunks = ui(stream_text(model=model, messages=[USER, message, later], tools=tools))
+    assert "error" not in types(chunks) and executed == []
+    assert [m["role"] for m in server.requests[-1]["messages"]] == ["user", "user"]
