@@ -221,16 +221,21 @@ def answer_approvals(
     reason?}``; an approved one yields ``tool-output-available`` (or ``tool-output-error``),
     executed unless the journal already holds its result, and recorded before it is yielded.
     """
+    answers = answered_approvals(messages)
+    denials: list[dict[str, Any]] = []
+    for answer in answers:  # as the AI SDK: the denials stream first
+        if answer.approved:
+            continue
+        yield {"type": "tool-output-denied", "toolCallId": answer.tool_call_id}
+        if not answer.has_result:
+            output: dict[str, Any] = {"type": "execution-denied"}
+            if answer.reason is not None:
+                output["reason"] = answer.reason
+            denials.append({"toolCallId": answer.tool_call_id, "toolName": answer.tool_name,
+                            "output": output})
     results: list[dict[str, Any]] = []
-    for answer in answered_approvals(messages):
-        base = {"toolCallId": answer.tool_call_id, "toolName": answer.tool_name}
+    for answer in answers:
         if not answer.approved:
-            yield {"type": "tool-output-denied", "toolCallId": answer.tool_call_id}
-            if not answer.has_result:
-                output: dict[str, Any] = {"type": "execution-denied"}
-                if answer.reason is not None:
-                    output["reason"] = answer.reason
-                results.append({**base, "output": output})
             continue
         if signal is not None and signal.aborted:
             break
@@ -238,7 +243,7 @@ def answer_approvals(
         if done is not None:
             results.append(done[0])
             yield done[1]
-    return results
+    return [*results, *denials]
 
 
 def _approved(answer: Answer, tools: Mapping[str, Tool], journal: ToolJournal | None,
@@ -266,7 +271,8 @@ def _approved(answer: Answer, tools: Mapping[str, Tool], journal: ToolJournal | 
     result, part = execute_call(spec, call, options)
     if journal is None or (signal is not None and signal.aborted):
         return result, part  # a stopped tool is not recorded: it did not finish
-    kept = journal.record(answer.approval_id, journal_entry(result, part))
-    if kept != journal_entry(result, part):
+    entry = journal_entry(result, part)
+    kept = journal.record(answer.approval_id, entry)
+    if kept != entry:
         return replay_recorded(kept)  # another execution was recorded first
     return result, part

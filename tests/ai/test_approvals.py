@@ -151,7 +151,8 @@ def test_two_approvals_in_one_step_one_approved_one_denied(
     result = stream_text(model=model, messages=[USER, message], tools=tools, max_steps=5)
     chunks = continued(result, message)
     assert executed == [2]
-    assert [c["type"] for c in chunks[1:3]] == ["tool-output-available", "tool-output-denied"]
+    # As the AI SDK: denials stream first, then the approved calls execute.
+    assert [c["type"] for c in chunks[1:3]] == ["tool-output-denied", "tool-output-available"]
     text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
     # The denial's result comes with the answers (converted), the executed one after it.
     assert text == 'Got book: no; book: {"table": 7, "people": 2}'
