@@ -128,6 +128,15 @@ current_steering: contextvars.ContextVar[SteeringSource | None] = contextvars.Co
 )
 
 
+class TurnSteering:
+    """``stream_text``'s default source: the turn's, looked up where the run is consumed (the
+    turn piping it), so it works however the code that called ``stream_text`` was reached."""
+
+    def take(self) -> list[SteeringMessage]:
+        source = current_steering.get()
+        return [] if source is None else list(source.take())
+
+
 #: Finish reasons after which the run never continues for steering (as in the AI SDK).
 _NO_EXTRA_STEP = frozenset({"length", "content-filter", "error"})
 

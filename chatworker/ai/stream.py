@@ -13,7 +13,7 @@ from chatworker.signals import AbortSignal
 from .prompt import model_messages
 from .providers import LanguageModel
 from .runner import Runner
-from .steering import SteeringSource, current_steering
+from .steering import SteeringSource, TurnSteering
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
 from .tools import (
     InvalidToolInputError,
@@ -105,7 +105,7 @@ def stream_text(
         abort_signal=abort_signal,
         settings=settings,
         on_finish=on_finish,
-        steering=current_steering.get() if steering is None else (steering or None),
+        steering=TurnSteering() if steering is None else (steering or None),
     )
     return StreamTextResult(runner)
 
