@@ -165,9 +165,10 @@ class Rule:
 
 class ToolLoop:
     """A reply for a multi-step tool turn, slow enough to send messages into: each model call
-    stays silent for ``pause`` seconds, then calls ``tool`` with ``arguments``, until the
-    request already carries ``calls`` tool results; then it answers :class:`Seen` (which user
-    messages it was shown). Use as ``server.on(match, ToolLoop("lookup", {...}))``."""
+    streams a call of ``tool`` with ``arguments`` at once, then stays silent for ``pause``
+    seconds before finishing, until the request already carries ``calls`` tool results; then
+    it answers :class:`Seen` (which user messages it was shown). Use as
+    ``server.on(match, ToolLoop("lookup", {...}))``."""
 
     def __init__(self, tool: str, arguments: dict[str, Any] | str, *, calls: int = 2,
                  pause: float = 1.0, final: Sequence[Step] = ()) -> None:
@@ -180,8 +181,8 @@ class ToolLoop:
     def __call__(self, body: dict[str, Any]) -> Reply:
         done = sum(1 for m in body.get("messages") or [] if m.get("role") == "tool")
         if done < self.calls:
-            return [Silence(self.pause), ToolCall(self.tool, self.arguments)]
-        return [Silence(self.pause), *self.final, Seen()]
+            return [ToolCall(self.tool, self.arguments), Silence(self.pause)]
+        return [*self.final, Seen()]
 
 
 def _content_text(content: Any) -> str:

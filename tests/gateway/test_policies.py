@@ -4,6 +4,9 @@ say what a message sent mid-reply did; ``reject`` is a 409 ``busy`` with nothing
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from typing import Any
 
@@ -14,12 +17,14 @@ from chatworker import runs, tokens
 from chatworker.store import keys
 from chatworker.testing import ModelServer, Seen, Text, ToolLoop
 
-from ..support import payload, read_until, user_message
+from ..support import ROOT, payload, read_until, user_message
 from .conftest_helpers import Gunicorn, SSEClient, call, live_gateway
 
 __all__ = ["live_gateway"]
 
 pytestmark = pytest.mark.integration
+
+AISDK = ROOT / "tests" / "aisdk"
 
 
 def _chat() -> str:
@@ -116,3 +121,22 @@ def test_ui_reject_is_409_busy_and_nothing_is_queued(
         assert r.hget(keys.run(run_id), "input_seq") == seq and r.llen(keys.inbox(run_id)) == 0
         assert [e.data for e in events][-1] == "[DONE]"
 
+
+
+def test_ai_sdk_clients_steer_into_a_tool_loop_through_ui(
+    live_gateway: Gunicorn, model_server: ModelServer
+) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the AI SDK client test needs Node 20 or later")
+    if not (AISDK / "node_modules" / "ai").is_dir():
+        pytest.fail("tests/aisdk/node_modules is missing: run `npm ci` in tests/aisdk")
+    chat_id = _chat()
+    model_server.on(_for_chat(chat_id), ToolLoop("lookup", {"topic": "tides"}, calls=1, pause=2))
+    env = dict(os.environ)
+    env.update(BASE_URL=live_gateway.url, TASK_ID="policy-steer", CHAT_ID=chat_id,
+               TOKEN=tokens.create_trigger_token("policy-steer", multiple_use=True))
+    proc = subprocess.run([node, "ui_steer.mjs"], cwd=AISDK, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "OK" in proc.stdout, (
+        f"{proc.stdout}{proc.stderr}\n--- gateway log ---\n{live_gateway.log()[-3000:]}")
