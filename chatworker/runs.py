@@ -158,7 +158,7 @@ def send(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> Sent:
                                   or last.role != "user"):
             policy = "queue"
         wire = parsed.to_wire_json()
-        verdict, detail, applied = _store().send(run_id, wire, policy, INTERRUPTED)
+        verdict, detail, applied = _store().deliver(run_id, wire, policy, INTERRUPTED)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if verdict == "missing":

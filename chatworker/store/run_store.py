@@ -86,8 +86,14 @@ class RunStore:
     def forget_idempotency(self, task_id: str, principal: str, key: str) -> None:
         self.client.delete(keys.idempotency(task_id, principal, key))
 
-    def send(self, run_id: str, item: str, policy: str = "queue",
-             stop_reason: str = "interrupted") -> tuple[str, str, str]:
+    def send(self, run_id: str, item: str) -> tuple[str, str]:
+        """Queue ``item`` (a wire payload): ``(verdict, detail)`` — ``ok``/``resume`` with the
+        new input id, ``ended`` with the status, ``full`` with the turn limit, or ``missing``."""
+        verdict, detail, _ = self.deliver(run_id, item)
+        return verdict, detail
+
+    def deliver(self, run_id: str, item: str, policy: str = "queue",
+                stop_reason: str = "interrupted") -> tuple[str, str, str]:
         """Queue ``item`` (a wire payload): ``(verdict, detail, applied policy)``.
 
         ``policy`` (``queue``, ``interrupt``, ``steer``, ``reject``) applies only while a turn
