@@ -33,6 +33,8 @@ from . import concurrency
 from .capture import TurnOutput
 from .mailbox import MAX_DURATION, LocalRun, get_mailbox
 from .payload import ChatWirePayload
+from .policy import can_steer
+from .steering import RunSteering
 from .tool_journal import RunToolJournal
 from .turns import TurnScope, current_driver
 
@@ -296,7 +298,10 @@ class RunDriver:
         signal = AbortSignal.any([self.local.cancel.signal, stop.signal])
         output = TurnOutput(self.stream, message_id, continues)
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
-        return TurnScope(self, item.input_id, output, stop, signal)
+        scope = TurnScope(self, item.input_id, output, stop, signal)
+        if can_steer(self.task):  # messages steered into this turn reach its stream_text
+            scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id)
+        return scope
 
     def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str,
                             *, hook_pending: bool = False) -> str:

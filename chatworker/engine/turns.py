@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..ai.approvals import current_tool_journal
+from ..ai.steering import SteeringSource, current_steering
 from ..loops import run_sync, running_loop
 from ..signals import AbortController, AbortSignal
 from ..types import Driver
@@ -44,6 +45,7 @@ class TurnScope:
     stream_options: dict[str, Any] = field(default_factory=dict)
     deferred: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    steering: SteeringSource | None = None  # messages steered into this turn
 
 
 current_scope: contextvars.ContextVar[TurnScope | None] = contextvars.ContextVar(
@@ -66,6 +68,7 @@ def activate(scope: TurnScope | None = None, driver: Driver | None = None) -> It
             tokens.append((current_tool_journal, current_tool_journal.set(journal)))
     if scope is not None:
         tokens.append((current_scope, current_scope.set(scope)))
+        tokens.append((current_steering, current_steering.set(scope.steering)))
     try:
         yield
     finally:

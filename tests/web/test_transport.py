@@ -20,6 +20,7 @@ import redis
 
 from chatworker import tokens
 from chatworker.store import keys
+from chatworker.testing import ModelServer, Text, ToolLoop
 
 from ..conftest import SECRET, worker_env
 from ..gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env, live_gateway
@@ -61,7 +62,7 @@ def scenario_env(gateway: Gunicorn, setup: dict[str, Any] | None = None) -> dict
         TOKENS=json.dumps(
             {
                 task: tokens.create_trigger_token(task, multiple_use=True)
-                for task in ("echo", "brief")
+                for task in ("echo", "brief", "policy-steer")
             }
         ),
         TOKEN_SECRET=SECRET,
@@ -262,3 +263,15 @@ def test_a_reply_restarted_after_its_worker_died_shows_once(redis_url: str) -> N
         gateway.stop()
         doomed.stop(signal.SIGKILL)
         rescuer.stop()
+def test_steer_from_a_second_tab_and_reject_while_streaming(
+    live_gateway: Gunicorn, r: redis.Redis, model_server: ModelServer
+) -> None:
+    chat_id = "tr-steer-" + uuid.uuid4().hex[:8]
+    model_server.on(f"tell {chat_id}", [Text("a reply taking its time", tokens_per_second=4)])
+    model_server.on(lambda body: chat_id in str(body),
+                    ToolLoop("lookup", {"topic": "tides"}, calls=1, pause=2))
+    result = run_scenario(live_gateway, "steer", {"chatId": chat_id})
+    completes = hook_events(r, chat_id, "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
+    assert {e["run_id"] for e in completes} == {result["runId"]}
+    assert len(hook_events(r, chat_id, "on_chat_start")) == 1

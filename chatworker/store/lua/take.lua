@@ -11,5 +11,9 @@ if input_id ~= 'i0' then start['inputId'] = input_id end
 local id = xadd(KEYS[4], ARGV[2], cjson.encode(start))
 redis.call('HSET', KEYS[1], 'status', 'running', 'is_streaming', '1', 'turn', ARGV[1],
   'current_input', input_id, 'turn_start_id', id, 'updated_at', now_ms())
+-- A message sent to steer a turn that ended before taking it is answered as a turn of its own.
+if redis.call('HEXISTS', KEYS[1], 'steer:' .. input_id) == 1 then
+  redis.call('HSET', KEYS[1], 'steer:' .. input_id, 'turn')
+end
 local stopped = redis.call('HGET', KEYS[1], 'stop:' .. input_id) or ''
 return {item, stopped}

@@ -20,4 +20,5 @@ export type {
   SessionChangeCallback,
   TurnCompleteChunk,
   TurnStartChunk,
+  WhileStreaming,
 } from "./types.js";
