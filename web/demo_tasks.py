@@ -1,4 +1,4 @@
-"""The demo chat task ``demo-chat``: a model with two demo tools, persisted in SQLite.
+"""The demo chat task ``demo-chat``: a model with the demo tools, persisted in SQLite.
 
 Load it with ``CHATWORKER_TASKS=web.demo_tasks`` (worker and gateway). The model is
 ``openai(CHATWORKER_MODEL or "gpt-4o-mini")`` when ``OPENAI_API_KEY`` is set; otherwise the
@@ -34,7 +34,9 @@ OFFLINE_MODEL_ID = "chatworker-offline-demo"
 
 SYSTEM = (
     "You are the chatworker demo assistant: friendly and brief. You can look up the weather "
-    "(get_weather) and the time (get_time); say that their data is for demonstration only."
+    "(get_weather) and the time (get_time), and book a table at a restaurant (book_table: the "
+    "user approves each booking first, and nothing is really booked); say that their data is "
+    "for demonstration only."
 )
 
 

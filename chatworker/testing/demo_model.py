@@ -2,7 +2,9 @@
 
 It reflects on the last user message, streams at a natural rate, and calls the demo tools
 (``get_weather`` / ``get_time``) when asked about the weather or the time (whole words: a
-"train" is no rain, and "I love the rain" asks nothing) and the request offers them.
+"train" is no rain, and "I love the rain" asks nothing) and the request offers them; asked to
+book a table, it calls ``book_table`` (which waits for the user's approval) and then says what
+came of it: the booking, or that the user denied it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from .demo_booking import booking_request, describe_booking
 from .script import Reasoning, Step, Text, ToolCall, last_user_text
 
 __all__ = ["DEMO_PREFIX", "demo_reply"]
@@ -54,6 +57,16 @@ def demo_reply(body: dict[str, Any], tokens_per_second: float | None = 30.0) -> 
             Text(text, tokens_per_second=rate),
         ]
     user_text = last_user_text(body)
+    booking = booking_request(user_text) if "book_table" in offered else None
+    if booking is not None:
+        return [
+            Reasoning(
+                f"The user wants a table at {booking['restaurant']}; I will call book_table, "
+                "which asks for their approval first.",
+                tokens_per_second=rate,
+            ),
+            ToolCall("book_table", booking),
+        ]
     if _asks_weather(user_text) and "get_weather" in offered:
         match = _CITY.search(user_text)
         city = match.group(1) if match else "Berlin"
@@ -129,6 +142,8 @@ def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
 
 def _describe(name: str, message: dict[str, Any]) -> str:
     content = message.get("content")
+    if name == "book_table":
+        return describe_booking(content)
     raw = content if isinstance(content, str) else json.dumps(content)
     try:
         data = json.loads(raw)

@@ -1,0 +1,138 @@
+"""The demo page's tool approvals in a real browser (headless Chromium through Playwright).
+
+The demo stack is real (a celery worker running ``web.demo_tasks``, a gunicorn gateway, Redis),
+with the offline demo model, which calls ``book_table`` (it needs the user's approval) for "book
+a table". The page shows the request with Approve / Deny; Approve runs the tool once and the
+answer continues the same bubble; Deny shows the denial; both also after a reload while the
+request waits. Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chatworker.testing import ModelServer
+
+from .browser_support import DemoStack, demo_stack
+from .test_browser import browser, chat_id_of, send, shot, wait_run_idle
+
+__all__ = ["browser"]
+
+try:
+    from playwright.sync_api import Browser, Page, expect
+except ImportError:  # pragma: no cover - depends on the machine
+    pass
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ModelServer]:
+    server = ModelServer(port=0, demo=True, demo_tokens_per_second=200).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(
+    redis_url: str, model: ModelServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoStack]:
+    path = tmp_path_factory.mktemp("approvals-page") / "demo.sqlite3"
+    with demo_stack(redis_url, 14, model.base_url, path) as stack:
+        yield stack
+    assert "Traceback" not in stack.gateway.log(), stack.logs()
+
+
+@pytest.fixture
+def page(browser: Browser, demo: DemoStack) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(demo.url + "/")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def reply(page: Page) -> Any:
+    """The (only) assistant message."""
+    replies = page.locator("[data-testid=message][data-role=assistant]")
+    expect(replies).to_have_count(1)
+    return replies.first
+
+
+def booking_parts(stored: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for m in stored["messages"] for p in m["parts"] if p["type"] == "tool-book_table"]
+
+
+def test_the_empty_chat_names_the_prompts(page: Page) -> None:
+    hints = page.get_by_test_id("hints")
+    expect(hints).to_contain_text("Book a table for 2 at Luigi's at 8pm")
+    expect(hints).to_contain_text("Approve or Deny")
+
+
+def test_approve_runs_the_tool_and_continues_the_same_bubble(
+    page: Page, demo: DemoStack
+) -> None:
+    send(page, "Book a table for 2 at Luigi's at 8pm")
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    expect(tool).to_have_attribute("data-tool", "book_table")
+    expect(tool.get_by_test_id("tool-input")).to_contain_text('"restaurant": "Luigi\'s"')
+    expect(page.get_by_test_id("conversation")).to_have_attribute("data-status", "ready")
+    bubble = reply(page).get_attribute("data-id")
+    expect(tool.get_by_test_id("tool-output")).to_have_count(0)
+    shot(page, "20-approval-requested")
+    tool.get_by_test_id("approve").click()
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(tool.get_by_test_id("tool-output")).to_contain_text('"booked": true')
+    expect(tool.get_by_test_id("approval-outcome")).to_have_text("Approved.")
+    expect(reply(page).get_by_test_id("text").last).to_contain_text(
+        "Done: a table for 2 at Luigi's at 8pm, confirmation DEMO-"
+    )
+    assert reply(page).get_attribute("data-id") == bubble, "the answer is a new bubble"
+    shot(page, "21-approved")
+    stored = wait_run_idle(demo, chat_id_of(page))
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    [part] = booking_parts(stored)
+    assert part["state"] == "output-available"
+
+
+def test_deny_after_a_reload_while_waiting(page: Page, demo: DemoStack) -> None:
+    send(page, "Please book a table for four at Chez Anna")
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    wait_run_idle(demo, chat_id_of(page))
+    page.reload()
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    expect(tool.get_by_test_id("approve")).to_be_enabled()
+    tool.get_by_test_id("deny").click()
+    expect(tool).to_have_attribute("data-state", "output-denied")
+    expect(tool.get_by_test_id("approval-outcome")).to_contain_text("Denied")
+    expect(tool.get_by_test_id("tool-output")).to_have_count(0)
+    expect(reply(page).get_by_test_id("text").last).to_contain_text(
+        "You did not approve the booking, so I did not book the table."
+    )
+    shot(page, "22-denied-after-reload")
+    stored = wait_run_idle(demo, chat_id_of(page))
+    [part] = booking_parts(stored)
+    assert part["state"] == "output-denied"
+
+
+def test_approve_after_a_reload_while_waiting(page: Page, demo: DemoStack) -> None:
+    send(page, "Book a table at Nonna Rosa for 3 at 7pm")
+    expect(page.get_by_test_id("tool")).to_have_attribute("data-state", "approval-requested")
+    wait_run_idle(demo, chat_id_of(page))
+    page.reload()
+    tool = page.get_by_test_id("tool")
+    tool.get_by_test_id("approve").click()
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(reply(page).get_by_test_id("text").last).to_contain_text(
+        "Done: a table for 3 at Nonna Rosa at 7pm"
+    )
