@@ -12,6 +12,7 @@ from .script import (
     Text,
     ToolCall,
     Usage,
+    call_then_report,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "Text",
     "ToolCall",
     "Usage",
+    "call_then_report",
 ]

@@ -461,3 +461,26 @@ def test_strip_provider_metadata_removes_only_openai_item_id() -> None:
     original = dump(message)
     assert original["parts"][0]["providerMetadata"]["openai"]["itemId"] == "msg_1"
     assert original["parts"][2]["callProviderMetadata"] == {"openai": {"itemId": "fc_1"}}
+
+
+def test_denied_answer_not_yet_acted_on_gives_an_execution_denied_result() -> None:
+    result = convert(
+        assistant(
+            {
+                "type": "tool-delete",
+                "toolCallId": "c1",
+                "state": "approval-responded",
+                "input": {"path": "/"},
+                "approval": {"id": "ap1", "approved": False, "reason": "Too dangerous"},
+            }
+        )
+    )
+    assert result[1] == {
+        "role": "tool",
+        "content": [
+            {"type": "tool-approval-response", "approvalId": "ap1", "approved": False,
+             "reason": "Too dangerous"},
+            {"type": "tool-result", "toolCallId": "c1", "toolName": "delete",
+             "output": {"type": "execution-denied", "reason": "Too dangerous"}},
+        ],
+    }
