@@ -94,7 +94,8 @@ class ChatRun(RunDriver):
         client_data = parse_client_data(self.task, payload.metadata)
         self.accumulator.add_incoming(payload.messages, payload.trigger, number)
         token = create_run_token(self.run_id, self.task.chat_access_token_ttl)
-        scope = self.open_turn(item, self.response_id(payload))
+        response_id = self.response_id(payload)
+        scope = self.open_turn(item, response_id, self.continued(response_id))
         context = ChatRunContext(
             messages=self.accumulator.model_messages, ui_messages=self.accumulator.ui_messages,
             chat_id=self.chat_id, run_id=self.run_id, turn=number, trigger=payload.trigger,
@@ -187,6 +188,14 @@ class ChatRun(RunDriver):
             messages=self.accumulator.model_messages, ui_messages=self.accumulator.ui_messages,
             **fields,
         )
+
+    def continued(self, response_id: str) -> UIMessage | None:
+        """The assistant message this turn's response continues (as the history holds it)."""
+        ui = self.accumulator.ui_messages
+        last = ui[-1] if ui else None
+        if last is not None and last.role == "assistant" and last.id == response_id:
+            return last
+        return None
 
     def response_id(self, payload: ChatWirePayload) -> str:
         """The response continues the last message when that is the assistant's (tool results)."""

@@ -99,6 +99,12 @@ def chat_run(task_id: str, chat_id: str) -> str:
     return f"{PREFIX}:chat:{task_id}:{chat_id}"
 
 
+def tool_outputs(task_id: str, chat_id: str) -> str:
+    """Hash: approval id → the recorded result of that approved tool call, for one chat of a
+    task (kept across its runs, so that no approved call executes twice)."""
+    return f"{PREFIX}:chat:{task_id}:{chat_id}:tools"
+
+
 #: Hash: concurrency-limited queue name → its limit.
 QUEUES = f"{PREFIX}:queues"
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from chatworker.ai import UIMessageStreamFinishEvent, stream_text, tool
 from chatworker.ai.approvals import answered_approvals
 from chatworker.ai.providers import OpenAIChatModel
-from chatworker.protocol.assemble import MessageAssembler
 from chatworker.protocol.messages import dump
 from chatworker.testing import ModelServer, ToolCall, call_then_report
 from chatworker.testing.checks import assert_valid_ui_stream
 
+from ..approval_support import answer, assistant_of
 from .helpers import types, ui
 
 USER = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "book a table for 2"}]}
@@ -34,30 +34,6 @@ def booking_tool(executed: list[int], needs_approval: Any = True) -> Any:
 
     return tool(description="Book a table.", parameters=Booking, execute=execute,
                 needs_approval=needs_approval)
-
-
-def assistant_of(chunks: list[dict[str, Any]], previous: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    """The assistant message a client builds from ``chunks`` (continuing ``previous``)."""
-    assembler = MessageAssembler("a1", previous=previous)
-    for chunk in chunks:
-        assembler.feed(chunk)
-    return dump(assembler.message)
-
-
-def answer(message: dict[str, Any], approved: bool, reason: str | None = None,
-           call_id: str | None = None) -> dict[str, Any]:
-    """What ``addToolApprovalResponse`` does to the message: the part becomes
-    ``approval-responded`` with ``approval: {id, approved, reason?}``."""
-    parts = []
-    for part in message["parts"]:
-        if part.get("state") == "approval-requested" and call_id in (None, part["toolCallId"]):
-            approval = {**part["approval"], "approved": approved}
-            if reason is not None:
-                approval["reason"] = reason
-            part = {**part, "state": "approval-responded", "approval": approval}
-        parts.append(part)
-    return {**message, "parts": parts}
 
 
 def continued(result: Any, message: dict[str, Any], **options: Any) -> list[dict[str, Any]]:
