@@ -3,6 +3,7 @@
 from .providers import LanguageModel, OpenAIChatModel, openai
 from .steps import FinishEvent, StepResult
 from .stream import StreamTextResult, default_error_text, stream_text
+from .task_tool import TaskToolCall, task_tool
 from .tools import (
     InvalidToolInputError,
     NoSuchToolError,
@@ -22,6 +23,7 @@ __all__ = [
     "OpenAIChatModel",
     "StepResult",
     "StreamTextResult",
+    "TaskToolCall",
     "Tool",
     "ToolCallOptions",
     "ToolExecutionError",
@@ -30,5 +32,6 @@ __all__ = [
     "openai",
     "step_count_is",
     "stream_text",
+    "task_tool",
     "tool",
 ]

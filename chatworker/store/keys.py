@@ -112,3 +112,14 @@ QUEUES = f"{PREFIX}:queues"
 def queue_kick(name: str) -> str:
     """String with a short TTL: debounces re-enqueueing the head of a queue's waiting line."""
     return f"{PREFIX}:queue:{name}:kick"
+
+
+def task_call(call_id: str) -> str:
+    """Hash with TTL: one task tool call: its run, the run's lease token, its state
+    (``open`` while the turn waits for it, then ``done`` or ``cancelled``)."""
+    return f"{PREFIX}:call:{call_id}"
+
+
+def task_call_output(call_id: str) -> str:
+    """Stream with TTL: what a task tool call's task sent back: progress chunks, its result."""
+    return f"{PREFIX}:call:{call_id}:out"
