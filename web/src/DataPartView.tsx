@@ -4,7 +4,7 @@
  *
  * Progress is read from the part's data by common names: a fraction or percentage (`progress`,
  * `percent`), or a count (`done` / `completed` / `current` / `step` of `total` / `steps`), and a
- * line of text (`message`, `label`, `status`, `stage`, `text`).
+ * line of text (`message`, `label`, `status`, `stage`, `text`); `tool` names it.
  */
 
 interface DataPart {
@@ -53,14 +53,15 @@ function countOf(fields: Fields): string | undefined {
 }
 
 export function DataPartView({ part }: { part: DataPart }) {
-  const name = part.type.slice("data-".length);
   const data = part.data;
   const fields = typeof data === "object" && data !== null && !Array.isArray(data) ? (data as Fields) : undefined;
+  // Named after the tool that reports it (`tool`), else the part's own name.
+  const name = (fields && textOf(fields, ["tool", "name"])) ?? part.type.slice("data-".length);
   const fraction = fields ? fractionOf(fields) : undefined;
   const label = fields ? textOf(fields, ["message", "label", "status", "stage", "text"]) : undefined;
   if (fraction === undefined && label === undefined) {
     return (
-      <pre className="data" data-testid="data-part" data-name={name}>
+      <pre className="data" data-testid="data-part" data-name={part.type.slice("data-".length)}>
         {json(data)}
       </pre>
     );
@@ -68,7 +69,8 @@ export function DataPartView({ part }: { part: DataPart }) {
   const percent = fraction === undefined ? undefined : Math.round(fraction * 100);
   const count = fields ? countOf(fields) : undefined;
   return (
-    <div className={`progress-part${percent === 100 ? " complete" : ""}`} data-testid="data-part" data-name={name}
+    <div className={`progress-part${percent === 100 ? " complete" : ""}`} data-testid="data-part"
+      data-name={part.type.slice("data-".length)}
       data-percent={percent}>
       <div className="progress-head">
         <span className="progress-name">{name}</span>

@@ -3,6 +3,7 @@
 const EXAMPLES: { prompt: string; what: string }[] = [
   { prompt: "What's the weather in Paris?", what: "calls a tool" },
   { prompt: "Book a table for 2 at Luigi's at 8pm", what: "asks your approval first: Approve or Deny" },
+  { prompt: "Write a report on tide pools", what: "a tool that runs as a Celery task, showing its progress" },
 ];
 
 export function EmptyChat() {
