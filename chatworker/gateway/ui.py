@@ -25,6 +25,7 @@ from ..engine.payload import ChatWirePayload, parse_payload
 from ..errors import RunEnded, RunNotFound
 from ..store import streams
 from ..store.entry_ids import previous_id
+from .continued import ContinuedStart
 from .http import (
     ApiError,
     Gateway,
@@ -59,13 +60,16 @@ def _error_chunk(text: str) -> str:
 
 
 def ui_turn_stream(
-    run_id: str, after: str | None, input_id: str | None, idle: float
+    run_id: str, after: str | None, input_id: str | None, idle: float, replay: bool = False
 ) -> Iterator[str]:
     """One turn as a UI message stream: from the ``__turn_start`` answering ``input_id`` (the
-    first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped."""
+    first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped.
+    A ``replay`` (a reconnect) leaves out the ``start`` of a turn that continues a message
+    (see :mod:`.continued`)."""
     yield comment("stream open")
     follow = Follow(run_id, after, idle_timeout=idle, resume_on_drop=True)
     in_turn = False
+    continued = ContinuedStart() if replay else None
     try:
         for batch in follow:
             if batch is None:
@@ -77,8 +81,11 @@ def ui_turn_stream(
                 kind = control.get("type", "")
                 if not (isinstance(kind, str) and kind.startswith("__")):
                     if in_turn:
-                        parts.append(event(raw))
+                        chunks = continued.chunk(raw) if continued else [raw]
+                        parts.extend(event(chunk) for chunk in chunks)
                     continue
+                if in_turn and continued and kind in ("__run_end", "__turn_complete"):
+                    parts.extend(event(chunk) for chunk in continued.release())
                 if kind == "__run_end":
                     status = control.get("status", "ended")
                     reason = control.get("reason")
@@ -112,8 +119,10 @@ def ui_turn_stream(
         follow.close()
 
 
-def _ui_response(run_id: str, after: str | None, input_id: str | None, idle: float) -> Response:
-    body = ui_turn_stream(run_id, after, input_id, idle)
+def _ui_response(
+    run_id: str, after: str | None, input_id: str | None, idle: float, replay: bool = False
+) -> Response:
+    body = ui_turn_stream(run_id, after, input_id, idle, replay)
     return Response(body, content_type="text/event-stream", headers=UI_STREAM_HEADERS)
 
 
@@ -253,7 +262,7 @@ class _UiRoutes:
         after = previous_id(start)
         if after is not None:  # 410 stream_trimmed: the turn's start is gone, no replay
             streams.check_resume(get_redis(), run_id, after)
-        return _ui_response(run_id, after, None, self.gw.stream_timeout())
+        return _ui_response(run_id, after, None, self.gw.stream_timeout(), replay=True)
 
     def stop(self, task_id: str, chat_id: str) -> Response:
         _, principal = self._authorize(task_id)
