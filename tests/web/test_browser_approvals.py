@@ -9,15 +9,16 @@ request waits. Screenshots go to ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from chatworker.testing import ModelServer
+from chatworker.testing import ModelServer, Text
 
 from .browser_support import DemoStack, demo_stack
-from .test_browser import browser, chat_id_of, send, shot, wait_run_idle
+from .test_browser import browser, chat_id_of, send, shot, story, wait_run_idle, wait_words
 
 __all__ = ["browser"]
 
@@ -29,9 +30,20 @@ except ImportError:  # pragma: no cover - depends on the machine
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
+#: The answer after an approved booking at "Slow Lane": long and slow, to reload during it.
+SLOW = story("b", 60)
+
+
+def _answers_slow_lane(body: dict[str, Any]) -> bool:
+    messages = body["messages"]
+    return messages[-1].get("role") == "tool" and "Slow Lane" in json.dumps(messages)
+
+
 @pytest.fixture(scope="module")
 def model() -> Iterator[ModelServer]:
-    server = ModelServer(port=0, demo=True, demo_tokens_per_second=200).start()
+    server = ModelServer(port=0, demo=True, demo_tokens_per_second=200)
+    server.on(_answers_slow_lane, [Text(SLOW, tokens_per_second=20)])
+    server.start()
     yield server
     server.stop()
 
@@ -101,6 +113,12 @@ def test_approve_runs_the_tool_and_continues_the_same_bubble(
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
     [part] = booking_parts(stored)
     assert part["state"] == "output-available"
+    # Reloaded, the page shows the same: the request, its approval, the output and the answer.
+    page.reload()
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(tool.get_by_test_id("approval-outcome")).to_have_text("Approved.")
+    expect(reply(page).get_by_test_id("text").last).to_contain_text("Done: a table for 2")
 
 
 def test_deny_after_a_reload_while_waiting(page: Page, demo: DemoStack) -> None:
@@ -136,3 +154,20 @@ def test_approve_after_a_reload_while_waiting(page: Page, demo: DemoStack) -> No
     expect(reply(page).get_by_test_id("text").last).to_contain_text(
         "Done: a table for 3 at Nonna Rosa at 7pm"
     )
+
+
+def test_reload_while_the_approved_answer_streams(page: Page, demo: DemoStack) -> None:
+    """The page reloaded mid-answer after Approve: the answer in flight is replayed onto the
+    same bubble, after its request and approval, once."""
+    send(page, "Book a table at Slow Lane for 2 at 8pm")
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    tool.get_by_test_id("approve").click()
+    wait_words(page, 5)
+    page.reload()
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(reply(page).get_by_test_id("text").last).to_have_text(SLOW)
+    expect(page.get_by_test_id("conversation")).to_have_attribute("data-status", "ready")
+    expect(page.get_by_test_id("error")).to_have_count(0)
+    shot(page, "23-reloaded-mid-approved-answer")

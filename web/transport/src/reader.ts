@@ -15,6 +15,7 @@
 
 import type { UIMessageChunk } from "ai";
 
+import { ContinuedStart } from "./continued.js";
 import { ChatWorkerError, backoff, describe, errorFrom, sleep, type FetchFn } from "./http.js";
 import { parseSSE, type SSEEvent } from "./sse.js";
 import type { RunEndChunk, TurnCompleteChunk, TurnStartChunk } from "./types.js";
@@ -92,6 +93,8 @@ export class TurnReader {
   private graceTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly halt = new AbortController();
   private after: string | undefined;
+  /** A reconnect replays its turn: the start of a turn continuing a message is left out. */
+  private readonly continued: ContinuedStart | undefined;
 
   private readonly onDone: (reader: TurnReader) => void;
   private startTimer: ReturnType<typeof setTimeout> | undefined;
@@ -102,6 +105,7 @@ export class TurnReader {
     options: ReaderOptions = {},
   ) {
     this.after = options.after;
+    this.continued = match.kind === "inflight" ? new ContinuedStart() : undefined;
     this.onDone = options.onDone ?? (() => undefined);
     if (options.startTimeoutMs !== undefined) {
       // A turn expected but not certain (a queued run): give up if it does not start.
@@ -252,7 +256,8 @@ export class TurnReader {
     if (type === "__run_end") return this.onRunEnd(chunk as unknown as RunEndChunk);
     if (type.startsWith("__")) return;
     if (this.phase === "answering" && this.attached) {
-      this.controller?.enqueue(chunk as unknown as UIMessageChunk);
+      const chunks = this.continued?.chunk(chunk as unknown as UIMessageChunk) ?? [chunk as unknown as UIMessageChunk];
+      for (const each of chunks) this.controller?.enqueue(each);
     }
   }
 
@@ -295,6 +300,7 @@ export class TurnReader {
         ? chunk.inputId === this.match.inputId
         : chunk.turn === this.turn && (this.match.kind === "inflight" || chunk.inputId === undefined);
     if (!ours) return;
+    if (this.attached) for (const held of this.continued?.release() ?? []) this.controller?.enqueue(held);
     this.phase = "done";
     this.ctx.onTurnComplete(chunk, eventId);
     this.finish();
