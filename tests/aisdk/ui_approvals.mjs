@@ -139,6 +139,28 @@ const scenarios = {
     assert.match(textOf(last(reloaded)), /Done: a table for 3 at Nonna Rosa at 7pm/);
     return { chatId, messageId: asked.id };
   },
+
+  // The page is reloaded while the approved answer streams: the reconnect replays the turn in
+  // flight onto the message as the chat's history stored it when the turn started.
+  async reloadmid() {
+    const chatId = `ui-reloadmid-${Date.now()}`;
+    const chat = makeChat(chatId);
+    const [asked, part] = await askForTable(chat, "Book a table at Slow Lane for 2 at 8pm");
+    await chat.addToolApprovalResponse({ id: part.approval.id, approved: true });
+    await waitFor(() => textOf(last(chat)).split(/\s+/).length > 5, "the answer to stream");
+    const response = await fetch(`${BASE_URL}/api/demo/chats/${chatId}`);
+    const stored = (await response.json()).messages;
+    assert.equal(toolPart(stored[stored.length - 1]).state, "approval-responded");
+    const reloaded = makeChat(chatId, stored);
+    await reloaded.resumeStream();
+    ready(reloaded, "the resumed answer");
+    sameBubble(reloaded, asked);
+    assert.equal(toolPart(last(reloaded)).state, "output-available");
+    await waitFor(() => chat.status === "ready", "the first tab's answer");
+    assert.equal(textOf(last(reloaded)), textOf(last(chat)));
+    assert.match(textOf(last(reloaded)), /^b1 b2 .* b60\.$/);
+    return { chatId, messageId: asked.id };
+  },
 };
 
 async function main() {

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from chatworker import tokens
-from chatworker.testing import ModelServer
+from chatworker.testing import ModelServer, Text
 
 from ..conftest import SECRET
 from ..support import ROOT
@@ -37,9 +37,20 @@ TRANSPORT_DIST = ROOT / "web" / "transport" / "dist" / "index.js"
 TASK = "demo-chat"
 
 
+#: The answer after an approved booking at "Slow Lane": long and slow, to reload during it.
+SLOW = " ".join(f"b{i}" for i in range(1, 61)) + "."
+
+
+def _answers_slow_lane(body: dict[str, Any]) -> bool:
+    messages = body["messages"]
+    return messages[-1].get("role") == "tool" and "Slow Lane" in json.dumps(messages)
+
+
 @pytest.fixture(scope="module")
 def model() -> Iterator[ModelServer]:
-    server = ModelServer(port=0, demo=True, demo_tokens_per_second=None).start()
+    server = ModelServer(port=0, demo=True, demo_tokens_per_second=None)
+    server.on(_answers_slow_lane, [Text(SLOW, tokens_per_second=20)])
+    server.start()
     yield server
     server.stop()
 
@@ -137,6 +148,12 @@ def test_ui_deny_tells_the_model_why(demo: DemoStack, model: ModelServer) -> Non
     assert part["approval"] == {**part["approval"], "approved": False, "reason": "Not tonight"}
     [told] = booking_results(model, "Chez Anna")
     assert "Not tonight" in told
+
+
+def test_ui_reload_while_the_approved_answer_streams(demo: DemoStack) -> None:
+    result = run_script(demo, AISDK, "ui_approvals.mjs", "reloadmid")
+    part = tool_part(stored_reply(demo, result["chatId"], result["messageId"]))
+    assert part["state"] == "output-available"
 
 
 def test_ui_approval_after_a_reload(demo: DemoStack) -> None:
