@@ -110,6 +110,29 @@ const scenarios = {
     return { chatId, runId: first.store[chatId].runId, messageId: asked.id };
   },
 
+  // A reload while the approved answer streams: a new transport with the stored session and a
+  // new Chat with the messages the chat's history stored when the turn started.
+  async reloadmid() {
+    const chatId = newChatId("reloadmid");
+    const first = makeTransport(TASK);
+    const tab = makeChat(chatId, first.transport);
+    const [asked, part] = await askForTable(tab, "Book a table at Slow Lane for 2 at 8pm");
+    await tab.addToolApprovalResponse({ id: part.approval.id, approved: true });
+    await waitFor(() => textOf(last(tab)).split(/\s+/).length > 5, "the answer to stream");
+    const stored = (await (await fetch(`${process.env.BASE_URL}/api/demo/chats/${chatId}`)).json()).messages;
+    assert.equal(toolPart(stored[stored.length - 1]).state, "approval-responded");
+    const again = makeTransport(TASK, { sessions: { ...first.store } });
+    const chat = makeChat(chatId, again.transport, stored);
+    await chat.resumeStream();
+    ready(chat, "the resumed answer");
+    sameBubble(chat, asked);
+    assert.equal(toolPart(last(chat)).state, "output-available");
+    await waitFor(() => tab.status === "ready", "the first tab's answer");
+    assert.equal(textOf(last(chat)), textOf(last(tab)));
+    assert.match(textOf(last(chat)), /^b1 b2 .* b60\.$/);
+    return { chatId, messageId: asked.id };
+  },
+
   // The run ended while the request waited: the answer starts a continuation run with the whole
   // history, which executes the approved call and answers in the same message.
   async ended() {

@@ -187,6 +187,12 @@ def test_transport_approval_after_a_reload(demo: DemoStack) -> None:
     assert part["state"] == "output-available"
 
 
+def test_transport_reload_while_the_approved_answer_streams(demo: DemoStack) -> None:
+    result = run_script(demo, TRANSPORT, "approvals.mjs", "reloadmid")
+    part = tool_part(stored_reply(demo, result["chatId"], result["messageId"]))
+    assert part["state"] == "output-available"
+
+
 def test_transport_approval_after_the_run_ended(demo: DemoStack, model: ModelServer) -> None:
     result = run_script(demo, TRANSPORT, "approvals.mjs", "ended")
     stored = demo.stored_chat(result["chatId"])
