@@ -10,6 +10,7 @@ request waits. Screenshots go to ``test-artifacts/browser/``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,3 +172,26 @@ def test_reload_while_the_approved_answer_streams(page: Page, demo: DemoStack) -
     expect(page.get_by_test_id("conversation")).to_have_attribute("data-status", "ready")
     expect(page.get_by_test_id("error")).to_have_count(0)
     shot(page, "23-reloaded-mid-approved-answer")
+
+
+def test_a_task_backed_tool_shows_its_progress(page: Page, demo: DemoStack) -> None:
+    """``write_report`` runs as a Celery task on the ``tools`` queue; its progress parts show as
+    a bar with the stage it is at, then the tool's output and the answer."""
+    send(page, "Write a report on tide pools")
+    progress = page.locator("[data-testid=data-part][data-name=task-progress]")
+    expect(progress).to_have_count(1)
+    expect(progress.get_by_test_id("progress")).to_be_visible()
+    expect(progress).to_contain_text("write_report")
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while progress.get_attribute("data-percent") != "100":
+        seen.add(progress.get_by_test_id("progress-label").inner_text())
+        assert time.monotonic() < deadline, f"the report never finished (saw {seen})"
+        page.wait_for_timeout(50)
+    shot(page, "24-task-progress")
+    assert len(seen - {"Done"}) >= 2, f"only saw stages {seen}"
+    expect(progress.get_by_test_id("progress-count")).to_have_text("5 / 5")
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-tool", "write_report")
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(reply(page).get_by_test_id("text").last).to_contain_text("tide pools")
