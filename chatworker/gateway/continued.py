@@ -25,15 +25,19 @@ CONTINUING_CHUNKS = frozenset({
 class ContinuedStart:
     """Feeds one turn's UI chunks (raw JSON, control chunks excluded) through, holding its
     ``start`` until the next chunk shows whether the turn continues a message (then it is
-    dropped) or begins one (then it goes out first, unchanged)."""
+    dropped, and so is the ``start`` of an attempt restarted after a lost worker) or begins one
+    (then it goes out first, unchanged)."""
 
     def __init__(self) -> None:
         self._held: str | None = None
         self._decided = False
+        self._continues = False
 
     def chunk(self, raw: str) -> list[str]:
         """The chunks to send now for ``raw``."""
         if self._decided:
+            if self._continues and '"start"' in raw and parse_chunk(raw).get("type") == "start":
+                return []
             return [raw]
         kind = parse_chunk(raw).get("type")
         if self._held is None:
@@ -44,7 +48,8 @@ class ContinuedStart:
             return [raw]
         self._decided = True
         held, self._held = self._held, None
-        return [raw] if kind in CONTINUING_CHUNKS else [held, raw]
+        self._continues = kind in CONTINUING_CHUNKS
+        return [raw] if self._continues else [held, raw]
 
     def release(self) -> list[str]:
         """The turn ends: a ``start`` still held goes out."""

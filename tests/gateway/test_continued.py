@@ -30,3 +30,13 @@ def test_a_new_message_keeps_its_start() -> None:
 def test_a_start_alone_goes_out_when_the_turn_ends() -> None:
     assert feed({"type": "start"}) == ["start"]
     assert feed({"type": "start-step"}) == ["start-step"]
+
+
+def test_a_restarted_attempt_of_a_continuing_turn_loses_its_start_too() -> None:
+    assert feed({"type": "start"}, {"type": "tool-output-available", "toolCallId": "c"},
+                {"type": "abort"}, {"type": "start"}, {"type": "start-step"}) == [
+        "tool-output-available", "abort", "start-step",
+    ]  # fmt: skip
+    assert feed({"type": "start"}, {"type": "start-step"}, {"type": "start"}) == [
+        "start", "start-step", "start",
+    ]  # fmt: skip

@@ -17,10 +17,12 @@ const CONTINUING = new Set(["tool-output-available", "tool-output-error", "tool-
 export class ContinuedStart {
   private held: UIMessageChunk | undefined;
   private decided = false;
+  /** The turn continues a message: every `start` of it (a restarted attempt's too) is left out. */
+  private continues = false;
 
   /** The chunks to pass on now for `chunk`. */
   chunk(chunk: UIMessageChunk): UIMessageChunk[] {
-    if (this.decided) return [chunk];
+    if (this.decided) return this.continues && chunk.type === "start" ? [] : [chunk];
     if (this.held === undefined) {
       if (chunk.type === "start") {
         this.held = chunk;
@@ -32,7 +34,8 @@ export class ContinuedStart {
     this.decided = true;
     const held = this.held;
     this.held = undefined;
-    return CONTINUING.has(chunk.type) ? [chunk] : [held, chunk];
+    this.continues = CONTINUING.has(chunk.type);
+    return this.continues ? [chunk] : [held, chunk];
   }
 
   /** The turn ends: a `start` still held goes out. */
