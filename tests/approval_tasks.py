@@ -31,15 +31,9 @@ def book(args: Booking) -> dict[str, Any]:
     return {"table": 7, "people": args.people}
 
 
-def is_large(args: Booking) -> bool:
-    return args.people > 4
-
-
 TOOLS = {
     "book": tool(description="Book a table.", parameters=Booking, execute=book,
                  needs_approval=True),
-    "book_if_large": tool(description="Book a table; large groups need approval.",
-                          parameters=Booking, execute=book, needs_approval=is_large),
 }
 
 
@@ -47,6 +41,20 @@ def run_with_tools(ctx: Any) -> Any:
     return stream_text(model=openai("scripted", max_retries=0), messages=ctx.messages,
                        tools=TOOLS, max_steps=5, abort_signal=ctx.signal)
 
+
+def waits_a_day_for_approval(ctx: Any) -> Any:
+    """The docs' pattern: a turn that ends waiting for approval gives the run a day."""
+
+    def on_finish(event: Any) -> None:
+        if event.finish_reason == "tool-calls":
+            chat.set_turn_timeout("24h")
+
+    return stream_text(model=openai("scripted", max_retries=0), messages=ctx.messages,
+                       tools=TOOLS, max_steps=5, abort_signal=ctx.signal, on_finish=on_finish)
+
+
+approvals_long = chat.task(id="approvals-long", run=waits_a_day_for_approval,
+                           warm_timeout_in_seconds=0.3, turn_timeout="60s")
 
 # Suspends soon after each turn (0.3 s warm) and waits a minute for the answer.
 approvals = chat.task(id="approvals", run=run_with_tools, warm_timeout_in_seconds=0.3,

@@ -32,6 +32,7 @@ __all__ = [
     "answer_approvals",
     "answered_approvals",
     "current_tool_journal",
+    "drop_unanswered_requests",
     "execute_call",
     "journal_entry",
     "new_approval_id",
@@ -134,6 +135,34 @@ def answered_approvals(messages: Sequence[Mapping[str, Any]]) -> list[Answer]:
     return [*approved, *denied]
 
 
+def drop_unanswered_requests(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` without the tool calls that asked for approval and got no result when a
+    user message follows them (the user moved on without answering, or stopped the turn that
+    was to execute them), as the AI SDK's conversion drops unanswered requests: a model refuses
+    a tool call that has no result."""
+    resolved = {p.get("toolCallId") for m in messages if m.get("role") == "tool"
+                for p in m.get("content") or [] if p.get("type") == "tool-result"}
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if index > last_user or message.get("role") != "assistant" or not isinstance(content,
+                                                                                    list):
+            out.append(message)
+            continue
+        waiting = {p.get("toolCallId") for p in content
+                   if p.get("type") == "tool-approval-request"
+                   and p.get("toolCallId") not in resolved}
+        if not waiting:
+            out.append(message)
+            continue
+        kept = [p for p in content if p.get("toolCallId") not in waiting
+                or p.get("type") not in ("tool-call", "tool-approval-request")]
+        if kept:
+            out.append({**message, "content": kept})
+    return out
+
+
 def _output_type(result: Mapping[str, Any]) -> Any:
     output = result.get("output")
     return output.get("type") if isinstance(output, Mapping) else None
@@ -192,16 +221,21 @@ def answer_approvals(
     reason?}``; an approved one yields ``tool-output-available`` (or ``tool-output-error``),
     executed unless the journal already holds its result, and recorded before it is yielded.
     """
+    answers = answered_approvals(messages)
+    denials: list[dict[str, Any]] = []
+    for answer in answers:  # as the AI SDK: the denials stream first
+        if answer.approved:
+            continue
+        yield {"type": "tool-output-denied", "toolCallId": answer.tool_call_id}
+        if not answer.has_result:
+            output: dict[str, Any] = {"type": "execution-denied"}
+            if answer.reason is not None:
+                output["reason"] = answer.reason
+            denials.append({"toolCallId": answer.tool_call_id, "toolName": answer.tool_name,
+                            "output": output})
     results: list[dict[str, Any]] = []
-    for answer in answered_approvals(messages):
-        base = {"toolCallId": answer.tool_call_id, "toolName": answer.tool_name}
+    for answer in answers:
         if not answer.approved:
-            yield {"type": "tool-output-denied", "toolCallId": answer.tool_call_id}
-            if not answer.has_result:
-                output: dict[str, Any] = {"type": "execution-denied"}
-                if answer.reason is not None:
-                    output["reason"] = answer.reason
-                results.append({**base, "output": output})
             continue
         if signal is not None and signal.aborted:
             break
@@ -209,7 +243,7 @@ def answer_approvals(
         if done is not None:
             results.append(done[0])
             yield done[1]
-    return results
+    return [*results, *denials]
 
 
 def _approved(answer: Answer, tools: Mapping[str, Tool], journal: ToolJournal | None,
@@ -237,7 +271,8 @@ def _approved(answer: Answer, tools: Mapping[str, Tool], journal: ToolJournal | 
     result, part = execute_call(spec, call, options)
     if journal is None or (signal is not None and signal.aborted):
         return result, part  # a stopped tool is not recorded: it did not finish
-    kept = journal.record(answer.approval_id, journal_entry(result, part))
-    if kept != journal_entry(result, part):
+    entry = journal_entry(result, part)
+    kept = journal.record(answer.approval_id, entry)
+    if kept != entry:
         return replay_recorded(kept)  # another execution was recorded first
     return result, part

@@ -151,7 +151,8 @@ def test_two_approvals_in_one_step_one_approved_one_denied(
     result = stream_text(model=model, messages=[USER, message], tools=tools, max_steps=5)
     chunks = continued(result, message)
     assert executed == [2]
-    assert [c["type"] for c in chunks[1:3]] == ["tool-output-available", "tool-output-denied"]
+    # As the AI SDK: denials stream first, then the approved calls execute.
+    assert [c["type"] for c in chunks[1:3]] == ["tool-output-denied", "tool-output-available"]
     text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
     # The denial's result comes with the answers (converted), the executed one after it.
     assert text == 'Got book: no; book: {"table": 7, "people": 2}'
@@ -171,3 +172,31 @@ def test_answers_already_acted_on_are_not_collected_again() -> None:
     unknown = {"type": "tool-approval-response", "approvalId": "zz", "approved": True}
     history[-1]["content"] = [unknown]
     assert answered_approvals(history) == []  # answers no request: ignored
+
+
+def test_a_request_left_unanswered_is_dropped_once_the_user_moves_on(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    server.on("book", call_then_report(ToolCall("book", {"people": 2}, id="c1")))
+    executed: list[int] = []
+    tools = {"book": booking_tool(executed)}
+    message = assistant_of(first_turn(model, tools))
+    later = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "never mind"}]}
+    chunks = ui(stream_text(model=model, messages=[USER, message, later], tools=tools))
+    assert "error" not in types(chunks) and executed == []
+    sent = server.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "user"]  # the unanswered call is left out
+
+
+def test_an_approved_call_never_executed_is_dropped_once_the_user_moves_on(
+    server: ModelServer, model: OpenAIChatModel
+) -> None:
+    """The turn that was to execute it was stopped first: the call has an answer, no result."""
+    server.on("book", call_then_report(ToolCall("book", {"people": 2}, id="c1")))
+    executed: list[int] = []
+    tools = {"book": booking_tool(executed)}
+    message = answer(assistant_of(first_turn(model, tools)), approved=True)
+    later = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "never mind"}]}
+    chunks = ui(stream_text(model=model, messages=[USER, message, later], tools=tools))
+    assert "error" not in types(chunks) and executed == []
+    assert [m["role"] for m in server.requests[-1]["messages"]] == ["user", "user"]

@@ -5,17 +5,19 @@ message, executing an approved tool exactly once (tasks in tests/approval_tasks.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 import redis
 
 from chatworker import runs
+from chatworker.store.run_store import RunStore
 from chatworker.testing import ModelServer, ToolCall, call_then_report
 from chatworker.testing.checks import assert_valid_ui_stream
 
 from ..approval_support import answer, assistant_of
-from ..support import events, payload, read_turn, text_of, types_of, user_message, wait_for
+from ..support import ROOT, events, payload, read_turn, text_of, types_of, user_message, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +156,26 @@ def test_approval_after_the_run_ended_reaches_a_continuation_run(
     done = wait_for(lambda: completes(r, chat_id)[1:])[0]
     assert done["continuation"] is True
     assert done["response_message"]["parts"][1]["state"] == "output-available"
+
+
+def test_a_turn_ending_in_an_approval_request_can_give_the_run_a_day(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    run_id, user, message, entries = ask(model_server, r, chat_id, task="approvals-long")
+    wait_for(lambda: runs.status(run_id).status == "suspended")
+    assert RunStore(r).checkpoint(run_id)["turn_timeout"] == 86400
+    # ... and the answer still resumes it.
+    runs.send_message(run_id, payload(chat_id, user, answer(message, approved=True)))
+    turn = chunks(read_turn(r, run_id, after=entries[-1][0]))
+    assert text_of([("", c) for c in turn]) == report(chat_id)
+
+
+def test_the_docs_example_defines_a_task_whose_tool_needs_approval() -> None:
+    text = (ROOT / "docs" / "agents.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/agents.md", "exec"), namespace)  # our own docs
+    booking = namespace["Booking"]
+    spec = namespace["concierge"]  # the task object; its tool is built per turn
+    assert spec.id == "concierge"
+    assert namespace["large_group"](booking(restaurant="x", people=6)) is True
