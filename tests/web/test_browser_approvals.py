@@ -195,3 +195,19 @@ def test_a_task_backed_tool_shows_its_progress(page: Page, demo: DemoStack) -> N
     expect(tool).to_have_attribute("data-tool", "write_report")
     expect(tool).to_have_attribute("data-state", "output-available")
     expect(reply(page).get_by_test_id("text").last).to_contain_text("tide pools")
+
+
+def test_a_request_left_unanswered_when_the_user_moves_on(page: Page, demo: DemoStack) -> None:
+    send(page, "Book a table for 2 at Luigi's at 9pm")
+    tool = page.get_by_test_id("tool")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    expect(page.get_by_test_id("conversation")).to_have_attribute("data-status", "ready")
+    send(page, "Never mind, tell me a joke")
+    replies = page.locator("[data-testid=message][data-role=assistant]")
+    expect(replies).to_have_count(2)
+    expect(replies.last.get_by_test_id("text")).to_contain_text("Never mind")
+    expect(page.get_by_test_id("conversation")).to_have_attribute("data-status", "ready")
+    # The old request can no longer be answered: the model has moved on without it.
+    expect(tool.get_by_test_id("approve")).to_be_disabled()
+    expect(tool.get_by_test_id("deny")).to_be_disabled()
+    expect(tool.get_by_test_id("approval")).to_contain_text("the conversation moved on")

@@ -56,7 +56,8 @@ export function Conversation({ chat, runId, heartbeatSeconds, onSend }: Conversa
           <MessageView
             key={message.id}
             message={message}
-            onApproval={(response) => void addToolApprovalResponse(response)}
+            // Only the latest reply's requests can be answered (the model has moved on from others).
+            onApproval={message === last ? (response) => void addToolApprovalResponse(response) : undefined}
           />
         ))}
         {status === "submitted" && <div className="pending">…</div>}

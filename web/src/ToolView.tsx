@@ -51,7 +51,9 @@ function ApprovalRequest({ part, onRespond }: { part: ToolPart; onRespond?: Appr
   return (
     <div className="approval" data-testid="approval">
       <div className="approval-question">
-        {part.approval?.requestReason ?? `Allow ${toolName(part)} to run with this input?`}
+        {onRespond
+          ? (part.approval?.requestReason ?? `Allow ${toolName(part)} to run with this input?`)
+          : "Not answered: the conversation moved on."}
       </div>
       <div className="approval-buttons">
         <button type="button" className="approve" data-testid="approve" disabled={sent || !onRespond}
