@@ -83,3 +83,11 @@ def _captured(event: Any) -> None:
         f"test:events:{event.chat_id}",
         json.dumps({"hook": "on_turn_complete", "stopped": event.stopped, "parts": parts}),
     )
+
+
+@chat.task(id="task-tool-timeout", warm_timeout_in_seconds=2)
+def task_tool_timeout(ctx: Any) -> Any:
+    impatient = task_tool(render, parameters=RenderArgs, queue="tools", timeout="1s")
+    return stream_text(model=openai("scripted", max_retries=0), messages=ctx.messages,
+                       tools={"render": impatient}, stop_when=step_count_is(3),
+                       abort_signal=ctx.signal)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from ..config import get_redis, parse_duration
 from ..loops import owned_loop
-from ..protocol.accumulator import MessageAccumulator, generate_id
+from ..protocol.accumulator import MessageAccumulator, derive_id, generate_id
 from ..protocol.messages import UIMessage
 from ..signals import AbortController, AbortSignal
 from ..store.records import split_item
@@ -282,6 +282,11 @@ class RunDriver:
     def new_stop_controller(self) -> AbortController:
         """The stop controller for the next turn (raw mode's ``create_stop_signal`` overrides)."""
         return AbortController()
+
+    def turn_message_id(self, item: Input) -> str:
+        """The id of the message answering ``item``: the same for every attempt at the turn, so
+        a turn restarted after its worker died answers under the id its first attempt showed."""
+        return derive_id(self.run_id, item.input_id)
 
     def open_turn(self, item: Input, message_id: str,
                   continues: UIMessage | None = None) -> TurnScope:

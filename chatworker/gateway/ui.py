@@ -35,6 +35,7 @@ from .http import (
     release_token,
     spend_token,
 )
+from .restart import RestartFilter
 from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, heartbeat, parse_chunk
 
 log = logging.getLogger("chatworker.flask_ui")
@@ -69,7 +70,13 @@ def ui_turn_stream(
     yield comment("stream open")
     follow = Follow(run_id, after, idle_timeout=idle, resume_on_drop=True)
     in_turn = False
+    turn: Any = None
+    restarts = RestartFilter()  # a turn started again after its worker died shows once
     continued = ContinuedStart() if replay else None
+
+    def relay(chunks: list[str]) -> list[str]:
+        return [out for chunk in chunks for out in continued.chunk(chunk)] if continued else chunks
+
     try:
         for batch in follow:
             if batch is None:
@@ -81,11 +88,12 @@ def ui_turn_stream(
                 kind = control.get("type", "")
                 if not (isinstance(kind, str) and kind.startswith("__")):
                     if in_turn:
-                        chunks = continued.chunk(raw) if continued else [raw]
-                        parts.extend(event(chunk) for chunk in chunks)
+                        parts.extend(event(chunk) for chunk in relay(restarts.chunk(raw)))
                     continue
-                if in_turn and continued and kind in ("__run_end", "__turn_complete"):
-                    parts.extend(event(chunk) for chunk in continued.release())
+                if kind in ("__run_end", "__turn_complete") and in_turn:
+                    parts.extend(event(chunk) for chunk in relay(restarts.release()))
+                    if continued:
+                        parts.extend(event(chunk) for chunk in continued.release())
                 if kind == "__run_end":
                     status = control.get("status", "ended")
                     reason = control.get("reason")
@@ -95,6 +103,9 @@ def ui_turn_stream(
                     return
                 if not in_turn and kind == "__turn_start":
                     in_turn = input_id is None or control.get("inputId") == input_id
+                    turn = control.get("turn")
+                elif in_turn and kind == "__turn_start" and control.get("turn") == turn:
+                    parts.extend(event(chunk) for chunk in relay(restarts.restart()))
                 elif in_turn and kind == "__turn_complete":
                     yield "".join(parts) + DONE
                     return

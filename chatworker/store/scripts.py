@@ -39,7 +39,7 @@ def source(name: str) -> str:
 NAMES = (
     "create", "send", "take", "append", "owner_set", "suspend", "stop", "cancel", "expire",
     "claim", "requeue", "marker", "hook_done", "recover", "renew", "end", "slot_acquire",
-    "slot_release", "tool_record", "call_send",
+    "slot_release", "call_send", "tool_record",
 )
 
 _registered: dict[int, dict[str, Script]] = {}

@@ -65,9 +65,9 @@ class TaskCallChannel:
         pipe.expire(self.output, CLOSED_TTL_SECONDS)
         pipe.execute()
 
-    def read(self, after: str, block_ms: int) -> list[Entry]:
-        """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
-        raw = self.client.xread({self.output: after}, block=block_ms, count=500)
+    def read(self, after: str) -> list[Entry]:
+        """Entries after ``after`` (none yet: an empty list, at once)."""
+        raw = self.client.xread({self.output: after}, count=500)
         out: list[Entry] = []
         for _stream, entries in raw or []:
             out.extend(decode_entries(entries))

@@ -136,6 +136,21 @@ def test_a_failing_task_or_one_returning_no_json_is_the_tool_error(
         assert expected in told["content"]  # the model is told what went wrong
 
 
+def test_a_task_slower_than_the_tool_timeout_is_given_up_and_told_to_stop(
+    pools: Pools, model_server: ModelServer, chat_id: str
+) -> None:
+    call_render(model_server, f"draw {chat_id}", label=chat_id, steps=400, delay=0.1)
+    started = runs.trigger("task-tool-timeout", payload(chat_id, user_message(f"draw {chat_id}")))
+    entries = read_turn(pools.r, started.run_id, timeout=30)
+    assert "tool-output-error" in types_of(entries) and "abort" not in types_of(entries)
+    assert text_of(entries).startswith("Rendered: ")  # the model answered after the error
+    told = next(body["messages"][-1] for body in model_server.requests
+                if f"draw {chat_id}" in json.dumps(body["messages"])
+                and body["messages"][-1].get("role") == "tool")
+    assert "did not answer within 1s" in told["content"]
+    assert seen(pools.r, chat_id, "saw-cancel")["step"] < 400
+
+
 def test_a_stop_mid_task_ends_the_turn_the_task_sees_it_and_a_queued_task_never_starts(
     pools: Pools, model_server: ModelServer, chat_id: str
 ) -> None:

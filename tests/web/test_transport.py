@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from typing import Any
@@ -20,9 +21,9 @@ import redis
 from chatworker import tokens
 from chatworker.store import keys
 
-from ..conftest import SECRET
-from ..gateway.conftest_helpers import Gunicorn, call, live_gateway
-from ..support import ROOT, events, user_message, wait_for
+from ..conftest import SECRET, worker_env
+from ..gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env, live_gateway
+from ..support import ROOT, Worker, events, user_message, wait_for
 
 __all__ = ["live_gateway"]
 
@@ -50,11 +51,8 @@ def node_binary() -> str:
     return node
 
 
-def run_scenario(
-    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
-    RESULT object (fail with its output otherwise)."""
+def scenario_env(gateway: Gunicorn, setup: dict[str, Any] | None = None) -> dict[str, str]:
+    """The environment of a Node scenario against ``gateway``."""
     env = dict(os.environ)
     if setup is not None:
         env["SETUP"] = json.dumps(setup)
@@ -69,10 +67,18 @@ def run_scenario(
         TOKEN_SECRET=SECRET,
         TOKEN_ISSUER=tokens.ISSUER,
     )
+    return env
+
+
+def run_scenario(
+    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
+    RESULT object (fail with its output otherwise)."""
     proc = subprocess.run(
         [node_binary(), "scenarios.mjs", name],
         cwd=TRANSPORT_TESTS,
-        env=env,
+        env=scenario_env(gateway, setup),
         capture_output=True,
         text=True,
         timeout=75,
@@ -198,3 +204,61 @@ def test_a_trimmed_stream_is_reported_not_skipped(live_gateway: Gunicorn, r: red
     reply = completes[1]["ui_messages"][-1]
     assert reply["role"] == "assistant"
     assert reply["parts"][-1]["text"].startswith("echo: long (turn 1) w0 w1 w2")
+
+
+def test_a_reply_restarted_after_its_worker_died_shows_once(redis_url: str) -> None:
+    """The worker streaming the reply is killed (SIGKILL) and another takes the run over: the
+    open chat and one reloaded during the restart each show the recovered reply once."""
+    url = db_url(redis_url, 2)
+    r = redis.Redis.from_url(url, decode_responses=True)
+    r.flushdb()
+    doomed = Worker(worker_env(url), name="tr-doomed").start()
+    rescuer = Worker(worker_env(url), name="tr-rescuer")
+    gateway = Gunicorn(gateway_env(url, CHATWORKER_SSE_HEARTBEAT="1"), name="tr-recover")
+    node: subprocess.Popen[str] | None = None
+    try:
+        gateway.start()
+        node = subprocess.Popen(
+            [node_binary(), "scenarios.mjs", "recovered"], cwd=TRANSPORT_TESTS,
+            env=scenario_env(gateway), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert node.stdout is not None and node.stdin is not None
+        output: list[str] = []
+        for line in node.stdout:
+            output.append(line)
+            if line.startswith("STREAMING "):
+                break
+        else:
+            pytest.fail("".join(output))
+        run_id = json.loads(line.removeprefix("STREAMING "))["runId"]
+        doomed.stop(signal.SIGKILL)
+        rescuer.start()
+
+        def restarted() -> bool:
+            chunks = [json.loads(f["c"]) for _, f in r.xrange(keys.output(run_id), "-", "+")]
+            return sum(c["type"] == "__turn_start" for c in chunks) == 2
+
+        wait_for(restarted, timeout=30)
+        node.stdin.write("GO\n")
+        node.stdin.flush()
+        output.append(node.stdout.read())
+        assert node.wait(60) == 0, f"{''.join(output)}\n--- gateway ---\n{gateway.log()[-3000:]}"
+        result = json.loads(output[-1].split("RESULT ", 1)[1])
+        # The stream itself: the lost attempt, its abort, the turn again under the same id.
+        chunks = [json.loads(f["c"]) for _, f in r.xrange(keys.output(run_id), "-", "+")]
+        assert {"type": "abort", "reason": "worker lost"} in chunks
+        starts = [c["messageId"] for c in chunks if c["type"] == "start"]
+        assert starts == [result["messageId"]] * 2
+        assert result["steps"] == 1  # the lost attempt's step-start was reused, not doubled
+        completes = hook_events(r, result["chatId"], "on_turn_complete")
+        assert len(completes) == 1
+        stored = completes[0]["ui_messages"]
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["id"] == result["messageId"]
+    finally:
+        if node is not None and node.poll() is None:
+            node.kill()
+        gateway.stop()
+        doomed.stop(signal.SIGKILL)
+        rescuer.stop()
