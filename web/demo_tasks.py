@@ -1,4 +1,4 @@
-"""The demo chat task ``demo-chat``: a model with three demo tools, persisted in SQLite.
+"""The demo chat task ``demo-chat``: a model with four demo tools, persisted in SQLite.
 
 ``write_report`` runs as a Celery task on the ``tools`` queue and streams its progress
 (``web.demo_report``); the worker must consume that queue too (``-Q chat,tools``).
@@ -38,8 +38,9 @@ OFFLINE_MODEL_ID = "chatworker-offline-demo"
 
 SYSTEM = (
     "You are the chatworker demo assistant: friendly and brief. You can look up the weather "
-    "(get_weather) and the time (get_time), and write a short report (write_report); say that "
-    "their data is for demonstration only."
+    "(get_weather) and the time (get_time), book a table at a restaurant (book_table: the "
+    "user approves each booking first, and nothing is really booked), and write a short "
+    "report (write_report); say that their data is for demonstration only."
 )
 
 

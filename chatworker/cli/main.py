@@ -76,6 +76,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.message:
         client.send(" ".join(args.message))
         client.receive()
+        if client.pending_approvals():
+            print(f"(a tool waits for your approval: answer it with `chatworker chat --chat-id "
+                  f"{client.chat_id}`)")
         return 0
     return repl(client)
 

@@ -78,11 +78,40 @@ class ChatClient:
         message = {"id": uuid.uuid4().hex[:16], "role": "user",
                    "parts": [{"type": "text", "text": text}]}
         self.history.append(message)
+        self._deliver(message)
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """The tool parts of the last reply that wait for the user's approval."""
+        last = self.history[-1] if self.history else None
+        if last is None or last.get("role") != "assistant":
+            return []
+        return [p for p in last["parts"] if p.get("state") == "approval-requested"]
+
+    def answer(self, decisions: dict[str, tuple[bool, str | None]]) -> None:
+        """Answer the last reply's approval requests (approval id → approved, reason) and send
+        the reply back, as the AI SDK's ``addToolApprovalResponse`` does; the run continues it."""
+        last = self.history[-1]
+        parts = []
+        for part in last["parts"]:
+            decision = decisions.get(part.get("approval", {}).get("id", ""))
+            if part.get("state") == "approval-requested" and decision is not None:
+                approval = {**part["approval"], "approved": decision[0]}
+                if decision[1]:
+                    approval["reason"] = decision[1]
+                part = {**part, "state": "approval-responded", "approval": approval}
+            parts.append(part)
+        message = {**last, "parts": parts}
+        self.history[-1] = message
+        self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
         if self.run_id is None:
             self._trigger(continuation=False)
             return
         body: dict[str, Any] = {"chatId": self.chat_id, "messages": [message],
                                 "trigger": "submit-message"}
+        if message["role"] == "assistant":
+            body["messageId"] = message["id"]
         if self.metadata is not None:
             body["metadata"] = self.metadata
         for _ in range(2):
@@ -156,6 +185,11 @@ class ChatClient:
                     return chunk
                 if kind.startswith("__"):
                     continue
+                if kind == "start" and not assembler.message.parts:
+                    # A turn that continues the last reply (an approval's answer) adds to it.
+                    last = self.history[-1] if self.history else {}
+                    if last.get("role") == "assistant" and last.get("id") == chunk.get("messageId"):
+                        assembler = MessageAssembler(previous=last)
                 if kind == "abort" and chunk.get("reason") == "worker lost":
                     # The worker answering died; another one answers the turn again from its
                     # start (same message id): what was printed so far is not the reply.
@@ -181,6 +215,10 @@ class ChatClient:
                                    f"{json.dumps(chunk.get('input'))}]{RESET}\n")
                 elif kind == "tool-output-available":
                     self.out.write(f"{DIM}[→ {json.dumps(chunk.get('output'))[:200]}]{RESET}\n")
+                elif kind == "tool-approval-request":
+                    self.out.write(f"{DIM}[waits for your approval]{RESET}\n")
+                elif kind == "tool-output-denied":
+                    self.out.write(f"{DIM}[→ denied]{RESET}\n")
                 elif kind == "error":
                     self.out.write(f"\n[error: {chunk.get('errorText')}]\n")
                 elif kind == "abort":
@@ -247,6 +285,10 @@ def repl(client: ChatClient) -> int:
     """Read messages from the terminal until Ctrl-D / Ctrl-C at the prompt."""
     print(f"chat {client.chat_id} with task {client.task!r} at {client.base} "
           "(Ctrl-C stops a reply, Ctrl-D quits)")
+    try:
+        answer_approvals(client)  # a continued chat whose last reply waits for approval
+    except (ClientError, OSError) as exc:
+        print(f"\nerror: {exc}")
     while True:
         try:
             text = input("\nyou> ").strip()
@@ -259,7 +301,32 @@ def repl(client: ChatClient) -> int:
             client.send(text)
             print("bot> ", end="", flush=True)
             client.receive()
+            answer_approvals(client)
         except ClientError as exc:
             print(f"\nerror: {exc}")
         except OSError as exc:
             print(f"\nerror: the gateway at {client.base} is unreachable ({exc})")
+
+
+def answer_approvals(client: ChatClient) -> None:
+    """While the last reply waits for approvals: ask, send the answers, show the continuation."""
+    while client.pending_approvals():
+        client.answer(ask_approvals(client.pending_approvals()))
+        print("bot> ", end="", flush=True)
+        client.receive()
+
+
+def ask_approvals(requests: list[dict[str, Any]]) -> dict[str, tuple[bool, str | None]]:
+    """Ask at the prompt about each tool call waiting for approval: ``y`` approves; anything
+    else denies, and words other than ``n`` are the reason the model is told."""
+    decisions: dict[str, tuple[bool, str | None]] = {}
+    for part in requests:
+        name = part.get("toolName") or str(part.get("type", "tool")).removeprefix("tool-")
+        try:
+            reply = input(f"\napprove {name} {json.dumps(part.get('input'))}? [y/N] ").strip()
+        except EOFError:
+            reply = ""
+        approved = reply.lower() in {"y", "yes"}
+        reason = None if approved or reply.lower() in {"", "n", "no"} else reply
+        decisions[part["approval"]["id"]] = (approved, reason)
+    return decisions

@@ -25,6 +25,7 @@ from ..engine.payload import ChatWirePayload, parse_payload
 from ..errors import RunEnded, RunNotFound
 from ..store import streams
 from ..store.entry_ids import previous_id
+from .continued import ContinuedStart
 from .http import (
     ApiError,
     Gateway,
@@ -63,11 +64,13 @@ def _error_chunk(text: str) -> str:
 
 
 def ui_turn_stream(
-    run_id: str, after: str | None, input_id: str | None, idle: float,
+    run_id: str, after: str | None, input_id: str | None, idle: float, replay: bool = False,
     *, steered: str | None = None,
 ) -> Iterator[str]:
     """One turn as a UI message stream: from the ``__turn_start`` answering ``input_id`` (the
     first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped.
+    A ``replay`` (a reconnect) leaves out the ``start`` of a turn that continues a message
+    (see :mod:`.continued`).
 
     With ``steered`` (the id of a message steered into the streaming turn) it starts at that
     message's ``steering-message`` chunk instead (or at its own turn, should it become one)."""
@@ -76,6 +79,11 @@ def ui_turn_stream(
     in_turn = False
     turn: Any = None
     restarts = RestartFilter()  # a turn started again after its worker died shows once
+    continued = ContinuedStart() if replay else None
+
+    def relay(chunks: list[str]) -> list[str]:
+        return [out for chunk in chunks for out in continued.chunk(chunk)] if continued else chunks
+
     try:
         for batch in follow:
             if batch is None:
@@ -91,10 +99,12 @@ def ui_turn_stream(
                         in_turn = chunk.get("type") == "steering-message" and (
                             chunk.get("id") == steered)
                     if in_turn:
-                        parts.extend(event(chunk) for chunk in restarts.chunk(raw))
+                        parts.extend(event(chunk) for chunk in relay(restarts.chunk(raw)))
                     continue
                 if kind in ("__run_end", "__turn_complete") and in_turn:
-                    parts.extend(event(chunk) for chunk in restarts.release())
+                    parts.extend(event(chunk) for chunk in relay(restarts.release()))
+                    if continued:
+                        parts.extend(event(chunk) for chunk in continued.release())
                 if kind == "__run_end":
                     status = control.get("status", "ended")
                     reason = control.get("reason")
@@ -106,7 +116,7 @@ def ui_turn_stream(
                     in_turn = input_id is None or control.get("inputId") == input_id
                     turn = control.get("turn")
                 elif in_turn and kind == "__turn_start" and control.get("turn") == turn:
-                    parts.extend(event(chunk) for chunk in restarts.restart())
+                    parts.extend(event(chunk) for chunk in relay(restarts.restart()))
                 elif in_turn and kind == "__turn_complete":
                     yield "".join(parts) + DONE
                     return
@@ -131,9 +141,11 @@ def ui_turn_stream(
         follow.close()
 
 
-def _ui_response(run_id: str, after: str | None, input_id: str | None, idle: float,
-                 *, steered: str | None = None) -> Response:
-    body = ui_turn_stream(run_id, after, input_id, idle, steered=steered)
+def _ui_response(
+    run_id: str, after: str | None, input_id: str | None, idle: float, replay: bool = False,
+    *, steered: str | None = None,
+) -> Response:
+    body = ui_turn_stream(run_id, after, input_id, idle, replay, steered=steered)
     return Response(body, content_type="text/event-stream", headers=UI_STREAM_HEADERS)
 
 
@@ -286,7 +298,7 @@ class _UiRoutes:
         after = previous_id(start)
         if after is not None:  # 410 stream_trimmed: the turn's start is gone, no replay
             streams.check_resume(get_redis(), run_id, after)
-        return _ui_response(run_id, after, None, self.gw.stream_timeout())
+        return _ui_response(run_id, after, None, self.gw.stream_timeout(), replay=True)
 
     def stop(self, task_id: str, chat_id: str) -> Response:
         _, principal = self._authorize(task_id)

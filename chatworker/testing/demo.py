@@ -1,4 +1,5 @@
-"""Demo tools (``get_weather``, ``get_time``) for the offline demo chat; no network needed."""
+"""Demo tools (``get_weather``, ``get_time``, ``book_table``) for the offline demo chat; no network
+needed. ``book_table`` needs the user's approval before it runs (made-up effects)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pydantic import BaseModel, Field
 
 from chatworker.ai import Tool, tool
 
-__all__ = ["DEMO_TOOLS", "TimeArgs", "WeatherArgs", "get_time", "get_weather"]
+from .demo_booking import book_table
+
+__all__ = ["DEMO_TOOLS", "TimeArgs", "WeatherArgs", "book_table", "get_time", "get_weather"]
 
 _CONDITIONS = ("sunny", "partly cloudy", "overcast", "light rain", "windy", "foggy", "snowy")
 
@@ -60,5 +63,9 @@ get_time: Tool = tool(
     execute=_time,
 )
 
-DEMO_TOOLS: dict[str, Tool] = {"get_weather": get_weather, "get_time": get_time}
+DEMO_TOOLS: dict[str, Tool] = {
+    "get_weather": get_weather,
+    "get_time": get_time,
+    "book_table": book_table,
+}
 """Pass as ``stream_text(tools=DEMO_TOOLS, max_steps=2)`` in a demo chat task."""

@@ -2,9 +2,11 @@
 
 It reflects on the last user message, streams at a natural rate, and calls the demo tools
 (``get_weather`` / ``get_time``) when asked about the weather or the time (whole words: a
-"train" is no rain, and "I love the rain" asks nothing) and the request offers them; asked for
-a report ("write a report on tide pools") it calls ``write_report``, a tool that runs as a
-Celery task when the demo app offers it.
+"train" is no rain, and "I love the rain" asks nothing) and the request offers them; asked to
+book a table, it calls ``book_table`` (which waits for the user's approval) and then says what
+came of it: the booking, or that the user denied it; asked for a report ("write a report on
+tide pools") it calls ``write_report``, a tool that runs as a Celery task when the demo app
+offers it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from .demo_booking import booking_request, describe_booking
 from .script import Reasoning, Step, Text, ToolCall, last_user_text
 
 __all__ = ["DEMO_PREFIX", "demo_reply"]
@@ -58,6 +61,16 @@ def demo_reply(body: dict[str, Any], tokens_per_second: float | None = 30.0) -> 
             Text(text, tokens_per_second=rate),
         ]
     user_text = last_user_text(body)
+    booking = booking_request(user_text) if "book_table" in offered else None
+    if booking is not None:
+        return [
+            Reasoning(
+                f"The user wants a table at {booking['restaurant']}; I will call book_table, "
+                "which asks for their approval first.",
+                tokens_per_second=rate,
+            ),
+            ToolCall("book_table", booking),
+        ]
     if _REPORT.search(user_text) and "write_report" in offered:
         match = _TOPIC.search(user_text)
         topic = match.group(1) if match else "chat workers"
@@ -143,6 +156,8 @@ def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
 
 def _describe(name: str, message: dict[str, Any]) -> str:
     content = message.get("content")
+    if name == "book_table":
+        return describe_booking(content)
     raw = content if isinstance(content, str) else json.dumps(content)
     try:
         data = json.loads(raw)

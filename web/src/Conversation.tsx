@@ -5,6 +5,7 @@ import type { UIMessage } from "ai";
 import { useEffect, useRef, useState, type FormEvent } from "react";
 
 import { markStopped } from "./chats";
+import { EmptyChat } from "./EmptyChat";
 import { MessageView } from "./MessageView";
 import { useStalled } from "./stall";
 
@@ -19,7 +20,10 @@ interface ConversationProps {
 
 export function Conversation({ chat, runId, heartbeatSeconds, onSend }: ConversationProps) {
   // `resume`: after a reload (or in a second tab) a reply still being generated is replayed.
-  const { messages, status, error, sendMessage, stop, regenerate, clearError } = useChat({ chat, resume: true });
+  const { messages, status, error, sendMessage, stop, regenerate, clearError, addToolApprovalResponse } = useChat({
+    chat,
+    resume: true,
+  });
   const [input, setInput] = useState("");
   const bottom = useRef<HTMLDivElement>(null);
   const busy = status === "submitted" || status === "streaming";
@@ -47,9 +51,14 @@ export function Conversation({ chat, runId, heartbeatSeconds, onSend }: Conversa
   return (
     <section className="conversation" data-testid="conversation" data-status={status}>
       <div className="messages" data-testid="messages">
-        {messages.length === 0 && <p className="empty">Ask anything. Try “What's the weather in Paris?”</p>}
+        {messages.length === 0 && <EmptyChat />}
         {messages.map((message) => (
-          <MessageView key={message.id} message={message} />
+          <MessageView
+            key={message.id}
+            message={message}
+            // Only the latest reply's requests can be answered (the model has moved on from others).
+            onApproval={message === last ? (response) => void addToolApprovalResponse(response) : undefined}
+          />
         ))}
         {status === "submitted" && <div className="pending">…</div>}
         {busy && stalled && (

@@ -1,46 +1,14 @@
-/** One message: text, folded reasoning, tool calls with their inputs and outputs. */
+/** One message: text, folded reasoning, tool calls (with approval requests), streamed data. */
 
 import type { UIMessage } from "ai";
 
 import { wasStopped } from "./chats";
+import { DataPartView } from "./DataPartView";
+import { ToolView, type ApprovalResponder, type ToolPart } from "./ToolView";
 
 type Part = UIMessage["parts"][number];
 
-interface ToolPart {
-  type: string;
-  toolName?: string;
-  toolCallId: string;
-  state: string;
-  input?: unknown;
-  output?: unknown;
-  errorText?: string;
-}
-
-const json = (value: unknown): string => JSON.stringify(value, null, 2) ?? "";
-
-function ToolView({ part }: { part: ToolPart }) {
-  const name = part.type === "dynamic-tool" ? (part.toolName ?? "tool") : part.type.slice("tool-".length);
-  const done = part.state === "output-available" || part.state === "output-error";
-  return (
-    <div className={`tool ${done ? "done" : "running"}`} data-testid="tool" data-tool={name} data-state={part.state}>
-      <div className="tool-head">
-        <span className="tool-name">{name}</span>
-        <span className="tool-state">{part.state.replace(/-/g, " ")}</span>
-      </div>
-      <div className="tool-label">input</div>
-      <pre data-testid="tool-input">{json(part.input)}</pre>
-      {part.state === "output-available" && (
-        <>
-          <div className="tool-label">output</div>
-          <pre data-testid="tool-output">{json(part.output)}</pre>
-        </>
-      )}
-      {part.state === "output-error" && <div className="tool-error">{part.errorText}</div>}
-    </div>
-  );
-}
-
-function PartView({ part }: { part: Part }) {
+function PartView({ part, onApproval }: { part: Part; onApproval?: ApprovalResponder }) {
   if (part.type === "text") {
     return (
       <div className="text" data-testid="text">
@@ -64,21 +32,27 @@ function PartView({ part }: { part: Part }) {
     );
   }
   if (part.type === "dynamic-tool" || part.type.startsWith("tool-")) {
-    return <ToolView part={part as unknown as ToolPart} />;
+    return <ToolView part={part as unknown as ToolPart} onApproval={onApproval} />;
   }
   if (part.type.startsWith("data-")) {
-    return <pre className="data">{json((part as { data?: unknown }).data)}</pre>;
+    return <DataPartView part={part} />;
   }
   return null;
 }
 
-export function MessageView({ message }: { message: UIMessage }) {
+interface MessageViewProps {
+  message: UIMessage;
+  /** Answers a tool's approval request (absent: the buttons are disabled). */
+  onApproval?: ApprovalResponder;
+}
+
+export function MessageView({ message, onApproval }: MessageViewProps) {
   return (
     <div className={`message ${message.role}`} data-testid="message" data-role={message.role} data-id={message.id}>
       <div className="role">{message.role === "user" ? "You" : "Assistant"}</div>
       <div className="parts">
         {message.parts.map((part, index) => (
-          <PartView key={index} part={part} />
+          <PartView key={index} part={part} onApproval={onApproval} />
         ))}
       </div>
       {message.role === "assistant" && wasStopped(message) && (

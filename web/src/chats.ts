@@ -5,7 +5,7 @@
 
 import { Chat } from "@ai-sdk/react";
 import type { ChatWorkerTransport } from "@chatworker/transport";
-import type { UIMessage } from "ai";
+import { lastAssistantMessageIsCompleteWithApprovalResponses, type UIMessage } from "ai";
 
 const chats = new Map<string, Chat<UIMessage>>();
 
@@ -17,7 +17,14 @@ export function chatFor(
 ): Chat<UIMessage> {
   let chat = chats.get(id);
   if (chat === undefined) {
-    chat = new Chat<UIMessage>({ id, messages, transport, onFinish });
+    chat = new Chat<UIMessage>({
+      id,
+      messages,
+      transport,
+      onFinish,
+      // Approve / Deny sends the answered reply back; the run continues that same message.
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
     chats.set(id, chat);
   } else if (chat.status === "ready" && messages.length > chat.messages.length) {
     chat.messages = messages; // another tab moved the conversation on

@@ -3,6 +3,7 @@ import { createRoot } from "react-dom/client";
 
 import { App } from "./App";
 import "./styles.css";
+import "./parts.css";
 
 const root = document.getElementById("root");
 if (root === null) throw new Error("no #root element");

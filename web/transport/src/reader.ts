@@ -20,6 +20,7 @@
 
 import type { UIMessageChunk } from "ai";
 
+import { ContinuedStart } from "./continued.js";
 import { ChatWorkerError, backoff, describe, errorFrom, sleep, type FetchFn } from "./http.js";
 import { parseSSE, type SSEEvent } from "./sse.js";
 import type { RunEndChunk, TurnCompleteChunk, TurnStartChunk } from "./types.js";
@@ -110,6 +111,8 @@ export class TurnReader {
   private skipStartStep = false;
   /** The `abort` of a lost attempt, passed on only if the turn is not started again. */
   private heldAbort: UIMessageChunk | undefined;
+  /** A reconnect replays its turn: the start of a turn continuing a message is left out. */
+  private readonly continued: ContinuedStart | undefined;
 
   private readonly onDone: (reader: TurnReader) => void;
   private startTimer: ReturnType<typeof setTimeout> | undefined;
@@ -120,6 +123,7 @@ export class TurnReader {
     options: ReaderOptions = {},
   ) {
     this.after = options.after;
+    this.continued = match.kind === "inflight" ? new ContinuedStart() : undefined;
     this.onDone = options.onDone ?? (() => undefined);
     if (options.startTimeoutMs !== undefined) {
       // A turn expected but not certain (a queued run): give up if it does not start.
@@ -291,7 +295,8 @@ export class TurnReader {
   }
 
   private forward(chunk: UIMessageChunk): void {
-    if (this.attached) this.controller?.enqueue(chunk);
+    if (!this.attached) return;
+    for (const each of this.continued?.chunk(chunk) ?? [chunk]) this.controller?.enqueue(each);
   }
 
   /** A withheld `abort` stands after all: the turn was not started again. */
@@ -364,6 +369,7 @@ export class TurnReader {
         : chunk.turn === this.turn && (this.match.kind === "inflight" || chunk.inputId === undefined));
     if (!ours) return;
     this.releaseAbort();
+    if (this.attached) for (const held of this.continued?.release() ?? []) this.controller?.enqueue(held);
     this.phase = "done";
     this.ctx.onTurnComplete(chunk, eventId);
     this.finish();
