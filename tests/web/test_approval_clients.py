@@ -26,7 +26,7 @@ from chatworker import tokens
 from chatworker.testing import ModelServer, Text
 
 from ..conftest import SECRET
-from ..support import ROOT
+from ..support import ROOT, wait_for
 from .browser_support import DemoStack, demo_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -95,12 +95,24 @@ def run_script(demo: DemoStack, package: Path, script: str, scenario: str) -> di
 
 
 def stored_reply(demo: DemoStack, chat_id: str, message_id: str) -> dict[str, Any]:
-    """The chat's first reply as the demo task stored it (the message the approval continued)."""
-    stored = demo.stored_chat(chat_id)
-    assert stored is not None
-    replies = [m for m in stored["messages"] if m["role"] == "assistant"]
-    assert replies and replies[0]["id"] == message_id, json.dumps(stored["messages"], indent=1)
-    return dict(replies[0])
+    """The chat's first reply as the demo task stored it (the message the approval continued),
+    once its tool call is settled: the task stores the reply in ``on_turn_complete``, just after
+    the client saw the turn end."""
+
+    def settled() -> dict[str, Any] | None:
+        stored = demo.stored_chat(chat_id)
+        replies = [m for m in (stored or {}).get("messages", []) if m["role"] == "assistant"]
+        if not replies or replies[0]["id"] != message_id:
+            return None
+        states = {p.get("state") for p in replies[0]["parts"] if p["type"] == "tool-book_table"}
+        return dict(replies[0]) if states & FINAL else None
+
+    reply: dict[str, Any] | None = wait_for(settled)
+    assert reply is not None
+    return reply
+
+
+FINAL = {"output-available", "output-denied", "output-error"}
 
 
 def tool_part(message: dict[str, Any]) -> dict[str, Any]:
@@ -168,10 +180,10 @@ def test_ui_approval_after_a_reload(demo: DemoStack) -> None:
 
 def test_transport_approve(demo: DemoStack, model: ModelServer) -> None:
     result = run_script(demo, TRANSPORT, "approvals.mjs", "approve")
+    part = tool_part(stored_reply(demo, result["chatId"], result["messageId"]))
     stored = demo.stored_chat(result["chatId"])
     assert stored is not None and stored["session"]["runId"] == result["runId"]
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
-    part = tool_part(stored_reply(demo, result["chatId"], result["messageId"]))
     assert part["state"] == "output-available" and part["output"]["booked"] is True
 
 
