@@ -198,3 +198,16 @@ def test_a_trimmed_stream_is_reported_not_skipped(live_gateway: Gunicorn, r: red
     reply = completes[1]["ui_messages"][-1]
     assert reply["role"] == "assistant"
     assert reply["parts"][-1]["text"].startswith("echo: long (turn 1) w0 w1 w2")
+
+
+def test_follow_mode_keeps_two_devices_in_sync(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    """Two devices on one chat: each shows the other's turns as they stream (a regenerate and a
+    continuation run included), and each shows only what its own sends did not."""
+    result = run_scenario(live_gateway, "follow")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["run_id"], e["turn"]) for e in completes] == [
+        (result["runId"], 0), (result["runId"], 1), (result["runId"], 2),
+        (result["nextRunId"], 0), (result["nextRunId"], 1),
+    ]  # fmt: skip
+    # Each device was shown by its follow exactly the turns the other one sent.
+    assert result["shownByFollow"] == {"a": 2, "b": 3}
