@@ -2,7 +2,7 @@
 // every turn one of them sends shows on the other as it streams, across a continuation run.
 import assert from "node:assert/strict";
 
-import { API, echo, last, makeChat, makeTransport, newChatId, textOf, waitFor, wordsOf } from "./lib.mjs";
+import { API, echo, last, makeChat, makeTransport, newChatId, runInfo, textOf, waitFor, wordsOf } from "./lib.mjs";
 
 /** A device: its transport, its chat, and a follow that applies updates to the chat. */
 function device(chatId) {
@@ -67,6 +67,7 @@ export const followScenarios = {
     const token = a.store[chatId].publicAccessToken;
     const canceled = await fetch(`${API}/runs/${runId}/cancel`, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
     assert.equal(canceled.status, 202);
+    await waitFor(async () => (await runInfo(runId, token)).status === "canceled", "the run to end");
     await a.chat.sendMessage({ text: "later" });
     const nextRunId = a.store[chatId].runId;
     assert.notEqual(nextRunId, runId, "a continuation run");

@@ -179,6 +179,14 @@ export class ChatFollower<M extends UIMessage> implements ChatFollow {
   }
 
   private async open(): Promise<Response> {
+    // The chat's session is never older than the run followed here, and newer when this
+    // transport started a continuation run itself: go on from there.
+    const session = this.host.session();
+    if (session && session.runId !== this.runId) {
+      this.endTurn(undefined);
+      this.runId = session.runId;
+      this.after = session.lastEventId;
+    }
     const token = await this.host.token();
     const headers: Record<string, string> = {
       ...this.host.headers,
@@ -219,11 +227,16 @@ export class ChatFollower<M extends UIMessage> implements ChatFollow {
 
   private onRun(chunk: ChatRunChunk): void {
     if (chunk.runId !== this.runId) {
+      // The chat moved on to this run: it becomes the chat's session.
       this.endTurn(undefined);
       this.runId = chunk.runId;
       this.after = undefined;
+      this.host.adoptRun(chunk.runId, chunk.publicAccessToken);
+      return;
     }
-    this.host.adoptRun(chunk.runId, chunk.publicAccessToken);
+    // The run we asked for: a fresh token for it, unless the session has moved on meanwhile.
+    const session = this.host.session();
+    if (!session || session.runId === chunk.runId) this.host.adoptRun(chunk.runId, chunk.publicAccessToken);
   }
 
   private async onTurnStart(runId: string, start: TurnStartChunk): Promise<void> {
