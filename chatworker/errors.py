@@ -31,6 +31,14 @@ class RunEnded(ChatworkerError):
     status = 409
 
 
+class RunBusy(ChatworkerError):
+    """A turn of the run is streaming and the message's ``whileStreaming`` policy is ``reject``:
+    nothing was queued. Send it again once the turn is complete, or with another policy."""
+
+    code = "busy"
+    status = 409
+
+
 class InvalidPayload(ChatworkerError):
     """The wire payload or the client data failed validation; nothing was enqueued."""
 

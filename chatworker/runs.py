@@ -7,17 +7,20 @@ process that can reach Redis can drive any run.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import redis
 
 from .config import get_redis
 from .engine.dispatch import enqueue
 from .engine.payload import ChatWirePayload, parse_payload
+from .engine.policy import INTERRUPTED, resolve
 from .engine.registry import get_task
 from .engine.start import TriggerResult, start_run
 from .engine.start import redis_unavailable as _guard
-from .errors import RunEnded, RunNotFound
+from .errors import RunBusy, RunEnded, RunNotFound
 from .store import streams
 from .store.records import ENDED, RunInfo
 from .store.run_store import RunStore
@@ -25,18 +28,22 @@ from .store.run_store import RunStore
 log = logging.getLogger("chatworker.runs")
 
 __all__ = [
+    "RunBusy",
     "RunInfo",
+    "Sent",
     "TriggerResult",
     "cancel",
     "find_chat_run",
     "list_runs",
     "read_stream",
+    "send",
     "send_message",
     "status",
     "stop",
     "tail_id",
     "task_of",
     "trigger",
+    "wait_steered",
 ]
 
 
@@ -105,21 +112,63 @@ def task_of(run_id: str) -> str:
     return task_id
 
 
+Outcome = Literal["queued", "interrupted", "steering", "steered", "turn"]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What :func:`send` did with a message.
+
+    ``outcome``: ``queued`` (answered in its turn: no turn was streaming, or the policy was
+    ``queue``), ``interrupted`` (the streaming turn is being stopped; this message is answered
+    next), ``steering`` (it waits for the streaming turn's next step boundary; see
+    :func:`wait_steered`), and after :func:`wait_steered`, ``steered`` (it joined that turn) or
+    ``turn`` (the turn ended first: it is answered as a turn of its own).
+    """
+
+    input_id: str
+    outcome: Outcome
+    message_id: str | None = None  # the id of the (last) message sent
+
+
 def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     """Queue a message for the run; returns its ``inputId``.
 
-    Raises :class:`RunEnded` when the run will not answer it (ended, or ``max_turns`` reached
-    counting messages already queued): start a continuation run instead, and
-    :class:`InvalidPayload` (nothing is queued) for a payload the run could not read.
+    What it does while a turn of the run is streaming is its ``whileStreaming`` (or its task's
+    ``while_streaming``) policy: see :func:`send`. Raises :class:`RunBusy` (nothing queued) for
+    a ``reject`` while a turn streams, :class:`RunEnded` when the run will not answer it (ended,
+    or ``max_turns`` reached counting messages already queued): start a continuation run
+    instead, and :class:`InvalidPayload` (nothing is queued) for a payload the run could not read
+    or a ``whileStreaming`` its task does not accept.
     """
+    return send(run_id, payload).input_id
+
+
+def send(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> Sent:
+    """:func:`send_message`, saying what the message's ``whileStreaming`` policy did
+    (:class:`Sent`). A ``steer`` needs a ``submit-message`` ending with a user message; any
+    other message is queued."""
     try:
         task_id = task_of(run_id)
-        wire = parse_payload(payload, get_task(task_id)).to_wire_json()
-        verdict, detail = _store().send(run_id, wire)
+        task = get_task(task_id)
+        parsed = parse_payload(payload, task)
+        policy = resolve(task, parsed.while_streaming)
+        last = parsed.messages[-1] if parsed.messages else None
+        if policy == "steer" and (parsed.trigger != "submit-message" or last is None
+                                  or last.role != "user"):
+            policy = "queue"
+        wire = parsed.to_wire_json()
+        verdict, detail, applied = _store().deliver(run_id, wire, policy, INTERRUPTED)
     except redis.RedisError as exc:
         raise _guard(exc) from exc
     if verdict == "missing":
         raise RunNotFound(f"no run {run_id!r} (it never existed or has expired)")
+    if verdict == "busy":
+        raise RunBusy(
+            f"run {run_id} is answering another message ({detail}) and this message's "
+            "whileStreaming policy is 'reject': nothing was queued; send it again once the "
+            "reply is complete, or with another whileStreaming policy"
+        )
     if verdict == "ended":
         raise RunEnded(
             f"run {run_id} has {detail}; trigger a continuation run with the full history"
@@ -132,7 +181,31 @@ def send_message(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> str:
     if verdict == "resume":
         log.info("run %s: resuming for %s", run_id, input_id)
         enqueue(run_id, str(task_id))
-    return input_id
+    outcomes: dict[str, Outcome] = {"interrupt": "interrupted", "steer": "steering"}
+    return Sent(input_id, outcomes.get(applied, "queued"), last.id if last else None)
+
+
+#: How often :func:`wait_steered` looks at the run record.
+STEER_POLL_SECONDS = 0.05
+
+
+def wait_steered(run_id: str, input_id: str, timeout: float) -> Outcome:
+    """Wait until a message :func:`send` answered ``steering`` for is ``steered`` (it joined the
+    streaming turn) or a ``turn`` of its own; ``steering`` still after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    store = _store()
+    while True:
+        try:
+            found, run_status = store.fields(run_id, f"steer:{input_id}", "status")
+        except redis.RedisError as exc:
+            raise _guard(exc) from exc
+        if found in ("delivered", "turn"):
+            return "steered" if found == "delivered" else "turn"
+        if found is None and run_status is not None:
+            return "turn"  # it was not steered (no turn was streaming): it has a turn of its own
+        if run_status is None or run_status in ENDED or time.monotonic() >= deadline:
+            return "steering"
+        time.sleep(STEER_POLL_SECONDS)
 
 
 def stop(run_id: str, message: str | None = None, *, input_id: str | None = None) -> bool:

@@ -443,4 +443,5 @@ def manual_finish_probe(payload: ChatWirePayload, ctx: Any) -> None:
                           abort_signal=ctx.signal, on_finish=on_finish))
 
 
-from . import async_tasks  # noqa: E402, F401  (more tasks, written with async def)
+# more tasks: written with async def; the while_streaming policies
+from . import async_tasks, policy_tasks  # noqa: E402, F401

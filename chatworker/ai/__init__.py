@@ -1,6 +1,7 @@
 """Model calls for chat tasks: ``stream_text`` (the AI SDK's ``streamText``), tools, providers."""
 
 from .providers import LanguageModel, OpenAIChatModel, openai
+from .steering import Steering, SteeringMessage
 from .steps import FinishEvent, StepResult
 from .stream import StreamTextResult, default_error_text, stream_text
 from .tools import (
@@ -20,6 +21,8 @@ __all__ = [
     "LanguageModel",
     "NoSuchToolError",
     "OpenAIChatModel",
+    "Steering",
+    "SteeringMessage",
     "StepResult",
     "StreamTextResult",
     "Tool",

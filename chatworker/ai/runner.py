@@ -18,6 +18,7 @@ from chatworker.signals import AbortSignal
 
 from .call import OPENED, ModelCall
 from .providers import LanguageModel
+from .steering import SteeringSource, StepSteering
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
 from .tools import (
     InvalidToolInputError,
@@ -81,6 +82,7 @@ class Runner:
         abort_signal: AbortSignal | None,
         settings: dict[str, Any],
         on_finish: Callable[[FinishEvent], Any] | None,
+        steering: SteeringSource | None = None,
     ) -> None:
         self.model = model
         self.system = system
@@ -90,6 +92,7 @@ class Runner:
         self.signal = abort_signal
         self.settings = settings
         self.on_finish = on_finish
+        self.steering = StepSteering(steering, self._is_aborted)
         self.steps: list[StepResult] = []
         self.response_messages: list[dict[str, Any]] = []
         self.finish_reason = "other"
@@ -138,6 +141,7 @@ class Runner:
     def _run_step(self, state: _StepState) -> Generator[Part, None, bool]:
         started = False
         call: ModelCall | None = None
+        yield from self.steering.deliver(self.response_messages)
         try:
             request = self._request()
             call = ModelCall(
@@ -171,7 +175,9 @@ class Runner:
         if started:
             yield {"type": "finish-step"}
         self._end_step(state, map_finish_reason(state.raw_finish))
-        if self._should_continue(state.result):
+        if self._should_continue(state.result) or self.steering.continues(
+            state.result, self.steps, self.stop_conditions
+        ):
             return True
         yield from self._finish()
         return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from chatworker.protocol.messages import UIMessage
 from chatworker.signals import AbortSignal
@@ -13,6 +13,7 @@ from chatworker.signals import AbortSignal
 from .prompt import model_messages
 from .providers import LanguageModel
 from .runner import Runner
+from .steering import SteeringSource, TurnSteering
 from .steps import FinishEvent, StepResult, add_usage, empty_usage
 from .tools import (
     InvalidToolInputError,
@@ -58,6 +59,7 @@ def stream_text(
     tool_choice: str | dict[str, Any] | None = None,
     provider_options: Mapping[str, Any] | None = None,
     on_finish: Callable[[FinishEvent], Any] | None = None,
+    steering: SteeringSource | Literal[False] | None = None,
 ) -> StreamTextResult:
     """Stream a model answer, calling tools for up to ``max_steps`` model calls (default 1).
 
@@ -72,6 +74,12 @@ def stream_text(
     called lazily, when the UI stream (or ``.text`` etc.) is first read. Model and tool failures
     never raise: they become ``error`` / ``tool-output-error`` chunks. ``provider_options``
     ``{"openai": {...}}`` entries are merged into the request body.
+
+    ``steering`` (a :class:`~chatworker.ai.steering.Steering`, or any object with ``take()``)
+    adds user messages to the run at its next step boundary: before the next model call of a
+    tool loop, or, when the model has finished its answer, in one more step. Inside a chat turn
+    the run's own source is the default (messages sent with ``whileStreaming: "steer"``);
+    ``steering=False`` opts out.
     """
     history: list[ModelMessageLike] = list(model_messages(messages or []))
     if prompt is not None:
@@ -97,6 +105,7 @@ def stream_text(
         abort_signal=abort_signal,
         settings=settings,
         on_finish=on_finish,
+        steering=TurnSteering() if steering is None else (steering or None),
     )
     return StreamTextResult(runner)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ..config import Duration, parse_duration
 from .celery_app import CeleryBacked
 from .chat_run import execute_chat
+from .policy import WhileStreaming, check_overrides, check_policy
 from .registry import register
 from .stream_options import normalize_stream_options
 
@@ -46,6 +47,8 @@ class ChatTask(CeleryBacked):
         max_duration: Duration | None = None,
         ui_message_stream_options: dict[str, Any] | None = None,
         queue: dict[str, Any] | str | None = None,
+        while_streaming: WhileStreaming = "queue",
+        while_streaming_overrides: Iterable[WhileStreaming] | None = None,
         app: Celery | None = None,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -79,6 +82,9 @@ class ChatTask(CeleryBacked):
         self.chat_access_token_ttl = chat_access_token_ttl
         self.ui_message_stream_options = normalize_stream_options(ui_message_stream_options)
         self.queue = {"name": queue} if isinstance(queue, str) else dict(queue or {})
+        # What a message arriving mid-reply does, and which policies a message may ask for.
+        self.while_streaming = check_policy(while_streaming)
+        self.while_streaming_overrides = check_overrides(while_streaming_overrides)
         register(self)
         self._setup_celery(app)
 

@@ -32,6 +32,7 @@ from . import concurrency
 from .capture import TurnOutput
 from .mailbox import MAX_DURATION, LocalRun, get_mailbox
 from .payload import ChatWirePayload
+from .steering import RunSteering
 from .turns import TurnScope, current_driver
 
 log = logging.getLogger("chatworker.run")
@@ -300,7 +301,9 @@ class RunDriver:
         signal = AbortSignal.any([self.local.cancel.signal, stop.signal])
         output = TurnOutput(self.stream, message_id)
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
-        return TurnScope(self, item.input_id, output, stop, signal)
+        scope = TurnScope(self, item.input_id, output, stop, signal)
+        scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id)
+        return scope
 
     def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str,
                             *, hook_pending: bool = False) -> str:

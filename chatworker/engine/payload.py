@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InvalidPayload
 from ..protocol.messages import UIMessage
 from ..types import TaskDefinition
+from .policy import WhileStreaming
 
 Trigger = Literal["submit-message", "regenerate-message", "preload"]
 
@@ -21,7 +22,8 @@ MAX_DEPTH = 200
 
 class ChatWirePayload(BaseModel):
     """``{chatId, messages, trigger, messageId?, metadata?, continuation?, previousRunId?,
-    warmTimeoutInSeconds?, ...extra body keys}``; ``metadata`` is the client data."""
+    warmTimeoutInSeconds?, whileStreaming?, ...extra body keys}``; ``metadata`` is the client
+    data, ``whileStreaming`` what the message does if it arrives while a turn streams."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -35,6 +37,7 @@ class ChatWirePayload(BaseModel):
     warm_timeout_in_seconds: float | None = Field(
         default=None, alias="warmTimeoutInSeconds", ge=0, le=86400
     )
+    while_streaming: WhileStreaming | None = Field(default=None, alias="whileStreaming")
 
     @property
     def extra(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..ai.steering import SteeringSource, current_steering
 from ..loops import run_sync, running_loop
 from ..signals import AbortController, AbortSignal
 from ..types import Driver
@@ -43,6 +44,7 @@ class TurnScope:
     stream_options: dict[str, Any] = field(default_factory=dict)
     deferred: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    steering: SteeringSource | None = None  # messages steered into this turn
 
 
 current_scope: contextvars.ContextVar[TurnScope | None] = contextvars.ContextVar(
@@ -61,6 +63,7 @@ def activate(scope: TurnScope | None = None, driver: Driver | None = None) -> It
         tokens.append((current_driver, current_driver.set(driver)))
     if scope is not None:
         tokens.append((current_scope, current_scope.set(scope)))
+        tokens.append((current_steering, current_steering.set(scope.steering)))
     try:
         yield
     finally:

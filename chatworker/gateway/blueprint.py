@@ -121,7 +121,11 @@ class _Routes:
     def messages(self, run_id: str) -> Response:
         self.gw.run_claims(run_id, "write")
         payload = parse_payload(self.gw.read_json(), get_task(runs.task_of(run_id)))
-        return json_response({"inputId": runs.send_message(run_id, payload)}, 202)
+        sent = runs.send(run_id, payload)
+        outcome = sent.outcome
+        if outcome == "steering":  # answer once it joined the turn or became a turn of its own
+            outcome = runs.wait_steered(run_id, sent.input_id, self.gw.stream_timeout())
+        return json_response({"inputId": sent.input_id, "outcome": outcome}, 202)
 
     def stop(self, run_id: str) -> Response:
         self.gw.run_claims(run_id, "write")

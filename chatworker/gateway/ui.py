@@ -53,6 +53,9 @@ log = logging.getLogger("chatworker.flask_ui")
 __all__ = ["default_authorize_ui", "register_ui_routes", "ui_turn_stream"]
 
 _CLAIMS = "chatworker_ui_claims"
+#: The response header of ``POST /ui/<taskId>`` to a live run saying what the message's
+#: ``whileStreaming`` policy did: ``queued``, ``interrupted``, ``steered`` or ``turn``.
+OUTCOME_HEADER = "X-Chatworker-Outcome"
 
 
 def default_authorize_ui(req: Request, task_id: str) -> bool:
@@ -71,10 +74,14 @@ def _error_chunk(text: str) -> str:
 
 
 def ui_turn_stream(
-    run_id: str, after: str | None, input_id: str | None, idle: float
+    run_id: str, after: str | None, input_id: str | None, idle: float,
+    *, steered: str | None = None,
 ) -> Iterator[str]:
     """One turn as a UI message stream: from the ``__turn_start`` answering ``input_id`` (the
-    first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped."""
+    first one when None) after ``after``, to its ``__turn_complete``; control chunks dropped.
+
+    With ``steered`` (the id of a message steered into the streaming turn) it starts at that
+    message's ``steering-message`` chunk instead (or at its own turn, should it become one)."""
     yield comment("stream open")
     follow = Follow(run_id, after, idle_timeout=idle, resume_on_drop=True)
     in_turn = False
@@ -88,6 +95,10 @@ def ui_turn_stream(
                 control = parse_chunk(raw) if '"__' in raw else {}
                 kind = control.get("type", "")
                 if not (isinstance(kind, str) and kind.startswith("__")):
+                    if not in_turn and steered is not None and '"steering-message"' in raw:
+                        chunk = parse_chunk(raw)
+                        in_turn = chunk.get("type") == "steering-message" and (
+                            chunk.get("id") == steered)
                     if in_turn:
                         parts.append(event(raw))
                     continue
@@ -124,8 +135,9 @@ def ui_turn_stream(
         follow.close()
 
 
-def _ui_response(run_id: str, after: str | None, input_id: str | None, idle: float) -> Response:
-    body = ui_turn_stream(run_id, after, input_id, idle)
+def _ui_response(run_id: str, after: str | None, input_id: str | None, idle: float,
+                 *, steered: str | None = None) -> Response:
+    body = ui_turn_stream(run_id, after, input_id, idle, steered=steered)
     return Response(body, content_type="text/event-stream", headers=UI_STREAM_HEADERS)
 
 
@@ -219,13 +231,11 @@ class _UiRoutes:
                 if payload.trigger == "submit-message":
                     messages = messages[-1:]
                 try:
-                    input_id = runs.send_message(
-                        run_id, payload.model_copy(update={"messages": messages})
-                    )
+                    sent = runs.send(run_id, payload.model_copy(update={"messages": messages}))
                 except (RunEnded, RunNotFound):
                     previous = run_id
                 else:
-                    return _ui_response(run_id, after, input_id, idle)
+                    return self._sent_response(run_id, after, sent, idle)
             elif run_id is not None:
                 previous = run_id
         if previous is not None:
@@ -234,6 +244,21 @@ class _UiRoutes:
         if payload.trigger == "preload":
             return json_response({"runId": result.run_id}, 202)
         return _ui_response(result.run_id, None, None, idle)
+
+    @staticmethod
+    def _sent_response(run_id: str, after: str, sent: runs.Sent, idle: float) -> Response:
+        """The reply to a message sent to a live run: its turn as a UI message stream. A steered
+        message is answered once it joined the streaming turn (the stream then starts at its
+        ``steering-message`` chunk: the rest of that turn) or became a turn of its own; the
+        ``X-Chatworker-Outcome`` header says which (and ``queued``/``interrupted`` otherwise)."""
+        outcome = sent.outcome
+        steered: str | None = None
+        if outcome == "steering":
+            outcome = runs.wait_steered(run_id, sent.input_id, idle)
+            steered = sent.message_id if outcome != "turn" else None
+        response = _ui_response(run_id, after, sent.input_id, idle, steered=steered)
+        response.headers[OUTCOME_HEADER] = outcome
+        return response
 
     def _trigger(
         self, task_id: str, payload: ChatWirePayload, principal: str | None

@@ -171,6 +171,11 @@ class MessageAssembler:
         self._parts.append({"type": "step-start"})
         self._step_tools = {}
 
+    def _steering_message(self, chunk: dict[str, Any]) -> None:
+        parts = chunk.get("parts")
+        self._parts.append({"type": "steering-message", "id": chunk.get("id", ""),
+                            "parts": copy.deepcopy(parts) if isinstance(parts, list) else []})
+
     def _finish_step(self, chunk: dict[str, Any]) -> None:
         self._active_text = {}
         self._active_reasoning = {}

@@ -34,6 +34,7 @@ __all__ = [
     "SourceUrlChunk",
     "StartChunk",
     "StartStepChunk",
+    "SteeringMessageChunk",
     "TextDeltaChunk",
     "TextEndChunk",
     "TextStartChunk",
@@ -84,6 +85,15 @@ class FinishStepChunk(ChunkModel):
     """Closes a model step; text and reasoning parts must be closed before it."""
 
     type: Literal["finish-step"] = "finish-step"
+
+
+class SteeringMessageChunk(ChunkModel):
+    """A user message delivered into the turn at the start of a step (pushes a
+    ``steering-message`` part holding the message's id and its text and file parts)."""
+
+    type: Literal["steering-message"] = "steering-message"
+    id: str
+    parts: list[dict[str, Any]]
 
 
 class _TextLike(ChunkModel):
@@ -287,6 +297,7 @@ CHUNK_MODELS: dict[str, type[ChunkModel]] = {
         StartChunk,
         StartStepChunk,
         FinishStepChunk,
+        SteeringMessageChunk,
         TextStartChunk,
         TextDeltaChunk,
         TextEndChunk,
@@ -332,6 +343,7 @@ UIMessageChunk: TypeAlias = Annotated[
     Annotated[StartChunk, Tag("start")]
     | Annotated[StartStepChunk, Tag("start-step")]
     | Annotated[FinishStepChunk, Tag("finish-step")]
+    | Annotated[SteeringMessageChunk, Tag("steering-message")]
     | Annotated[TextStartChunk, Tag("text-start")]
     | Annotated[TextDeltaChunk, Tag("text-delta")]
     | Annotated[TextEndChunk, Tag("text-end")]

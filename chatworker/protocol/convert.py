@@ -21,6 +21,7 @@ from .messages import (
     ProviderMetadata,
     ReasoningPart,
     ReasoningUIPart,
+    SteeringMessageUIPart,
     StepStartUIPart,
     SystemModelMessage,
     TextPart,
@@ -93,7 +94,7 @@ def _file_part(part: FileUIPart) -> FilePart:
     )
 
 
-def _convert_user(message: UIMessage) -> UserModelMessage:
+def _convert_user(message: UIMessage | SteeringMessageUIPart) -> UserModelMessage:
     content: list[UserContentPart] = []
     for part in message.parts:
         if isinstance(part, TextUIPart):
@@ -244,6 +245,11 @@ def _convert_assistant(message: UIMessage, out: list[ModelMessage]) -> None:
         elif isinstance(part, StepStartUIPart):
             _process_block(block, out)
             block = []
+        elif isinstance(part, SteeringMessageUIPart):
+            # a message steered into the turn: the model saw it after the step's tool results
+            _process_block(block, out)
+            block = []
+            out.append(_convert_user(part))
         # sources and unknown parts are not sent to the model
     _process_block(block, out)
 

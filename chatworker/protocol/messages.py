@@ -57,6 +57,7 @@ __all__ = [
     "ReasoningUIPart",
     "SourceDocumentUIPart",
     "SourceUrlUIPart",
+    "SteeringMessageUIPart",
     "StepStartUIPart",
     "SystemModelMessage",
     "TextPart",
@@ -177,6 +178,15 @@ class StepStartUIPart(WireModel):
     type: Literal["step-start"] = "step-start"
 
 
+class SteeringMessageUIPart(WireModel):
+    """A user message that joined the assistant's turn at a step boundary (steering): the
+    model saw it as a user message after that step's tool results."""
+
+    type: Literal["steering-message"] = "steering-message"
+    id: str
+    parts: list[TextUIPart | FileUIPart] = Field(default_factory=list)
+
+
 class DataUIPart(WireModel):
     """A custom ``data-<name>`` part; upserted by (type, id) during assembly."""
 
@@ -194,7 +204,8 @@ class GenericUIPart(WireModel):
 
 
 _PART_TAGS = frozenset(
-    {"text", "reasoning", "dynamic-tool", "source-url", "source-document", "file", "step-start"}
+    {"text", "reasoning", "dynamic-tool", "source-url", "source-document", "file", "step-start",
+     "steering-message"}
 )
 
 
@@ -220,6 +231,7 @@ UIMessagePart: TypeAlias = Annotated[
     | Annotated[SourceDocumentUIPart, Tag("source-document")]
     | Annotated[FileUIPart, Tag("file")]
     | Annotated[StepStartUIPart, Tag("step-start")]
+    | Annotated[SteeringMessageUIPart, Tag("steering-message")]
     | Annotated[DataUIPart, Tag("data")]
     | Annotated[GenericUIPart, Tag("unknown")],
     Discriminator(_ui_part_tag),

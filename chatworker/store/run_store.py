@@ -89,10 +89,24 @@ class RunStore:
     def send(self, run_id: str, item: str) -> tuple[str, str]:
         """Queue ``item`` (a wire payload): ``(verdict, detail)`` — ``ok``/``resume`` with the
         new input id, ``ended`` with the status, ``full`` with the turn limit, or ``missing``."""
+        verdict, detail, _ = self.deliver(run_id, item)
+        return verdict, detail
+
+    def deliver(self, run_id: str, item: str, policy: str = "queue",
+                stop_reason: str = "interrupted") -> tuple[str, str, str]:
+        """Queue ``item`` (a wire payload): ``(verdict, detail, applied policy)``.
+
+        ``policy`` (``queue``, ``interrupt``, ``steer``, ``reject``) applies only while a turn
+        of the run streams (``applied`` is then that policy, else ``queue``). Verdicts: ``ok``/
+        ``resume`` with the new input id; ``busy`` with the streaming input (a ``reject``:
+        nothing written); ``ended`` with the status; ``full`` with the turn limit; ``missing``.
+        """
         result = self._run("send",
                            [keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
-                           [item, keys.wake_channel(""), run_id, _ms(requeue_seconds())])
-        return str(result[0]), str(result[1]) if len(result) > 1 else ""
+                           [item, keys.wake_channel(""), run_id, _ms(requeue_seconds()), policy,
+                            stop_reason])
+        values = [str(v) for v in result] + ["", ""]
+        return values[0], values[1], values[2] or "queue"
 
     def stop(self, run_id: str, reason: str, input_id: str | None) -> str:
         """Record a stop (``ok``, ``queued`` for a message not yet taken, ``idle``, ``missing``)."""
@@ -175,6 +189,15 @@ class RunStore:
         return str(self._fenced("turn_start",
                                 [keys.run(run_id), keys.output(run_id), keys.lease(run_id)],
                                 [chunk, stream_maxlen(), token, _ms(lease_seconds())]))
+
+    def steer_take(self, run_id: str, token: str, input_id: str) -> list[str]:
+        """At a step boundary of the turn answering ``input_id``: the messages steered into it,
+        moved from the inbox to the processing list (they are answered with that input)."""
+        result = self._fenced("steer_take",
+                              [keys.run(run_id), keys.inbox(run_id), keys.processing(run_id),
+                               keys.lease(run_id)],
+                              [token, _ms(lease_seconds()), input_id])
+        return [str(item) for item in result or []]
 
     def suspend(self, run_id: str, token: str, timeout: float, checkpoint: str) -> int:
         """Save the checkpoint; suspend unless a message waits (1), or not (0); -1: not ours."""

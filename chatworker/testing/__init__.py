@@ -8,9 +8,11 @@ from .script import (
     Finish,
     Reasoning,
     Rule,
+    Seen,
     Silence,
     Text,
     ToolCall,
+    ToolLoop,
     Usage,
 )
 
@@ -22,9 +24,11 @@ __all__ = [
     "ModelServer",
     "Reasoning",
     "Rule",
+    "Seen",
     "Silence",
     "StreamRecord",
     "Text",
     "ToolCall",
+    "ToolLoop",
     "Usage",
 ]

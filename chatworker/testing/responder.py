@@ -18,6 +18,7 @@ from .script import (
     Error,
     Finish,
     Reasoning,
+    Seen,
     Silence,
     Step,
     Text,
@@ -115,6 +116,8 @@ class Responder:
         return "completed"
 
     def _play(self, step: Step, *, streaming: bool, into: dict[str, Any] | None = None) -> None:
+        if isinstance(step, Seen):
+            step = Text(step.text(self.body))
         if isinstance(step, Text | Reasoning):
             key = "content" if isinstance(step, Text) else step.field
             rate = step.tokens_per_second or self.server.tokens_per_second

@@ -17,13 +17,16 @@ __all__ = [
     "Reply",
     "ReplySource",
     "Rule",
+    "Seen",
     "Silence",
     "Step",
     "Text",
     "ToolCall",
+    "ToolLoop",
     "Usage",
     "last_user_text",
     "split_tokens",
+    "user_texts",
 ]
 
 
@@ -110,7 +113,19 @@ class Finish:
     reason: str
 
 
-Step = Text | Reasoning | ToolCall | Citation | Error | Silence | Disconnect | Usage | Finish
+@dataclass(frozen=True)
+class Seen:
+    """Assistant text naming the user messages the request carried, in order:
+    ``"saw: first | second"`` (so a test reads in the reply what the model was shown)."""
+
+    prefix: str = "saw: "
+
+    def text(self, body: dict[str, Any]) -> str:
+        return self.prefix + " | ".join(user_texts(body))
+
+
+Step = (Text | Reasoning | ToolCall | Citation | Error | Silence | Disconnect | Usage | Finish
+        | Seen)
 Reply = Sequence[Step]
 ReplySource = Reply | Callable[[dict[str, Any]], Reply]
 Matcher = str | re.Pattern[str] | Callable[[dict[str, Any]], bool] | None
@@ -148,20 +163,48 @@ class Rule:
         return list(reply)
 
 
+class ToolLoop:
+    """A reply for a multi-step tool turn, slow enough to send messages into: each model call
+    streams a call of ``tool`` with ``arguments`` at once, then stays silent for ``pause``
+    seconds before finishing, until the request already carries ``calls`` tool results; then
+    it answers :class:`Seen` (which user messages it was shown). Use as
+    ``server.on(match, ToolLoop("lookup", {...}))``."""
+
+    def __init__(self, tool: str, arguments: dict[str, Any] | str, *, calls: int = 2,
+                 pause: float = 1.0, final: Sequence[Step] = ()) -> None:
+        self.tool = tool
+        self.arguments = arguments
+        self.calls = calls
+        self.pause = pause
+        self.final = list(final)
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        done = sum(1 for m in body.get("messages") or [] if m.get("role") == "tool")
+        if done < self.calls:
+            return [ToolCall(self.tool, self.arguments), Silence(self.pause)]
+        return [*self.final, Seen()]
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(
+        part.get("text", "")
+        for part in content or []
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def user_texts(body: dict[str, Any]) -> list[str]:
+    """The text of every ``user`` message of a Chat Completions request body, in order."""
+    return [_content_text(m.get("content")) for m in body.get("messages") or []
+            if m.get("role") == "user"]
+
+
 def last_user_text(body: dict[str, Any]) -> str:
     """The text of the last ``user`` message of a Chat Completions request body."""
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        return " ".join(
-            part.get("text", "")
-            for part in content or []
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
+    texts = user_texts(body)
+    return texts[-1] if texts else ""
 
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")

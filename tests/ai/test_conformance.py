@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from chatworker.ai import StreamTextResult, openai, stream_text, tool
+from chatworker.ai import Steering, StreamTextResult, openai, stream_text, tool
 from chatworker.ai.providers import OpenAIChatModel
+from chatworker.protocol import convert_to_model_messages, dump
 from chatworker.protocol.assemble import MessageAssembler
 from chatworker.signals import AbortController
 from chatworker.testing import (
@@ -28,6 +29,7 @@ from chatworker.testing import (
     Error,
     ModelServer,
     Reasoning,
+    Seen,
     Silence,
     Text,
     ToolCall,
@@ -92,7 +94,26 @@ def _scenarios(
         )
         return _abort_when_text_arrives(result, controller, message_id=message_id)
 
+    def steered(message_id: str) -> list[dict[str, Any]]:
+        # A message steered in while the tool runs joins the next step (the model sees it).
+        server.reset()
+        server.on("weather", [ToolCall("get_weather", {"city": "Oslo"})], once=True)
+        server.on(None, [Seen()])
+        steering = Steering()
+
+        def weather_and_steer(args: City) -> dict[str, Any]:
+            steering.steer({"id": "steer-1", "parts": [{"type": "text", "text": "And Rome?"}]})
+            return _weather(args)
+
+        result = stream_text(
+            model=model, messages=[{"role": "user", "content": "weather"}], max_steps=3,
+            tools={"get_weather": tool(parameters=City, execute=weather_and_steer)},
+            steering=steering,
+        )
+        return list(result.to_ui_message_stream(message_id=message_id))
+
     return {
+        "steered": steered,
         "text": run("text", [Text("Hello there, how can I help?")]),
         "reasoning": run(
             "reason", [Reasoning("Let me think step by step."), Text("The answer is 42.")]
@@ -222,6 +243,18 @@ def test_sdk_parses_and_assembles_like_chatworker(tmp_path: Path) -> None:
     ]
     assert parts[2]["state"] == "output-available"
     assert report["metadata"]["message"]["metadata"] == {"part": "finish"}
+    # The steered message: a part of the assistant message the SDK keeps and validates, and
+    # converts, as chatworker does, into a user message after the step's tool results.
+    steered = report["steered"]
+    assert [p["type"] for p in steered["message"]["parts"]] == [
+        "step-start", "tool-get_weather", "steering-message", "step-start", "text"]
+    assert steered["history"]["valid"] is True, steered["history"]
+    ours = [dump(m) for m in convert_to_model_messages([
+        {"id": "user-1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
+        steered["message"]])]
+    assert _normalise(steered["history"]["model"]) == _normalise(ours)
+    assert [m["role"] for m in ours] == ["user", "assistant", "tool", "user", "assistant"]
+    assert ours[3]["content"] == [{"type": "text", "text": "And Rome?"}]
 
 
 def test_conformance_package_is_pinned() -> None:

@@ -3,10 +3,18 @@
 //
 // usage: node assemble.mjs manifest.json
 //   manifest: [{"name": "...", "file": "path/to/stream.sse"}, ...]
-// prints: {"<name>": {"violations": [...], "errors": [...], "chunks": N, "message": {...}}}
+// prints: {"<name>": {"violations": [...], "errors": [...], "chunks": N, "message": {...},
+//           "history": {"valid": true | "why not", "model": [model messages] | null}}}
+// where "history" is the SDK's validateUIMessages and convertToModelMessages of the message.
 
 import { readFile } from "node:fs/promises";
-import { parseJsonEventStream, readUIMessageStream, uiMessageChunkSchema } from "ai";
+import {
+  convertToModelMessages,
+  parseJsonEventStream,
+  readUIMessageStream,
+  uiMessageChunkSchema,
+  validateUIMessages,
+} from "ai";
 
 function bytesStream(bytes) {
   // deliver the body in small pieces, as a network would, to exercise the SSE parser
@@ -51,7 +59,19 @@ async function check(file) {
   for await (const snapshot of messages) {
     message = snapshot;
   }
-  return { violations, errors, chunks: chunks.length, message };
+  return { violations, errors, chunks: chunks.length, message, history: await history(message) };
+}
+
+// The assembled message as a chat history the SDK validates and converts for the next call.
+async function history(message) {
+  if (message == null) return { valid: "no message", model: null };
+  const messages = [{ id: "user-1", role: "user", parts: [{ type: "text", text: "hi" }] }, message];
+  try {
+    await validateUIMessages({ messages });
+  } catch (error) {
+    return { valid: String(error?.message ?? error), model: null };
+  }
+  return { valid: true, model: await convertToModelMessages(messages) };
 }
 
 const manifest = JSON.parse(await readFile(process.argv[2], "utf8"));

@@ -410,7 +410,8 @@ def test_send_stop_cancel_then_message_to_ended_run_is_409(client: FlaskClient) 
     sent = client.post(
         f"/api/chat/runs/{run_id}/input/messages", json=body(text="more"), headers=auth(token)
     )
-    assert sent.status_code == 202 and set(sent.get_json()) == {"inputId"}
+    assert sent.status_code == 202 and set(sent.get_json()) == {"inputId", "outcome"}
+    assert sent.get_json()["outcome"] == "queued"  # no turn was streaming
     again = client.post(
         f"/api/chat/runs/{run_id}/input/messages", json=body(text="more"), headers=auth(token)
     )

@@ -59,6 +59,7 @@ VALID_CHUNKS: list[dict[str, Any]] = [
     {"type": "finish"},
     {"type": "abort", "reason": "stopped"},
     {"type": "error", "errorText": "An error occurred."},
+    {"type": "steering-message", "id": "u2", "parts": [{"type": "text", "text": "also this"}]},
 ]
 
 

@@ -1,8 +1,9 @@
 -- KEYS: run, lease, processing, inbox, output, active, resuming
 -- ARGV: maxlen, run_id, requeue_ms
--- A run whose owner's lease lapsed (the worker died): put the interrupted message back at the
--- head of the inbox (unless only its on_turn_complete was left), close a partial reply with
--- `abort`, and mark the run resuming so another worker picks it up from its checkpoint.
+-- A run whose owner's lease lapsed (the worker died): put the interrupted message, and those
+-- steered into its turn, back at the head of the inbox (unless only its on_turn_complete was
+-- left), close a partial reply with `abort`, and mark the run resuming so another worker picks
+-- it up from its checkpoint.
 local now = now_ms()
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl > 0 then
@@ -16,7 +17,8 @@ if st ~= 'running' and st ~= 'waiting' then
 end
 local hook_pending = redis.call('HGET', KEYS[1], 'hook_pending')
 if not hook_pending or hook_pending == '' then
-  redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'LEFT')
+  -- the input, and any messages steered into its turn, go back first in the inbox, in order
+  while redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'LEFT') do end
 end
 if redis.call('HGET', KEYS[1], 'is_streaming') == '1' then
   xadd(KEYS[5], ARGV[1], cjson.encode({type='abort', reason='worker lost'}))

@@ -9,5 +9,9 @@ local input_id = item
 if sp then input_id = string.sub(item, 1, sp - 1) end
 redis.call('HSET', KEYS[1], 'status', 'running', 'turn', ARGV[1],
   'current_input', input_id, 'updated_at', now_ms())
+-- A message sent to steer a turn that ended before taking it is answered as a turn of its own.
+if redis.call('HEXISTS', KEYS[1], 'steer:' .. input_id) == 1 then
+  redis.call('HSET', KEYS[1], 'steer:' .. input_id, 'turn')
+end
 local stopped = redis.call('HGET', KEYS[1], 'stop:' .. input_id) or ''
 return {item, stopped}

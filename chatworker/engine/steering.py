@@ -1,0 +1,49 @@
+"""The run's steering source: messages sent with the ``steer`` policy join the streaming turn.
+
+The send script leaves such a message in the run's inbox marked for the input being answered;
+at each step boundary of that turn ``stream_text`` asks :meth:`RunSteering.take`, which moves
+the marked messages from the inbox into the processing list atomically (they are then answered
+with that input: recovery puts them back with it). A message the turn never took is taken as a
+turn of its own when the turn ends: never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from ..ai.steering import SteeringMessage, steering_parts
+from ..store.records import split_item
+from ..store.run_store import RunStore
+from .payload import ChatWirePayload
+
+log = logging.getLogger("chatworker.steering")
+
+
+class RunSteering:
+    """The steering source of one turn (the input ``input_id`` of run ``run_id``)."""
+
+    def __init__(self, store: RunStore, run_id: str, token: str, input_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.token = token
+        self.input_id = input_id
+
+    def take(self) -> list[SteeringMessage]:
+        out: list[SteeringMessage] = []
+        for item in self.store.steer_take(self.run_id, self.token, self.input_id):
+            steered_id, body = split_item(item)
+            try:
+                payload = ChatWirePayload.model_validate_json(body)
+            except ValidationError:
+                log.error("run %s: steered message %s is unreadable; not delivered",
+                          self.run_id, steered_id)
+                continue
+            if not payload.messages:
+                continue
+            message = payload.messages[-1]
+            log.info("run %s: %s steered into the turn answering %s", self.run_id, steered_id,
+                     self.input_id)
+            out.append(SteeringMessage(message.id, steering_parts(message.parts)))
+        return out
