@@ -307,6 +307,45 @@ const scenarios = {
     assert.deepEqual(tokenCalls, ["trigger"]);
     return { chatId, runId };
   },
+
+  // Two tabs of one chat: the second steers a message into the first one's tool loop, and
+  // its own view is the rest of that reply; then a `reject` while a reply streams fails with
+  // `busy` without starting a new run (the chat and model were prepared by the test: SETUP).
+  async steer() {
+    const { chatId } = JSON.parse(process.env.SETUP);
+    const first = makeTransport("policy-steer");
+    const asker = makeChat(chatId, first.transport);
+    const asking = asker.sendMessage({ text: `plan ${chatId}` });
+    await waitFor(() => last(asker)?.parts.some((p) => p.type === "tool-lookup"), "the tool call");
+    const second = makeTransport("policy-steer", { sessions: { ...first.store }, whileStreaming: "steer" });
+    const steerer = makeChat(chatId, second.transport);
+    await steerer.sendMessage({ text: "also the moon" });
+    await asking;
+    ready(asker, "asker");
+    ready(steerer, "steerer");
+    const reply = last(asker);
+    assert.deepEqual(reply.parts.map((p) => p.type),
+      ["step-start", "tool-lookup", "steering-message", "step-start", "text"]);
+    assert.equal(textOf(reply), `saw: plan ${chatId} | also the moon`);
+    const rest = last(steerer);
+    assert.deepEqual(rest.parts.map((p) => p.type), ["steering-message", "step-start", "text"]);
+    assert.equal(rest.parts[0].id, steerer.messages[0].id);
+    assert.equal(textOf(rest), textOf(reply));
+    const runId = first.store[chatId].runId;
+
+    const telling = asker.sendMessage({ text: `tell ${chatId}` });
+    await waitFor(() => last(asker)?.role === "assistant" && textOf(last(asker)).length > 0 &&
+      asker.messages.length === 4, "the next reply");
+    const rejecter = makeChat(chatId, makeTransport("policy-steer", { sessions: { ...first.store } }).transport);
+    await rejecter.sendMessage({ text: "too soon" }, { body: { whileStreaming: "reject" } });
+    assert.equal(rejecter.status, "error");
+    assert.equal(rejecter.error?.code, "busy");
+    errors.splice(errors.findIndex((e) => e.includes("reject")), 1);
+    await telling;
+    ready(asker, "after the reject");
+    assert.equal(first.store[chatId].runId, runId, "no new run was started");
+    return { chatId, runId };
+  },
 };
 
 async function main() {

@@ -19,6 +19,7 @@ import redis
 
 from chatworker import tokens
 from chatworker.store import keys
+from chatworker.testing import ModelServer, Text, ToolLoop
 
 from ..conftest import SECRET
 from ..gateway.conftest_helpers import Gunicorn, call, live_gateway
@@ -63,7 +64,7 @@ def run_scenario(
         TOKENS=json.dumps(
             {
                 task: tokens.create_trigger_token(task, multiple_use=True)
-                for task in ("echo", "brief")
+                for task in ("echo", "brief", "policy-steer")
             }
         ),
         TOKEN_SECRET=SECRET,
@@ -211,3 +212,17 @@ def test_follow_mode_keeps_two_devices_in_sync(live_gateway: Gunicorn, r: redis.
     ]  # fmt: skip
     # Each device was shown by its follow exactly the turns the other one sent.
     assert result["shownByFollow"] == {"a": 2, "b": 3}
+
+
+def test_steer_from_a_second_tab_and_reject_while_streaming(
+    live_gateway: Gunicorn, r: redis.Redis, model_server: ModelServer
+) -> None:
+    chat_id = "tr-steer-" + uuid.uuid4().hex[:8]
+    model_server.on(f"tell {chat_id}", [Text("a reply taking its time", tokens_per_second=4)])
+    model_server.on(lambda body: chat_id in str(body),
+                    ToolLoop("lookup", {"topic": "tides"}, calls=1, pause=2))
+    result = run_scenario(live_gateway, "steer", {"chatId": chat_id})
+    completes = hook_events(r, chat_id, "on_turn_complete")
+    assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
+    assert {e["run_id"] for e in completes} == {result["runId"]}
+    assert len(hook_events(r, chat_id, "on_chat_start")) == 1

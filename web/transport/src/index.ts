@@ -24,4 +24,5 @@ export type {
   SessionChangeCallback,
   TurnCompleteChunk,
   TurnStartChunk,
+  WhileStreaming,
 } from "./types.js";

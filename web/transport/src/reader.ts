@@ -21,8 +21,11 @@ import type { RunEndChunk, TurnCompleteChunk, TurnStartChunk } from "./types.js"
 
 /** Which turn a reader answers. */
 export type TurnMatch =
-  /** The turn answering the message the gateway accepted as `inputId`. */
-  | { kind: "input"; inputId: string }
+  /**
+   * The turn answering the message the gateway accepted as `inputId`; with `steered` (the
+   * message's id), also the rest of the turn it was steered into, from its `steering-message`.
+   */
+  | { kind: "input"; inputId: string; steered?: string }
   /** Turn 0 of a run this client triggered (its markers carry no inputId). */
   | { kind: "trigger" }
   /** Whatever turn is in flight (a reconnect after a reload). */
@@ -84,6 +87,8 @@ export class TurnReader {
   private controller: ReadableStreamDefaultController<UIMessageChunk> | undefined;
   private phase: Phase = "waiting";
   private turn = -1;
+  /** Our message was steered into another input's turn: that turn's marker ends ours. */
+  private joined = false;
   private attached = true;
   private finished = false;
   private stopWanted = false;
@@ -262,6 +267,11 @@ export class TurnReader {
     }
     if (type === "__run_end") return this.onRunEnd(chunk as unknown as RunEndChunk);
     if (type.startsWith("__")) return;
+    if (type === "steering-message" && this.phase === "waiting" && this.match.kind === "input" &&
+        this.match.steered !== undefined && chunk["id"] === this.match.steered) {
+      this.phase = "answering"; // our message joined the turn in progress: the rest is ours
+      this.joined = true;
+    }
     if (this.phase === "answering" && this.attached) {
       this.controller?.enqueue(chunk as unknown as UIMessageChunk);
     }
@@ -303,9 +313,10 @@ export class TurnReader {
     if (this.phase === "waiting" && this.missedStart(chunk)) return this.finish(trimmedError());
     if (this.phase !== "answering") return; // an earlier (stale) or unrelated turn's marker
     const ours =
-      this.match.kind === "input"
+      this.joined ||
+      (this.match.kind === "input"
         ? chunk.inputId === this.match.inputId
-        : chunk.turn === this.turn && (this.match.kind === "inflight" || chunk.inputId === undefined);
+        : chunk.turn === this.turn && (this.match.kind === "inflight" || chunk.inputId === undefined));
     if (!ours) return;
     this.phase = "done";
     this.ctx.onTurnComplete(chunk, eventId);

@@ -79,6 +79,7 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
   private readonly fetchFn: FetchFn;
   private readonly streamTimeout: number | undefined;
   private readonly maxAttempts: number;
+  private readonly whileStreaming: ChatWorkerTransportOptions["whileStreaming"];
   private onSessionChange: SessionChangeCallback | undefined;
   private readonly sessions = new Map<string, ChatSession>();
   private readonly queues = new Map<string, Promise<unknown>>();
@@ -100,6 +101,7 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
     this.fetchFn = (input, init) => fetchImpl(input, init);
     this.streamTimeout = options.streamTimeoutSeconds;
     this.maxAttempts = options.maxReconnectAttempts ?? 8;
+    this.whileStreaming = options.whileStreaming;
     this.onSessionChange = options.onSessionChange;
     for (const [chatId, session] of Object.entries(options.sessions ?? {})) {
       if (session?.runId && session.publicAccessToken) this.sessions.set(chatId, { ...session });
@@ -320,6 +322,9 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
     const edit = trigger === "submit-message" && messageId !== undefined && last?.id === messageId && last.role === "user";
     if (edit) trigger = "regenerate-message";
     const payload: WirePayload = { ...plainObject(body), chatId, messages, trigger };
+    if (this.whileStreaming !== undefined && payload["whileStreaming"] === undefined) {
+      payload["whileStreaming"] = this.whileStreaming;
+    }
     if (messageId !== undefined) payload["messageId"] = messageId;
     const metadata = { ...this.clientData, ...plainObject(options.metadata) };
     if (this.clientData || plainObject(options.metadata)) payload["metadata"] = metadata;
@@ -330,8 +335,8 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
     if (session) {
       const input = trigger === "submit-message" ? messages.slice(-1) : messages;
       try {
-        const { inputId } = await this.withRenewal(chatId, (token) =>
-          callJson<{ inputId: string }>(
+        const { inputId, outcome } = await this.withRenewal(chatId, (token) =>
+          callJson<{ inputId: string; outcome?: string }>(
             this.fetchFn,
             {
               method: "POST",
@@ -343,10 +348,15 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
             "sending the message",
           ),
         );
-        return { runId: session.runId, match: { kind: "input", inputId }, after: session.lastEventId };
+        // A message steered into the reply in progress is answered by the rest of that reply.
+        const steered = outcome === "steered" || outcome === "steering" ? last?.id : undefined;
+        const match: TurnMatch = steered ? { kind: "input", inputId, steered } : { kind: "input", inputId };
+        return { runId: session.runId, match, after: session.lastEventId };
       } catch (error) {
         // 409: the run ended; 404: Redis forgot it. Either way the chat continues in a new run.
-        if (!(error instanceof ChatWorkerError) || (error.status !== 409 && error.status !== 404)) {
+        // 409 `busy` is a `reject` while a reply streams: the message was not sent at all.
+        const gone = error instanceof ChatWorkerError && (error.status === 409 || error.status === 404);
+        if (!gone || error.code === "busy") {
           throw error;
         }
         previousRunId = session.runId;

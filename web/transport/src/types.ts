@@ -26,6 +26,13 @@ export type AccessTokenSource =
 
 export type SessionChangeCallback = (chatId: string, session: ChatSession | null) => void;
 
+/**
+ * What a message sent while a reply streams does (the chat task decides which it accepts):
+ * `queue` it for a turn of its own, `interrupt` the reply (answered next), `steer` it into the
+ * reply at its next step boundary, or `reject` it (the send fails with a `busy` error).
+ */
+export type WhileStreaming = "queue" | "interrupt" | "steer" | "reject";
+
 export interface ChatWorkerTransportOptions<CLIENT_DATA = Record<string, unknown>> {
   /** The chat task id (`chat.task(id=...)` on the server). */
   task: string;
@@ -50,6 +57,11 @@ export interface ChatWorkerTransportOptions<CLIENT_DATA = Record<string, unknown
   streamTimeoutSeconds?: number;
   /** Consecutive failed stream connections tolerated before the reply fails. Default 8. */
   maxReconnectAttempts?: number;
+  /**
+   * The `whileStreaming` policy of every message sent (default: the chat task's own). One
+   * message chooses for itself with `sendMessage(message, { body: { whileStreaming } })`.
+   */
+  whileStreaming?: WhileStreaming;
 }
 
 /** Control chunks chatworker writes on a run's output stream (never shown to useChat). */
