@@ -249,3 +249,23 @@ def test_following_goes_on_in_a_continuation_run(
         same_messages(one, two, 6)
         one.close()
         two.close()
+
+
+def test_interrupt_from_the_other_window_stops_the_reply_and_answers_next(
+    windows: tuple[Window, Window],
+) -> None:
+    one, two = windows
+    one.send("long story please")
+    expect(two.page.get_by_test_id("conversation")).to_have_attribute(
+        "data-following", "streaming"
+    )
+    expect(two.last_reply()).to_contain_text("l3 ")
+    two.page.get_by_test_id("while-streaming").select_option("interrupt")
+    two.send("third story please")
+    # The reply in progress stops where it was (in both windows), and the new message is
+    # answered next.
+    expect(one.last_reply()).to_have_text(THIRD, timeout=30_000)
+    shown = same_messages(one, two, 4)
+    assert [text for _, text in shown][2:] == ["third story please", THIRD]
+    partial = shown[1][1]
+    assert partial.startswith("l1 l2") and "l200." not in partial

@@ -66,6 +66,15 @@ function PartView({ part }: { part: Part }) {
   if (part.type === "dynamic-tool" || part.type.startsWith("tool-")) {
     return <ToolView part={part as unknown as ToolPart} />;
   }
+  if (part.type === "steering-message") {
+    // A message sent while this reply streamed, joined into it (the composer's "Steer").
+    const steered = part as unknown as { parts: { type: string; text?: string }[] };
+    return (
+      <div className="steering" data-testid="steering">
+        ↪ {steered.parts.map((p) => p.text ?? "").join("")}
+      </div>
+    );
+  }
   if (part.type.startsWith("data-")) {
     return <pre className="data">{json((part as { data?: unknown }).data)}</pre>;
   }
