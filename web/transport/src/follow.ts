@@ -64,12 +64,16 @@ class ShownTurn<M extends UIMessage> {
   private controller: ReadableStreamDefaultController<UIMessageChunk> | undefined;
   private started = false;
   replyId: string | undefined;
+  /** The assistant message the reply continues, as it was before the turn (none: undefined). */
+  base: M | undefined;
   closed = false;
 
   constructor(
     readonly runId: string,
     readonly turn: number,
     private readonly options: FollowOptions<M>,
+    /** A turn started again: the message it continues is known from the first attempt. */
+    private readonly restart?: { base: M | undefined },
   ) {}
 
   push(chunk: UIMessageChunk): void {
@@ -92,8 +96,13 @@ class ShownTurn<M extends UIMessage> {
     this.started = true;
     const id = first.type === "start" ? first.messageId : undefined;
     this.replyId = id;
-    // A reply that continues the last assistant message (after client-side tool results).
-    const base = id ? this.options.getMessages?.().find((m) => m.id === id && m.role === "assistant") : undefined;
+    // A reply that continues an assistant message (tool results, an approval answer).
+    const base = this.restart
+      ? this.restart.base
+      : id
+        ? this.options.getMessages?.().find((m) => m.id === id && m.role === "assistant")
+        : undefined;
+    this.base = base;
     const stream = new ReadableStream<UIMessageChunk>({
       start: (controller) => {
         this.controller = controller;
@@ -102,7 +111,9 @@ class ShownTurn<M extends UIMessage> {
     const update = this.options.onUpdate;
     void (async () => {
       try {
-        for await (const message of readUIMessageStream<M>({ message: base, stream })) {
+        // The stream's state grows the message it is given: hand it a copy.
+        const message0 = base === undefined ? undefined : structuredClone(base);
+        for await (const message of readUIMessageStream<M>({ message: message0, stream })) {
           this.replyId = message.id;
           update((messages) => upsert(messages, message));
         }
@@ -240,13 +251,22 @@ export class ChatFollower<M extends UIMessage> implements ChatFollow {
   }
 
   private async onTurnStart(runId: string, start: TurnStartChunk): Promise<void> {
-    const again = this.shown?.runId === runId && this.shown.turn === start.turn;
-    if (again && this.shown) {
-      // The turn starts over (its worker was lost): drop the partial reply shown so far.
-      const partial = this.shown.replyId;
-      if (partial) this.options.onUpdate((messages) => messages.filter((m) => m.id !== partial));
+    const previous = this.shown;
+    const again = previous?.runId === runId && previous.turn === start.turn;
+    let restart: { base: M | undefined } | undefined;
+    if (again && previous) {
+      // The turn starts over (its worker was lost): what its lost attempt showed goes, and the
+      // new attempt builds on the message as it was before the turn.
+      const partial = previous.replyId;
+      const base = previous.base;
+      restart = { base };
+      if (partial) {
+        this.options.onUpdate((messages) =>
+          base ? upsert(messages, base) : messages.filter((m) => m.id !== partial),
+        );
+      }
     }
-    this.shown?.close();
+    previous?.close();
     this.shown = undefined;
     this.skipping = undefined;
     if (await this.host.isOwnTurn(runId, start)) {
@@ -259,7 +279,7 @@ export class ChatFollower<M extends UIMessage> implements ChatFollow {
     } else if (incoming.length > 0) {
       this.options.onUpdate((messages) => incoming.reduce(upsert, messages));
     }
-    this.shown = new ShownTurn<M>(runId, start.turn, this.options);
+    this.shown = new ShownTurn<M>(runId, start.turn, this.options, restart);
     this.options.onTurnStart?.(start);
   }
 
