@@ -269,3 +269,23 @@ def test_interrupt_from_the_other_window_stops_the_reply_and_answers_next(
     assert [text for _, text in shown][2:] == ["third story please", THIRD]
     partial = shown[1][1]
     assert partial.startswith("l1 l2") and "l200." not in partial
+
+
+def test_steer_from_the_other_window_joins_the_reply_in_both(
+    windows: tuple[Window, Window],
+) -> None:
+    one, two = windows
+    one.send("long story please")
+    expect(two.last_reply()).to_contain_text("l3 ")
+    two.page.get_by_test_id("while-streaming").select_option("steer")
+    two.send("third story please")
+    # The message joins the reply in progress (shown inside it, in both windows), and the
+    # reply goes on to answer it: one user message, one reply.
+    for window in (one, two):
+        reply = window.page.locator("[data-testid=message][data-role=assistant]").last
+        expect(reply.get_by_test_id("steering")).to_have_text("↪ third story please",
+                                                             timeout=30_000)  # fmt: skip
+        expect(reply.get_by_test_id("text").last).to_have_text(THIRD, timeout=30_000)
+    shown = same_messages(one, two, 2)
+    assert shown[0] == ("user", "long story please")
+    assert LONG in shown[1][1] and shown[1][1].endswith(THIRD)
