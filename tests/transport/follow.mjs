@@ -85,3 +85,31 @@ export const followScenarios = {
     return { chatId, runId, nextRunId, shownByFollow: { a: a.followed.turns, b: b.followed.turns } };
   },
 };
+
+// A turn started again after its worker died, as the stream shows it (the test wrote it):
+// the follower shows the reply once, built on the message as it was before the turn.
+followScenarios.followrestart = async () => {
+  const setup = JSON.parse(process.env.SETUP);
+  const { chatId, runId, publicAccessToken, before } = setup;
+  const { transport } = makeTransport("echo", { sessions: { [chatId]: { runId, publicAccessToken } } });
+  const chat = makeChat(chatId, transport);
+  let ended = 0;
+  const follow = transport.follow(chatId, {
+    onUpdate: (update) => {
+      chat.messages = update(chat.messages);
+    },
+    getMessages: () => chat.messages,
+    onTurnEnd: () => {
+      ended += 1;
+    },
+  });
+  await waitFor(() => ended === 2, "both turns to end");
+  follow.close();
+  const shown = chat.messages.map((m) => [m.id, m.role, m.parts.filter((p) => p.type === "text").map((p) => p.text)]);
+  assert.deepEqual(shown, [
+    ["u1", "user", ["question"]],
+    ["m1", "assistant", ["whole answer"]],
+    ["a2", "assistant", [before, "after"]],
+  ]);
+  return { chatId };
+};

@@ -52,17 +52,20 @@ def node_binary() -> str:
 
 
 def run_scenario(
-    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None
+    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None,
+    trigger_tokens: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
-    RESULT object (fail with its output otherwise)."""
+    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``;
+    ``trigger_tokens``: the trigger token per task, default multiple-use ones without a
+    subject); return its RESULT object (fail with its output otherwise)."""
     env = dict(os.environ)
     if setup is not None:
         env["SETUP"] = json.dumps(setup)
     env.update(
         BASE_URL=gateway.url,
         TOKENS=json.dumps(
-            {
+            trigger_tokens
+            or {
                 task: tokens.create_trigger_token(task, multiple_use=True)
                 for task in ("echo", "brief", "policy-steer")
             }
