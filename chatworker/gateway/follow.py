@@ -22,8 +22,11 @@ chat's run is lost; the client reconnects with the last run id and entry id it r
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
+
+import redis
 
 from .. import runs, tokens
 from ..config import get_redis
@@ -34,6 +37,8 @@ from ..store.entry_ids import previous_id
 from .sse import Follow, chunk_type, comment, event, heartbeat, heartbeat_seconds
 
 __all__ = ["chat_follow_body", "start_position"]
+
+log = logging.getLogger("chatworker.follow")
 
 #: Seconds between looks for the chat's next run once its run has ended.
 NEXT_RUN_POLL = 0.25
@@ -115,8 +120,13 @@ def chat_follow_body(
         # The run has ended (or the chat has none yet): wait for the chat's next run.
         next_beat = time.monotonic() + beat
         while True:
-            candidate = runs.find_chat_run(task_id, chat_id)
-            if candidate is not None and candidate != current and allowed(candidate):
+            try:
+                candidate = runs.find_chat_run(task_id, chat_id)
+                moved = candidate is not None and candidate != current and allowed(candidate)
+            except redis.RedisError as exc:
+                log.warning("following chat %s: Redis error (%s); closing", chat_id, exc)
+                return  # the client reconnects by run id and entry id
+            if moved and candidate is not None:
                 current, after, announced = candidate, None, False
                 break
             now = time.monotonic()

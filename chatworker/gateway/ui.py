@@ -295,7 +295,6 @@ class _UiRoutes:
     def follow(self, task_id: str, chat_id: str) -> Response:
         """Every turn of the chat as it happens, across its runs (:mod:`.follow`)."""
         _, principal = self._authorize(task_id)
-        check_path_id("chat", chat_id)
         run_id = request.args.get("runId") or None
         after = last_event_id(request) if run_id is not None else None
         if run_id is not None:
