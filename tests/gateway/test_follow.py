@@ -127,3 +127,24 @@ def test_a_chat_of_another_user_cannot_be_followed(
     assert status == 403 and body["error"] == "forbidden"
     status, body, _ = call(live_gateway.url, "GET", f"/api/chat/ui/echo/{chat_id}/follow")
     assert status == 401
+
+
+def test_a_follow_position_that_is_not_this_chats_is_a_clear_error(
+    live_gateway: Gunicorn, chat_id: str
+) -> None:
+    send(live_gateway, chat_id, [user_message("one")])
+    other = f"{chat_id}-other"
+    send(live_gateway, other, [user_message("two")])
+    base = f"/api/chat/ui/echo/{chat_id}/follow"
+    status, body, _ = call(live_gateway.url, "GET", f"{base}?runId=run_nope%20%3F",
+                           headers=bearer())  # fmt: skip
+    assert status == 404 and body["error"] == "run_not_found"
+    # The other chat's run (the first event of its follow stream names it).
+    with SSEClient(live_gateway.url, f"/api/chat/ui/echo/{other}/follow?timeout=1",
+                   headers=bearer()) as follower:  # fmt: skip
+        other_run = next(follower.events()).json()["runId"]
+    status, body, _ = call(live_gateway.url, "GET", f"{base}?runId={other_run}", headers=bearer())
+    assert status == 400 and "not a run of chat" in body["message"]
+    status, body, _ = call(live_gateway.url, "GET", f"{base}?runId={other_run}&lastEventId=x",
+                           headers=bearer())  # fmt: skip
+    assert status == 400 and body["error"] == "bad_request"
