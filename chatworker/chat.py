@@ -24,6 +24,8 @@ from .engine.raw import (
 )
 from .engine.sessions import ChatSession, ChatTurn, create_session
 from .engine.stream_options import normalize_stream_options
+from .engine.task_calls import TaskToolError
+from .engine.task_context import TaskCall, current_task_call
 from .engine.turns import (
     TurnScope,
     current_driver,
@@ -36,9 +38,11 @@ from .engine.turns import (
 from .protocol.accumulator import MessageAccumulator
 from .protocol.convert import cleanup_aborted_parts
 from .signals import AbortSignal
+from .store.task_calls import CallClosed
 from .tokens import create_trigger_token
 
 __all__ = [
+    "CallClosed",
     "ChatLocal",
     "ChatSession",
     "ChatTask",
@@ -46,6 +50,8 @@ __all__ = [
     "MessageAccumulator",
     "StopSignal",
     "StreamWriter",
+    "TaskCall",
+    "TaskToolError",
     "WaitResult",
     "cleanup_aborted_parts",
     "create_access_token",
@@ -64,6 +70,7 @@ __all__ = [
     "set_warm_timeout_in_seconds",
     "stream",
     "task",
+    "task_call",
     "write_turn_complete",
 ]
 
@@ -104,9 +111,21 @@ def pipe(source: Any, *, signal: AbortSignal | None = None) -> Any:
 
 
 def is_stopped() -> bool:
-    """True once the user stopped the current turn (until the next turn starts)."""
+    """True once the user stopped the current turn (until the next turn starts).
+
+    Inside a task a task tool sent: True once the calling turn no longer waits for it.
+    """
     scope = current_scope.get()
-    return bool(scope is not None and scope.stop.signal.aborted)
+    if scope is None:
+        call = current_task_call()
+        return call is not None and call.is_cancelled()
+    return scope.stop.signal.aborted
+
+
+def task_call() -> TaskCall | None:
+    """Inside a Celery task sent by a task tool: the call it answers (``write_data``,
+    ``is_cancelled``), to hand to threads; None elsewhere."""
+    return current_task_call()
 
 
 def set_turn_timeout(duration: Duration) -> None:
@@ -176,8 +195,15 @@ class StreamWriter:
 class _ChatStream:
     """``chat.stream``: write custom chunks into the turn being answered."""
 
-    def writer(self) -> StreamWriter:
-        """A writer bound to the current turn (hand it to threads, tools, subtasks)."""
+    def writer(self) -> StreamWriter | TaskCall:
+        """A writer bound to the current turn (hand it to threads, tools, subtasks).
+
+        Inside a task a task tool sent, it writes ``data-*`` parts into the calling turn.
+        """
+        if current_scope.get() is None:
+            call = current_task_call()
+            if call is not None:
+                return call
         return StreamWriter(_turn_scope("stream.writer"))
 
     def append(self, chunk: Any) -> None:

@@ -91,9 +91,12 @@ class Worker:
     """A real ``celery worker`` process running the test chat tasks."""
 
     def __init__(
-        self, env: dict[str, str], *, pool: str = "gevent", concurrency: int = 50, name: str = "w"
+        self, env: dict[str, str], *, pool: str = "gevent", concurrency: int = 50, name: str = "w",
+        queues: str = "chat", app: str = "chatworker.worker",
     ) -> None:
         self.env = env
+        self.queues = queues
+        self.app = app
         self.pool = pool
         self.concurrency = concurrency
         self.name = f"{name}-{free_port()}"
@@ -109,14 +112,14 @@ class Worker:
                 "-m",
                 "celery",
                 "-A",
-                "chatworker.worker",
+                self.app,
                 "worker",
                 "-P",
                 self.pool,
                 "-c",
                 str(self.concurrency),
                 "-Q",
-                "chat",
+                self.queues,
                 "-n",
                 f"{self.name}@%h",
                 "--loglevel",

@@ -443,5 +443,5 @@ def manual_finish_probe(payload: ChatWirePayload, ctx: Any) -> None:
                           abort_signal=ctx.signal, on_finish=on_finish))
 
 
-# more tasks: written with async def; the while_streaming policies
-from . import async_tasks, policy_tasks  # noqa: E402, F401
+# More tasks: written with async def; with tools that need approval; the while_streaming policies.
+from . import approval_tasks, async_tasks, policy_tasks  # noqa: E402, F401

@@ -1,4 +1,7 @@
-"""The demo chat task ``demo-chat``: a model with two demo tools, persisted in SQLite.
+"""The demo chat task ``demo-chat``: a model with three demo tools, persisted in SQLite.
+
+``write_report`` runs as a Celery task on the ``tools`` queue and streams its progress
+(``web.demo_report``); the worker must consume that queue too (``-Q chat,tools``).
 
 Load it with ``CHATWORKER_TASKS=web.demo_tasks`` (worker and gateway). The model is
 ``openai(CHATWORKER_MODEL or "gpt-4o-mini")`` when ``OPENAI_API_KEY`` is set; otherwise the
@@ -21,6 +24,7 @@ from chatworker.ai import OpenAIChatModel, StreamTextResult, openai, stream_text
 from chatworker.protocol.messages import dump
 from chatworker.testing.demo import DEMO_TOOLS
 
+from .demo_report import write_report_tool
 from .demo_store import get_store
 
 __all__ = ["DEMO_TASK_ID", "demo_chat", "demo_model", "model_name", "uses_demo_model"]
@@ -34,7 +38,8 @@ OFFLINE_MODEL_ID = "chatworker-offline-demo"
 
 SYSTEM = (
     "You are the chatworker demo assistant: friendly and brief. You can look up the weather "
-    "(get_weather) and the time (get_time); say that their data is for demonstration only."
+    "(get_weather) and the time (get_time), and write a short report (write_report); say that "
+    "their data is for demonstration only."
 )
 
 
@@ -88,7 +93,7 @@ def demo_chat(ctx: Any) -> StreamTextResult:
     return stream_text(
         model=demo_model(),
         system=SYSTEM,
-        tools=DEMO_TOOLS,
+        tools={**DEMO_TOOLS, "write_report": write_report_tool},
         messages=ctx.messages,
         abort_signal=ctx.signal,
         max_steps=3,

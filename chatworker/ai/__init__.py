@@ -4,6 +4,7 @@ from .providers import LanguageModel, OpenAIChatModel, openai
 from .steering import Steering, SteeringMessage
 from .steps import FinishEvent, StepResult
 from .stream import StreamTextResult, default_error_text, stream_text
+from .task_tool import TaskToolCall, task_tool
 from .tools import (
     InvalidToolInputError,
     NoSuchToolError,
@@ -25,6 +26,7 @@ __all__ = [
     "SteeringMessage",
     "StepResult",
     "StreamTextResult",
+    "TaskToolCall",
     "Tool",
     "ToolCallOptions",
     "ToolExecutionError",
@@ -33,5 +35,6 @@ __all__ = [
     "openai",
     "step_count_is",
     "stream_text",
+    "task_tool",
     "tool",
 ]

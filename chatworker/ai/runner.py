@@ -16,6 +16,7 @@ from typing import Any
 from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
+from .approvals import answer_approvals, current_tool_journal, execute_call, new_approval_id
 from .call import OPENED, ModelCall
 from .providers import LanguageModel
 from .steering import SteeringSource, StepSteering
@@ -26,9 +27,7 @@ from .tools import (
     StopCondition,
     Tool,
     ToolCallOptions,
-    ToolExecutionError,
     parse_tool_input,
-    to_jsonable,
 )
 from .wire import (
     map_finish_reason,
@@ -103,6 +102,7 @@ class Runner:
         self.finishing = False  # on_finish is running: the run has nothing more to give
         self._ids = 0
         self._source_urls: set[str] = set()
+        self.journal = current_tool_journal.get()  # the run's record of executed tool calls
 
     # ---------------------------------------------------------------- the loop
 
@@ -115,6 +115,10 @@ class Runner:
         """
         try:
             yield {"type": "start"}
+            yield from self._answer_approvals()
+            if self._is_aborted():
+                yield from self._abort(_StepState())
+                return
             while (yield from self._step()):
                 pass
         except Exception as exc:  # a bug in this module must still end the turn cleanly
@@ -128,6 +132,14 @@ class Runner:
             if not self.ended:  # the consumer stopped reading before the end: aborted
                 self.aborted = True
             self._call_on_finish()
+
+    def _answer_approvals(self) -> Generator[Part, None, None]:
+        """Before the first model call: act on the user's approval answers (see approvals.py)."""
+        messages = [model_message_dict(m) for m in self.input_messages]
+        results = yield from answer_approvals(messages, self.tools, self.journal, self.signal)
+        if results:
+            content = [{"type": "tool-result", **result} for result in results]
+            self.response_messages.append({"role": "tool", "content": content})
 
     def _step(self) -> Generator[Part, None, bool]:
         state = _StepState()
@@ -316,40 +328,38 @@ class Runner:
                 continue
             state.result.tool_calls.append({**base, "input": decoded})
             yield {"type": "tool-input-available", **base, "input": decoded}
+            if self._needs_approval(_tool, _args, pending.tool_call_id):
+                approval_id = new_approval_id()
+                state.result.tool_calls[-1]["approvalId"] = approval_id
+                yield {"type": "tool-approval-request", "approvalId": approval_id,
+                       "toolCallId": pending.tool_call_id}
+
+    def _needs_approval(self, spec: Tool, args: Any, call_id: str) -> bool:
+        """``needs_approval``'s answer; a check that fails asks for approval (the safe side)."""
+        options = ToolCallOptions(call_id, self._history(), self.signal)
+        try:
+            return spec.requires_approval(args, options)
+        except Exception:
+            log.exception("stream_text: needs_approval of a tool failed; approval is required")
+            return True
+
+    def _history(self) -> list[dict[str, Any]]:
+        return [model_message_dict(m) for m in self.input_messages] + self.response_messages
 
     def _execute_tools(self, state: _StepState) -> Iterator[Part]:
-        history = [model_message_dict(m) for m in self.input_messages] + self.response_messages
+        history = self._history()
         for call in list(state.result.tool_calls):
-            if call.get("invalid"):
-                continue
+            if call.get("invalid") or "approvalId" in call:
+                continue  # calls waiting for approval run when the answer comes back
             spec = self.tools[call["toolName"]]
             if spec.execute is None:
                 continue
             if self._is_aborted():
                 return
-            base = {"toolCallId": call["toolCallId"], "toolName": call["toolName"]}
             options = ToolCallOptions(call["toolCallId"], history, self.signal)
-            try:
-                output = to_jsonable(spec.run(spec.parse_input(call["input"]), options))
-            except Exception as exc:
-                error = ToolExecutionError(call["toolName"], call["toolCallId"], exc)
-                log.error("stream_text: %s", error, exc_info=exc)
-                state.result.tool_results.append(
-                    {**base, "output": {"type": "error-text", "value": str(error)}}
-                )
-                yield {
-                    "type": "tool-output-error",
-                    "toolCallId": call["toolCallId"],
-                    "error": error,
-                }
-                continue
-            kind = "text" if isinstance(output, str) else "json"
-            state.result.tool_results.append({**base, "output": {"type": kind, "value": output}})
-            yield {
-                "type": "tool-output-available",
-                "toolCallId": call["toolCallId"],
-                "output": output,
-            }
+            result, part = execute_call(spec, call, options)
+            state.result.tool_results.append(result)
+            yield part
 
     # ---------------------------------------------------------------- endings
 
@@ -366,6 +376,10 @@ class Runner:
                     "input": call["input"],
                 }
             )
+            if "approvalId" in call:
+                content.append({"type": "tool-approval-request",
+                                "approvalId": call["approvalId"],
+                                "toolCallId": call["toolCallId"]})
         if content:
             step.response_messages.append({"role": "assistant", "content": content})
         if step.tool_results:

@@ -29,7 +29,8 @@ class StepResult:
     text: str = ""
     reasoning_text: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    """``{toolCallId, toolName, input}``; ``invalid: True`` when the input failed to parse."""
+    """``{toolCallId, toolName, input}``; ``invalid: True`` when the input failed to parse;
+    ``approvalId`` when the call waits for the user's approval (it was not executed)."""
     tool_results: list[dict[str, Any]] = field(default_factory=list)
     """``{toolCallId, toolName, output}`` (ModelMessage tool output, ``error-text`` on failure)."""
     sources: list[dict[str, Any]] = field(default_factory=list)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from chatworker.protocol.messages import UIMessage
 from chatworker.signals import AbortSignal
 
+from .approvals import drop_unanswered_requests
 from .prompt import model_messages
 from .providers import LanguageModel
 from .runner import Runner
@@ -84,6 +85,7 @@ def stream_text(
     history: list[ModelMessageLike] = list(model_messages(messages or []))
     if prompt is not None:
         history.append({"role": "user", "content": prompt})
+    history = drop_unanswered_requests(history)
     conditions: list[StopCondition] = []
     if stop_when is not None:
         conditions.extend([stop_when] if callable(stop_when) else stop_when)

@@ -41,6 +41,9 @@ class Tool:
     description: str | None
     parameters: type[BaseModel] | dict[str, Any]
     execute: Callable[..., Any] | None = None
+    needs_approval: bool | Callable[..., Any] = False
+    """True, or a (sync or ``async def``) function of the validated arguments (and optionally
+    the :class:`ToolCallOptions`) saying whether this call waits for the user's approval."""
     _wants_options: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +64,16 @@ class Tool:
             return value
         return self.parameters.model_validate(value)
 
+    def requires_approval(self, args: Any, options: ToolCallOptions) -> bool:
+        """Whether this call must wait for the user's approval (``needs_approval``'s answer)."""
+        check = self.needs_approval
+        if not callable(check):
+            return bool(check)
+        result = check(args, options) if _positional_arity(check) >= 2 else check(args)
+        if inspect.isawaitable(result):
+            result = run_sync(result)  # on the run's event loop (see chatworker.loops)
+        return bool(result)
+
     def run(self, args: Any, options: ToolCallOptions) -> Any:
         """Call ``execute`` (awaiting it if it is a coroutine function) and return its result."""
         if self.execute is None:
@@ -76,9 +89,17 @@ def tool(
     description: str | None = None,
     parameters: type[BaseModel] | dict[str, Any],
     execute: Callable[..., Any] | None = None,
+    needs_approval: bool | Callable[..., Any] = False,
 ) -> Tool:
-    """Define a tool; ``parameters`` is a pydantic model class or a JSON schema dict."""
-    return Tool(description=description, parameters=parameters, execute=execute)
+    """Define a tool; ``parameters`` is a pydantic model class or a JSON schema dict.
+
+    With ``needs_approval`` (True, or a sync or ``async def`` function of the validated
+    arguments returning whether this call needs it) a call is not executed when the model makes
+    it: ``stream_text`` streams a ``tool-approval-request`` and ends the turn, and executes the
+    call (or tells the model it was denied) once the user's answer comes back in the history.
+    """
+    return Tool(description=description, parameters=parameters, execute=execute,
+                needs_approval=needs_approval)
 
 
 StopCondition = Callable[[Sequence[Any]], bool]

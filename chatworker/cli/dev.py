@@ -307,9 +307,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
                 lines.append(f"demo page not built (npm failed: {exc}); the API still works")
         worker = stack.spawn("worker", [
             sys.executable, "-m", "celery", "-A", "chatworker.worker", "--quiet", "worker",
-            "-P", "gevent", "-c", str(concurrency), "-Q", "chat", "--loglevel", "INFO",
+            "-P", "gevent", "-c", str(concurrency), "-Q", "chat,tools", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle"])
-        lines.append(f"worker:  celery, gevent pool, {concurrency} slots, tasks "
+        lines.append(f"worker:  celery, gevent pool, {concurrency} slots, queues chat,tools, tasks "
                      f"{env['CHATWORKER_TASKS']} (restarted if it dies)")
         gateway = stack.spawn("gateway", [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",

@@ -156,6 +156,15 @@ class ChatClient:
                     return chunk
                 if kind.startswith("__"):
                     continue
+                if kind == "abort" and chunk.get("reason") == "worker lost":
+                    # The worker answering died; another one answers the turn again from its
+                    # start (same message id): what was printed so far is not the reply.
+                    self.out.write(f"\n{DIM}(the worker answering was lost; the reply starts "
+                                   f"over){RESET}\n")
+                    self.out.flush()
+                    assembler = MessageAssembler()
+                    in_reasoning = False
+                    continue
                 assembler.feed(chunk)
                 if kind == "reasoning-delta":
                     if not in_reasoning:

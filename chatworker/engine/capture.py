@@ -22,10 +22,13 @@ log = logging.getLogger("chatworker.capture")
 class TurnOutput:
     """One turn's output: the stream writer plus the response being assembled from it."""
 
-    def __init__(self, stream: OutputStream, message_id: str) -> None:
+    def __init__(self, stream: OutputStream, message_id: str,
+                 continues: UIMessage | None = None) -> None:
         self.stream = stream
         self.message_id = message_id
-        self.assembler = MessageAssembler(message_id)
+        # A turn continuing an assistant message (a tool result, an approval) captures the
+        # whole message, as the client shows it: its earlier parts, then this turn's.
+        self.assembler = MessageAssembler(message_id, previous=continues)
         self.started = False
         self.finish: dict[str, Any] | None = None
         self.aborted = False

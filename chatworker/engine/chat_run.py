@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from ..errors import AbortError
-from ..protocol.accumulator import generate_id
 from ..protocol.convert import (
     cleanup_aborted_parts,
     convert_to_model_messages,
@@ -31,7 +30,7 @@ from ..types import (
     TurnStartEvent,
 )
 from .driver import Input, RunCanceled, RunDriver, execute
-from .payload import ChatWirePayload, parse_client_data
+from .payload import parse_client_data
 from .turns import activate, call, call_hook, drop, pipe_source, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
@@ -94,7 +93,8 @@ class ChatRun(RunDriver):
         client_data = parse_client_data(self.task, payload.metadata)
         self.accumulator.add_incoming(payload.messages, payload.trigger, number)
         token = create_run_token(self.run_id, self.task.chat_access_token_ttl)
-        scope = self.open_turn(item, self.response_id(payload))
+        response_id = self.response_id(item)
+        scope = self.open_turn(item, response_id, self.continued(response_id))
         context = ChatRunContext(
             messages=self.accumulator.model_messages, ui_messages=self.accumulator.ui_messages,
             chat_id=self.chat_id, run_id=self.run_id, turn=number, trigger=payload.trigger,
@@ -188,9 +188,19 @@ class ChatRun(RunDriver):
             **fields,
         )
 
-    def response_id(self, payload: ChatWirePayload) -> str:
-        """The response continues the last message when that is the assistant's (tool results)."""
-        last = payload.messages[-1] if payload.messages else None
+    def continued(self, response_id: str) -> UIMessage | None:
+        """The assistant message this turn's response continues (as the history holds it)."""
+        ui = self.accumulator.ui_messages
+        last = ui[-1] if ui else None
+        if last is not None and last.role == "assistant" and last.id == response_id:
+            return last
+        return None
+
+    def response_id(self, item: Input) -> str:
+        """The response continues the last message when that is the assistant's (tool results);
+        otherwise it gets the turn's own id (the same for a turn restarted after a lost worker)."""
+        messages = item.payload.messages
+        last = messages[-1] if messages else None
         if last is not None and last.role == "assistant" and last.id:
             return last.id
-        return generate_id()
+        return self.turn_message_id(item)

@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from ..config import get_redis, parse_duration
 from ..loops import owned_loop
-from ..protocol.accumulator import MessageAccumulator, generate_id
+from ..protocol.accumulator import MessageAccumulator, derive_id, generate_id
+from ..protocol.messages import UIMessage
 from ..signals import AbortController, AbortSignal
 from ..store.records import split_item
 from ..store.run_store import LeaseLost, RunStore
@@ -32,7 +33,9 @@ from . import concurrency
 from .capture import TurnOutput
 from .mailbox import MAX_DURATION, LocalRun, get_mailbox
 from .payload import ChatWirePayload
+from .policy import can_steer
 from .steering import RunSteering
+from .tool_journal import RunToolJournal
 from .turns import TurnScope, current_driver
 
 log = logging.getLogger("chatworker.run")
@@ -126,6 +129,14 @@ class RunDriver:
             "preload_done": self.preload_done,
             "last_turn": self.last_turn,
         })
+
+    @property
+    def tool_journal(self) -> RunToolJournal | None:
+        """Where this chat's approved tool calls are recorded once executed (chats only)."""
+        chat_id = getattr(self, "chat_id", "")
+        if not chat_id:
+            return None
+        return RunToolJournal(self.store, self.run_id, self.local.token, self.task.id, chat_id)
 
     def stream_defaults(self) -> dict[str, Any]:
         """The task's static ``ui_message_stream_options``."""
@@ -295,14 +306,22 @@ class RunDriver:
         """The stop controller for the next turn (raw mode's ``create_stop_signal`` overrides)."""
         return AbortController()
 
-    def open_turn(self, item: Input, message_id: str) -> TurnScope:
-        """Start answering ``item``: its output, and its stop signal combined with cancel."""
+    def turn_message_id(self, item: Input) -> str:
+        """The id of the message answering ``item``: the same for every attempt at the turn, so
+        a turn restarted after its worker died answers under the id its first attempt showed."""
+        return derive_id(self.run_id, item.input_id)
+
+    def open_turn(self, item: Input, message_id: str,
+                  continues: UIMessage | None = None) -> TurnScope:
+        """Start answering ``item``: its output (continuing the assistant message
+        ``continues``, if any), and its stop signal combined with cancel."""
         stop = self.local.stop or AbortController()
         signal = AbortSignal.any([self.local.cancel.signal, stop.signal])
-        output = TurnOutput(self.stream, message_id)
+        output = TurnOutput(self.stream, message_id, continues)
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
         scope = TurnScope(self, item.input_id, output, stop, signal)
-        scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id)
+        if can_steer(self.task):  # messages steered into this turn reach its stream_text
+            scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id)
         return scope
 
     def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from ..protocol.accumulator import generate_id
 from ..signals import AbortController
 from ..tokens import create_run_token
 from ..types import TaskDefinition
@@ -51,7 +50,7 @@ class HandDrivenRun(RunDriver):
             raise RuntimeError(
                 "no message to answer here: wait for one with chat.messages.wait_with_warmup()"
             )
-        self.scope = self.open_turn(self.pending, generate_id())
+        self.scope = self.open_turn(self.pending, self.turn_message_id(self.pending))
         return self.scope
 
     def new_stop_controller(self) -> AbortController:

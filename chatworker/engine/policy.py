@@ -56,3 +56,9 @@ def resolve(task: Any, requested: str | None) -> str:
             f"task's policy, {default!r}"
         )
     return requested
+
+
+def can_steer(task: Any) -> bool:
+    """Whether a message to ``task`` may ever be steered (its turns then look for them)."""
+    allowed: frozenset[str] = getattr(task, "while_streaming_overrides", frozenset(POLICIES))
+    return getattr(task, "while_streaming", "queue") == "steer" or "steer" in allowed

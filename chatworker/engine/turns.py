@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..ai.approvals import current_tool_journal
 from ..ai.steering import SteeringSource, current_steering
 from ..loops import run_sync, running_loop
 from ..signals import AbortController, AbortSignal
@@ -61,6 +62,10 @@ def activate(scope: TurnScope | None = None, driver: Driver | None = None) -> It
     tokens: list[tuple[Any, Any]] = []
     if driver is not None:
         tokens.append((current_driver, current_driver.set(driver)))
+        # stream_text records executed approved tool calls here (see chatworker.ai.approvals)
+        journal = getattr(driver, "tool_journal", None)
+        if journal is not None:
+            tokens.append((current_tool_journal, current_tool_journal.set(journal)))
     if scope is not None:
         tokens.append((current_scope, current_scope.set(scope)))
         tokens.append((current_steering, current_steering.set(scope.steering)))

@@ -37,6 +37,7 @@ from .http import (
     release_token,
     spend_token,
 )
+from .restart import RestartFilter
 from .sse import (
     DONE,
     SSE_HEADERS,
@@ -85,6 +86,8 @@ def ui_turn_stream(
     yield comment("stream open")
     follow = Follow(run_id, after, idle_timeout=idle, resume_on_drop=True)
     in_turn = False
+    turn: Any = None
+    restarts = RestartFilter()  # a turn started again after its worker died shows once
     try:
         for batch in follow:
             if batch is None:
@@ -100,8 +103,10 @@ def ui_turn_stream(
                         in_turn = chunk.get("type") == "steering-message" and (
                             chunk.get("id") == steered)
                     if in_turn:
-                        parts.append(event(raw))
+                        parts.extend(event(chunk) for chunk in restarts.chunk(raw))
                     continue
+                if kind in ("__run_end", "__turn_complete") and in_turn:
+                    parts.extend(event(chunk) for chunk in restarts.release())
                 if kind == "__run_end":
                     status = control.get("status", "ended")
                     reason = control.get("reason")
@@ -111,6 +116,9 @@ def ui_turn_stream(
                     return
                 if not in_turn and kind == "__turn_start":
                     in_turn = input_id is None or control.get("inputId") == input_id
+                    turn = control.get("turn")
+                elif in_turn and kind == "__turn_start" and control.get("turn") == turn:
+                    parts.extend(event(chunk) for chunk in restarts.restart())
                 elif in_turn and kind == "__turn_complete":
                     yield "".join(parts) + DONE
                     return

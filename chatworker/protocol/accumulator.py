@@ -6,6 +6,7 @@ result, an approval) replaces its earlier copy instead of duplicating it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Generator, Iterable
@@ -18,7 +19,7 @@ from .convert import (
 )
 from .messages import ModelMessage, UIMessage, dump_all, parse_ui_message
 
-__all__ = ["History", "MessageAccumulator", "StoredMessage", "generate_id"]
+__all__ = ["History", "MessageAccumulator", "StoredMessage", "derive_id", "generate_id"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,13 @@ _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 def generate_id() -> str:
     """A 16-character random alphanumeric id, like the AI SDK's ``generateId()``."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def derive_id(*parts: str) -> str:
+    """A 16-character alphanumeric id that is always the same for the same ``parts`` (and, in
+    practice, different for different ones): like :func:`generate_id`, but repeatable."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=32).digest()
+    return "".join(_ID_ALPHABET[byte % len(_ID_ALPHABET)] for byte in digest[:16])
 
 
 def _upsert(messages: list[UIMessage], message: UIMessage) -> None:

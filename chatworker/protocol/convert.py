@@ -206,6 +206,18 @@ def _process_block(block: list[_BlockPart], out: list[ModelMessage]) -> None:
                     provider_executed=part.provider_executed,
                 )
             )
+            if part.state == "approval-responded" and approved is False:
+                results.append(
+                    ToolResultPart(
+                        tool_call_id=part.tool_call_id,
+                        tool_name=_tool_name(part),
+                        output=ToolResultOutput(
+                            type="execution-denied",
+                            reason=reason if isinstance(reason, str) else None,
+                        ),
+                        provider_options=part.call_provider_metadata,
+                    )
+                )
         if part.provider_executed is True:
             continue  # its result is already in the assistant content
         if part.state == "output-denied":

@@ -99,6 +99,12 @@ def chat_run(task_id: str, chat_id: str) -> str:
     return f"{PREFIX}:chat:{task_id}:{chat_id}"
 
 
+def tool_outputs(task_id: str, chat_id: str) -> str:
+    """Hash: approval id → the recorded result of that approved tool call, for one chat of a
+    task (kept across its runs, so that no approved call executes twice)."""
+    return f"{PREFIX}:chat:{task_id}:{chat_id}:tools"
+
+
 #: Hash: concurrency-limited queue name → its limit.
 QUEUES = f"{PREFIX}:queues"
 
@@ -106,3 +112,14 @@ QUEUES = f"{PREFIX}:queues"
 def queue_kick(name: str) -> str:
     """String with a short TTL: debounces re-enqueueing the head of a queue's waiting line."""
     return f"{PREFIX}:queue:{name}:kick"
+
+
+def task_call(call_id: str) -> str:
+    """Hash with TTL: one task tool call: its run, the run's lease token, its state
+    (``open`` while the turn waits for it, then ``done`` or ``cancelled``)."""
+    return f"{PREFIX}:call:{call_id}"
+
+
+def task_call_output(call_id: str) -> str:
+    """Stream with TTL: what a task tool call's task sent back: progress chunks, its result."""
+    return f"{PREFIX}:call:{call_id}:out"

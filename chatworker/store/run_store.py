@@ -25,6 +25,8 @@ __all__ = ["LeaseLost", "RunStore"]
 
 #: The longest wait between two re-sends of an overdue run's start message.
 REQUEUE_MAX_MS = 60_000
+#: How long a chat's recorded tool results are kept after the last one was written.
+TOOL_RECORD_SECONDS = 30 * 86_400
 #: How long an ``Idempotency-Key`` remembers the run it created.
 IDEMPOTENCY_SECONDS = 86_400
 
@@ -215,6 +217,21 @@ class RunStore:
                                 [marker, checkpoint, stream_maxlen(),
                                  input_id if hook_pending else "", token, _ms(lease_seconds()),
                                  input_id]))
+
+    def recorded_tool(self, task_id: str, chat_id: str, approval_id: str) -> str | None:
+        """The recorded result (JSON) of the approved tool call ``approval_id`` of a chat."""
+        value = self.client.hget(keys.tool_outputs(task_id, chat_id), approval_id)
+        return None if value is None else str(value)
+
+    def record_tool(self, run_id: str, token: str, *, task_id: str, chat_id: str,
+                    approval_id: str, result: str) -> str:
+        """Record an executed approved call's result (JSON) unless one is recorded already;
+        returns the one kept. Fenced: a worker that lost the run records nothing."""
+        return str(self._fenced("tool_record",
+                                [keys.run(run_id), keys.lease(run_id),
+                                 keys.tool_outputs(task_id, chat_id)],
+                                [token, _ms(lease_seconds()), approval_id, result,
+                                 TOOL_RECORD_SECONDS]))
 
     def hook_done(self, run_id: str, token: str) -> None:
         """``on_turn_complete`` returned: the answered message leaves the processing list."""

@@ -14,6 +14,7 @@ from .script import (
     ToolCall,
     ToolLoop,
     Usage,
+    call_then_report,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "ToolCall",
     "ToolLoop",
     "Usage",
+    "call_then_report",
 ]

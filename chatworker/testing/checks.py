@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..protocol.chunks import validate_chunk
@@ -12,8 +12,12 @@ __all__ = ["assert_valid_ui_stream", "collapse_deltas", "ui_stream_problems"]
 _ENDINGS = ("abort",)
 
 
-def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
+def ui_stream_problems(chunks: Sequence[dict[str, Any]],
+                       known_tool_calls: Iterable[str] = ()) -> list[str]:
     """Every way ``chunks`` breaks the client's schema or sequence rules (empty when valid).
+
+    ``known_tool_calls`` are the tool call ids of the message the stream continues (their
+    outputs and denials may come without an input in this stream).
 
     Checks each chunk with ``chatworker.protocol.chunks.validate_chunk``, that no value anywhere
     is ``None``, that deltas and ends follow their start, that tool outputs follow their input,
@@ -24,7 +28,7 @@ def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
     open_text: set[str] = set()
     open_reasoning: set[str] = set()
     started_tools: set[str] = set()
-    known_tools: set[str] = set()
+    known_tools: set[str] = set(known_tool_calls)
     ended: str | None = None
     for index, chunk in enumerate(chunks):
         where = f"chunk {index} {chunk!r}"
@@ -53,7 +57,8 @@ def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
             problems.append(f"{where}: tool-input-delta without tool-input-start")
         elif kind in ("tool-input-available", "tool-input-error"):
             known_tools.add(call_id)
-        elif kind in ("tool-output-available", "tool-output-error") and call_id not in known_tools:
+        elif kind in ("tool-output-available", "tool-output-error", "tool-output-denied",
+                      "tool-approval-request") and call_id not in known_tools:
             problems.append(f"{where}: output for an unknown tool call")
         elif kind == "finish-step" and (open_text or open_reasoning):
             problems.append(f"{where}: finish-step while text/reasoning parts are open")
@@ -62,9 +67,10 @@ def ui_stream_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def assert_valid_ui_stream(chunks: Sequence[dict[str, Any]]) -> None:
+def assert_valid_ui_stream(chunks: Sequence[dict[str, Any]],
+                           known_tool_calls: Iterable[str] = ()) -> None:
     """Raise AssertionError listing the problems of ``chunks`` (see :func:`ui_stream_problems`)."""
-    problems = ui_stream_problems(chunks)
+    problems = ui_stream_problems(chunks, known_tool_calls)
     assert not problems, "invalid UI message stream:\n" + "\n".join(problems)
 
 

@@ -2,7 +2,9 @@
 
 It reflects on the last user message, streams at a natural rate, and calls the demo tools
 (``get_weather`` / ``get_time``) when asked about the weather or the time (whole words: a
-"train" is no rain, and "I love the rain" asks nothing) and the request offers them.
+"train" is no rain, and "I love the rain" asks nothing) and the request offers them; asked for
+a report ("write a report on tide pools") it calls ``write_report``, a tool that runs as a
+Celery task when the demo app offers it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _QUESTION = re.compile(
     r"\?\s*$|^\s*(?:what|what's|how|is|are|will|does|do|should|can|could|tell me)\b",
     re.IGNORECASE,
 )
+_REPORT = re.compile(r"\breport\b", re.IGNORECASE)
+_TOPIC = re.compile(r"\b(?:on|about)\s+(.+?)(?:,?\s*please)?[\s.?!]*$", re.IGNORECASE)
 _CITY = re.compile(r"\b(?:in|for|at)\s+([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)")
 _ZONE = re.compile(r"\b([A-Z][A-Za-z]+/[A-Za-z_]+(?:/[A-Za-z_]+)?|UTC)\b")
 
@@ -54,6 +58,16 @@ def demo_reply(body: dict[str, Any], tokens_per_second: float | None = 30.0) -> 
             Text(text, tokens_per_second=rate),
         ]
     user_text = last_user_text(body)
+    if _REPORT.search(user_text) and "write_report" in offered:
+        match = _TOPIC.search(user_text)
+        topic = match.group(1) if match else "chat workers"
+        return [
+            Reasoning(
+                f"The user wants a report; I will call write_report on {topic}.",
+                tokens_per_second=rate,
+            ),
+            ToolCall("write_report", {"topic": topic}),
+        ]
     if _asks_weather(user_text) and "get_weather" in offered:
         match = _CITY.search(user_text)
         city = match.group(1) if match else "Berlin"
@@ -139,6 +153,10 @@ def _describe(name: str, message: dict[str, Any]) -> str:
             f"The weather tool reports {data['temperature_c']} °C and "
             f"{data.get('conditions', 'unknown skies')} in {data.get('city', 'that city')}."
         )
+    if name == "write_report" and isinstance(data, dict) and "summary" in data:
+        return f"The report task (it ran on the tools queue) answered: {data['summary']}"
+    if name == "write_report" and isinstance(data, dict) and data.get("cancelled"):
+        return "The report task was cancelled."
     if name == "get_time" and isinstance(data, dict) and "time" in data:
         return f"The clock tool says it is {data['time']} in {data.get('timezone', 'UTC')}."
     text = raw if len(raw) <= 200 else raw[:197] + "..."

@@ -7,6 +7,10 @@ Tests point the real ``openai`` client at it::
         server.on("weather", [Text("Sunny in Oslo.")])
         model = openai("any-model", base_url=server.base_url)
 
+A reply may depend on the request: ``server.on("book", call_then_report(ToolCall("book",
+{...})))`` calls the tool, then, once the request ends with its result (or a denial), answers
+``Got book: <what the tool message said>``.
+
 Run it standalone with ``python -m chatworker.testing.model_server --port 8900 [--demo]``.
 """
 

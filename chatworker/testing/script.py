@@ -24,8 +24,10 @@ __all__ = [
     "ToolCall",
     "ToolLoop",
     "Usage",
+    "call_then_report",
     "last_user_text",
     "split_tokens",
+    "tool_results",
     "user_texts",
 ]
 
@@ -205,6 +207,39 @@ def last_user_text(body: dict[str, Any]) -> str:
     """The text of the last ``user`` message of a Chat Completions request body."""
     texts = user_texts(body)
     return texts[-1] if texts else ""
+
+
+def tool_results(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(tool name, content)`` of the tool messages that end a request body (none when the
+    last message is not a tool result), named after the assistant tool calls they answer."""
+    messages = body.get("messages") or []
+    names = {
+        call.get("id"): (call.get("function") or {}).get("name", "")
+        for message in messages
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or []
+    }
+    trailing: list[tuple[str, str]] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        trailing.append((names.get(message.get("tool_call_id"), "?"),
+                         str(message.get("content"))))
+    return trailing[::-1]
+
+
+def call_then_report(*calls: ToolCall) -> Callable[[dict[str, Any]], Reply]:
+    """A reply that calls the tools ``calls``, then, once the request ends with tool results
+    (an output, an error or a denial), says what it got: ``Got get_weather: {"sky": "sun"};
+    other: Tool execution denied.`` (one ``name: content`` per result, in order)."""
+
+    def reply(body: dict[str, Any]) -> Reply:
+        results = tool_results(body)
+        if not results:
+            return list(calls)
+        return [Text("Got " + "; ".join(f"{name}: {content}" for name, content in results))]
+
+    return reply
 
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")

@@ -54,6 +54,8 @@ def _broken(args: City) -> None:
 WEATHER = tool(description="Weather for a city.", parameters=City, execute=_weather)
 BROKEN = tool(description="Always fails.", parameters=City, execute=_broken)
 CLIENT_SIDE = tool(description="Answered in the browser.", parameters=City)
+GUARDED = tool(description="Weather, once the user agrees.", parameters=City, execute=_weather,
+               needs_approval=True)
 
 
 def _abort_when_text_arrives(
@@ -129,6 +131,12 @@ def _scenarios(
             [ToolCall("ask_user", {"city": "Rome"})],
             tools={"ask_user": CLIENT_SIDE},
             max_steps=3,
+        ),
+        "approval_request": run(
+            "approve",
+            [ToolCall("get_weather", {"city": "Oslo"}), ToolCall("guarded", {"city": "Rome"})],
+            tools={"get_weather": WEATHER, "guarded": GUARDED},
+            max_steps=2,
         ),
         "tool_errors": run(
             "fail",
@@ -230,6 +238,9 @@ def test_sdk_parses_and_assembles_like_chatworker(tmp_path: Path) -> None:
     assert {"tool-input-available", "tool-output-available"} <= kinds("server_tool")
     assert produced["client_tool"][-3]["type"] == "tool-input-available"
     assert {"tool-output-error", "tool-input-error"} <= kinds("tool_errors")
+    assert {"tool-approval-request", "tool-output-available"} <= kinds("approval_request")
+    states = [p.get("state") for p in report["approval_request"]["message"]["parts"]]
+    assert states == [None, "output-available", "approval-requested"]
     assert "source-url" in kinds("sources")
     assert "error" in kinds("error_mid_stream") and "error" in kinds("error_before_first_byte")
     assert produced["aborted"][-1] == {"type": "abort", "reason": "stop"}

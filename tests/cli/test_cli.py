@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,17 +46,31 @@ def test_ctrl_c_stops_the_reply_not_the_client(live_gateway: Gunicorn, tmp_path:
     proc = chatworker("chat", "--url", api, "--task", "echo", "--token", token,
                       "--metadata", '{"words": 400, "delay": 0.02}', cwd=tmp_path)
     assert proc.stdin is not None
+    output: list[str] = []
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()  # read as it comes: a streaming reply has no newline yet
+    reader = threading.Thread(daemon=True, target=lambda: output.extend(
+        iter(lambda: os.read(fd, 4096).decode(errors="replace"), "")))
+    reader.start()
+
+    def seen() -> str:
+        return "".join(output)
+
     proc.stdin.write("first message\n")
     proc.stdin.flush()
-    time.sleep(3)  # the reply is streaming (400 words at 50 a second)
+    wait_for(lambda: " w20 " in seen())  # the reply is streaming (400 words at 50 a second)
     proc.send_signal(signal.SIGINT)  # stops the reply; the client stays
-    time.sleep(2)
+    wait_for(lambda: seen().count("(stopped)") == 1)
     proc.stdin.write("second message\n")
     proc.stdin.flush()
-    time.sleep(1.5)
+    wait_for(lambda: "echo: second message (turn 1)" in seen() and " w20 " in seen().split(
+        "second message (turn 1)")[-1])
     proc.send_signal(signal.SIGINT)
-    time.sleep(1.5)
-    out, _ = proc.communicate(input="", timeout=30)  # end of input (Ctrl-D) quits
+    wait_for(lambda: seen().count("(stopped)") == 2)
+    proc.stdin.close()  # end of input (Ctrl-D) quits
+    proc.wait(timeout=30)
+    reader.join(10)
+    out = seen()
     assert out.count("(stopped)") == 2, out
     assert "echo: first message (turn 0)" in out
     assert "echo: second message (turn 1)" in out  # same run, next turn

@@ -211,3 +211,22 @@ def test_a_task_refuses_overrides_it_does_not_accept(
     with pytest.raises(InvalidPayload, match="whileStreaming"):
         _send(run_id, chat_id, "mine", "shout")
     assert _send(run_id, chat_id, "fine", "steer").outcome == "queued"  # nothing streams
+
+
+def test_a_steer_waiting_when_the_turn_is_stopped_is_answered_next(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    model_server.on(f"silent {chat_id}", [Text("partial answer "), Silence(60)])
+    model_server.on(_for_chat(chat_id), [Seen()])
+    started = runs.trigger("policy-steer", payload(chat_id, user_message(f"silent {chat_id}")))
+    run_id = started.run_id
+    read_until(r, run_id, lambda c: c.get("delta") == "partial answer ")
+    sent = _send(run_id, chat_id, "one more thing", None)
+    assert sent.outcome == "steering"
+    runs.stop(run_id)  # the turn ends for a stop before any step boundary
+    assert runs.wait_steered(run_id, sent.input_id, 20) == "turn"
+    first = read_turn(r, run_id, turn=0)
+    assert first[-1][1]["stopped"] is True and "steering-message" not in types_of(first)
+    second = read_turn(r, run_id, after=first[-1][0])
+    assert second[0][1]["inputId"] == sent.input_id
+    assert text_of(second) == f"saw: silent {chat_id} | one more thing"

@@ -36,39 +36,45 @@ def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
 def test_sigkill_mid_turn_restarts_the_turn_elsewhere(redis_url: str, chat_id: str) -> None:
     with isolated_db(redis_url, 6) as url:
         r = redis.Redis.from_url(url, decode_responses=True)
-        doomed = Worker(worker_env(url), name="doomed").start()
+        # Both workers are up before the turn starts (a worker slow to start on a loaded
+        # machine must not let the turn finish before the kill); the one streaming is killed.
+        first = Worker(worker_env(url), name="first").start()
+        second = Worker(worker_env(url), name="second").start()
         try:
             started = runs.trigger("echo", payload(chat_id, user_message("hello"),
                                                    metadata={"words": 60, "delay": 0.05}))
             wait_for(lambda: len(text_of(runs.read_stream(started.run_id))) > 20)
-            with running_worker(worker_env(url), name="rescuer"):
-                killed_at = time.time()
-                doomed.stop(signal.SIGKILL)
-                entries = read_turn(r, started.run_id, timeout=30)
-                kinds = types_of(entries)
-                # The partial reply is closed by `abort` before the turn is answered again.
-                first_abort = kinds.index("abort")
-                assert entries[first_abort][1]["reason"] == "worker lost"
-                assert kinds[first_abort + 1:].count("start") == 1
-                assert kinds.count("__turn_complete") == 1
-                assert entries[-1][1]["stopped"] is False
-                restarted = [c for _, c in entries[first_abort:] if c["type"] == "text-delta"]
-                assert "".join(c["delta"] for c in restarted).startswith("echo: hello (turn 0)")
-                # Stream entry ids carry Redis's clock: when was the turn started again?
-                restart_id = [i for i, c in entries[first_abort:] if c["type"] == "__turn_start"]
-                restarted_after = int(restart_id[0].split("-")[0]) / 1000 - killed_at
-                print(f"turn restarted {restarted_after:.2f}s after the kill")
-                assert restarted_after < 15  # lease 3 s + sweep each second: docs/reliability.md
-                done = wait_for(lambda: completes_for(r, chat_id))
-                time.sleep(1.5)
-                assert len(completes_for(r, chat_id)) == 1  # on_turn_complete fired once
-                assert [m["role"] for m in done[0]["ui_messages"]] == ["user", "assistant"]
-                # The run keeps working for later turns.
-                runs.send_message(started.run_id, payload(chat_id, user_message("again")))
-                turn1 = read_turn(r, started.run_id, after=entries[-1][0])
-                assert text_of(turn1).strip() == "echo: again (turn 1)"
-        finally:
+            owner = runs.status(started.run_id).owner or ""
+            assert first.proc is not None
+            doomed = first if owner.split(":")[1:2] == [str(first.proc.pid)] else second
+            killed_at = time.time()
             doomed.stop(signal.SIGKILL)
+            entries = read_turn(r, started.run_id, timeout=30)
+            kinds = types_of(entries)
+            # The partial reply is closed by `abort` before the turn is answered again.
+            first_abort = kinds.index("abort")
+            assert entries[first_abort][1]["reason"] == "worker lost"
+            assert kinds[first_abort + 1:].count("start") == 1
+            assert kinds.count("__turn_complete") == 1
+            assert entries[-1][1]["stopped"] is False
+            restarted = [c for _, c in entries[first_abort:] if c["type"] == "text-delta"]
+            assert "".join(c["delta"] for c in restarted).startswith("echo: hello (turn 0)")
+            # Stream entry ids carry Redis's clock: when was the turn started again?
+            restart_id = [i for i, c in entries[first_abort:] if c["type"] == "__turn_start"]
+            restarted_after = int(restart_id[0].split("-")[0]) / 1000 - killed_at
+            print(f"turn restarted {restarted_after:.2f}s after the kill")
+            assert restarted_after < 15  # lease 3 s + sweep each second: docs/reliability.md
+            done = wait_for(lambda: completes_for(r, chat_id))
+            time.sleep(1.5)
+            assert len(completes_for(r, chat_id)) == 1  # on_turn_complete fired once
+            assert [m["role"] for m in done[0]["ui_messages"]] == ["user", "assistant"]
+            # The run keeps working for later turns.
+            runs.send_message(started.run_id, payload(chat_id, user_message("again")))
+            turn1 = read_turn(r, started.run_id, after=entries[-1][0])
+            assert text_of(turn1).strip() == "echo: again (turn 1)"
+        finally:
+            first.stop(signal.SIGKILL)
+            second.stop(signal.SIGKILL)
 
 
 def test_killed_while_warm_or_suspended_runs_answer_next_message(redis_url: str,

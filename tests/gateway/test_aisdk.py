@@ -13,6 +13,7 @@ import redis
 
 from chatworker import tokens
 from chatworker.store import keys
+from chatworker.testing import ModelServer, ToolCall, call_then_report
 
 from ..support import ROOT, user_message
 from .conftest_helpers import Gunicorn, SSEClient, call, live_gateway
@@ -77,3 +78,31 @@ def test_ui_resume_of_a_turn_whose_start_was_trimmed_is_410(
         assert data["error"] == "stream_trimmed" and headers["Content-Type"] == "application/json"
     finally:
         call(live_gateway.url, "POST", f"/api/chat/ui/echo/{chat_id}/stop", {}, headers=auth)
+
+
+def test_ai_sdk_chat_tool_approval_round_trip(live_gateway: Gunicorn,
+                                              model_server: ModelServer) -> None:
+    """``addToolApprovalResponse`` + ``lastAssistantMessageIsCompleteWithApprovalResponses``:
+    approved and denied, each answer continuing the same assistant message."""
+    node = shutil.which("node")
+    if node is None or not (AISDK / "node_modules" / "ai").is_dir():
+        pytest.fail("the AI SDK client test needs Node 20+ and `npm ci` in tests/aisdk")
+    chat_id = "aisdk-approval-" + uuid.uuid4().hex[:8]
+    for suffix, people in (("yes", 2), ("no", 2)):
+        key = f"{chat_id}-{suffix}"
+        call = ToolCall("book", {"people": people, "key": key}, id=f"call-{key}")
+        model_server.on(f"book {key}", call_then_report(call))
+    env = dict(os.environ)
+    env.update(
+        BASE_URL=live_gateway.url,
+        TOKEN=tokens.create_trigger_token("approvals", multiple_use=True),
+        TASK_ID="approvals",
+        CHAT_ID=chat_id,
+    )
+    proc = subprocess.run(
+        [node, "approvals.mjs"], cwd=AISDK, env=env, capture_output=True, text=True, timeout=180
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "OK" in proc.stdout, (
+        f"{output}\n--- gateway log ---\n{live_gateway.log()[-3000:]}"
+    )

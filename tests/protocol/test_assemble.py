@@ -462,3 +462,22 @@ def test_merge_objects() -> None:
     assert merged == {"a": {"b": 1, "d": 2}, "c": [2], "e": None}
     assert base == {"a": {"b": 1}, "c": [1]}
     assert merge_objects({"a": 1}, "scalar") == "scalar"
+
+
+def test_steering_message_chunk_is_a_part_where_it_arrived() -> None:
+    steered = {"type": "steering-message", "id": "u2",
+               "parts": [{"type": "text", "text": "And Rome?"}]}
+    message = assemble([
+        {"type": "start", "messageId": "m1"},
+        {"type": "start-step"},
+        {"type": "tool-input-available", "toolCallId": "c1", "toolName": "w", "input": {}},
+        {"type": "tool-output-available", "toolCallId": "c1", "output": "sunny"},
+        {"type": "finish-step"},
+        steered,
+        {"type": "start-step"},
+        {"type": "finish-step"},
+    ]).to_dict()
+    assert [p["type"] for p in message["parts"]] == [
+        "step-start", "tool-w", "steering-message", "step-start"]
+    assert message["parts"][2] == steered
+    assert dump(UIMessage.model_validate(message))["parts"][2] == steered

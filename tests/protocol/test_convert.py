@@ -138,6 +138,28 @@ def test_assistant_split_at_step_start_with_tool_results() -> None:
     ]
 
 
+def test_steering_message_becomes_a_user_message_after_the_step_tool_results() -> None:
+    result = convert(
+        assistant(
+            {"type": "step-start"},
+            {"type": "tool-weather", "toolCallId": "c1", "state": "output-available",
+             "input": {"city": "Paris"}, "output": "sunny"},
+            {"type": "steering-message", "id": "u2", "parts": [
+                {"type": "text", "text": "And Rome?"},
+                {"type": "file", "mediaType": "text/plain", "url": "data:text/plain;base64,eA=="},
+            ]},
+            {"type": "step-start"},
+            {"type": "text", "text": "Rome too.", "state": "done"},
+        )
+    )
+    assert [m["role"] for m in result] == ["assistant", "tool", "user", "assistant"]
+    assert result[2]["content"] == [
+        {"type": "text", "text": "And Rome?"},
+        {"type": "file", "mediaType": "text/plain", "data": "data:text/plain;base64,eA=="},
+    ]
+    assert result[3] == {"role": "assistant", "content": [{"type": "text", "text": "Rome too."}]}
+
+
 def test_client_tool_awaiting_result_has_call_but_no_tool_message() -> None:
     result = convert(
         assistant(
@@ -461,3 +483,26 @@ def test_strip_provider_metadata_removes_only_openai_item_id() -> None:
     original = dump(message)
     assert original["parts"][0]["providerMetadata"]["openai"]["itemId"] == "msg_1"
     assert original["parts"][2]["callProviderMetadata"] == {"openai": {"itemId": "fc_1"}}
+
+
+def test_denied_answer_not_yet_acted_on_gives_an_execution_denied_result() -> None:
+    result = convert(
+        assistant(
+            {
+                "type": "tool-delete",
+                "toolCallId": "c1",
+                "state": "approval-responded",
+                "input": {"path": "/"},
+                "approval": {"id": "ap1", "approved": False, "reason": "Too dangerous"},
+            }
+        )
+    )
+    assert result[1] == {
+        "role": "tool",
+        "content": [
+            {"type": "tool-approval-response", "approvalId": "ap1", "approved": False,
+             "reason": "Too dangerous"},
+            {"type": "tool-result", "toolCallId": "c1", "toolName": "delete",
+             "output": {"type": "execution-denied", "reason": "Too dangerous"}},
+        ],
+    }

@@ -16,7 +16,7 @@ from typing import Any
 import openai as openai_sdk
 import pytest
 
-from chatworker.ai import ToolCallOptions, openai, stream_text
+from chatworker.ai import ToolCallOptions, openai, stream_text, tool
 from chatworker.testing import (
     Citation,
     Disconnect,
@@ -265,6 +265,22 @@ def test_demo_time_tool_and_no_tool_when_not_offered() -> None:
             model=model, messages=[{"role": "user", "content": "What's the weather?"}]
         )
         assert plain.tool_calls == [] and plain.text.startswith(DEMO_PREFIX)
+
+
+def test_demo_calls_the_report_tool_when_offered_and_summarises_its_result() -> None:
+    report = tool(description="Write a report.", parameters={"type": "object"},
+                  execute=lambda args: {"topic": args["topic"], "summary": "Three findings."})
+    with ModelServer(demo=True, demo_tokens_per_second=None) as demo:
+        model = openai("demo", base_url=demo.base_url, max_retries=0)
+        result = stream_text(
+            model=model, tools={**DEMO_TOOLS, "write_report": report}, max_steps=2,
+            messages=[{"role": "user", "content": "Write a report on tide pools, please."}],
+        )
+        assert result.steps[0].tool_calls[0]["input"] == {"topic": "tide pools"}
+        assert "report task" in result.text and "Three findings." in result.text
+        plain = stream_text(model=model, tools=DEMO_TOOLS,
+                            messages=[{"role": "user", "content": "Write a report on X"}])
+        assert plain.tool_calls == []
 
 
 def test_demo_tools_directly() -> None:

@@ -308,6 +308,44 @@ const scenarios = {
     return { chatId, runId };
   },
 
+  // The worker answering is killed mid-reply (the test does it when told STREAMING, then says GO
+  // once another worker started the turn again): the open chat shows the recovered reply once,
+  // in the message it was streaming into, and a page reloaded during the restart replays it once.
+  async recovered() {
+    const chatId = newChatId("recovered");
+    const words = 60;
+    const first = makeTransport("echo", { clientData: { words, delay: 0.05 } });
+    const chat = makeChat(chatId, first.transport);
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, chat.messages.filter((m) => m.role === "assistant").length);
+    }, 2);
+    const sending = chat.sendMessage({ text: "recover" });
+    await waitFor(() => wordsOf(chat) >= 10, "a partial reply");
+    const partialId = last(chat).id;
+    console.log(`STREAMING ${JSON.stringify({ runId: first.store[chatId].runId })}`);
+    await nextLine("GO", 60_000);
+    // Reloaded now, while the turn is answered again: it replays from the lost attempt on.
+    const persisted = structuredClone(chat.messages);
+    const second = makeTransport("echo", { sessions: structuredClone(first.store) });
+    const reloaded = makeChat(chatId, second.transport, persisted);
+    await reloaded.resumeStream();
+    await sending;
+    clearInterval(watch);
+    const full = echo("recover", 0, words);
+    for (const [name, view] of [["open chat", chat], ["reloaded chat", reloaded]]) {
+      ready(view, name);
+      assert.equal(roles(view), "user,assistant", `${name}: one reply`);
+      assert.equal(textOf(last(view)), full, `${name}: the reply once, whole`);
+      const texts = last(view).parts.filter((p) => p.type === "text");
+      assert.equal(texts.length, 1, `${name}: one text part, no lost partial`);
+      assert.equal(last(view).id, partialId, `${name}: the reply kept its message id`);
+    }
+    assert.equal(most, 1, "never a second assistant message on the open chat");
+    const steps = last(chat).parts.filter((p) => p.type === "step-start").length;
+    return { chatId, runId: first.store[chatId].runId, messageId: partialId, steps };
+  },
+
   // Two tabs of one chat: the second steers a message into the first one's tool loop, and
   // its own view is the rest of that reply; then a `reject` while a reply streams fails with
   // `busy` without starting a new run (the chat and model were prepared by the test: SETUP).
@@ -347,6 +385,24 @@ const scenarios = {
     return { chatId, runId };
   },
 };
+
+/** Wait for `expected` on a line of stdin (what the test tells the scenario). */
+function nextLine(expected, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let buffer = "";
+    const timer = setTimeout(() => reject(new Error(`no ${expected} on stdin`)), timeoutMs);
+    const onData = (data) => {
+      buffer += data.toString();
+      if (buffer.split("\n").includes(expected)) {
+        clearTimeout(timer);
+        process.stdin.off("data", onData);
+        process.stdin.pause();
+        resolve();
+      }
+    };
+    process.stdin.on("data", onData);
+  });
+}
 
 async function main() {
   const name = process.argv[2];

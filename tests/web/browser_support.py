@@ -92,7 +92,9 @@ def demo_stack(
     # No key: the page shows the offline demo note, and the model is the scripted server.
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHATWORKER_MODEL"):
         environment.pop(name, None)
-    worker = Worker(environment, pool="gevent", concurrency=20, name=f"demo{db}").start()
+    # As the dev stack's: it runs the demo's task-backed tool (queue ``tools``) too.
+    worker = Worker(environment, pool="gevent", concurrency=20, name=f"demo{db}",
+                    queues="chat,tools").start()
     gateway = DemoGateway(environment, name=f"demo{db}")
     try:
         yield DemoStack(gateway.start(), worker, db_path, client)

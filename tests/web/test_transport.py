@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from typing import Any
@@ -21,9 +22,9 @@ from chatworker import tokens
 from chatworker.store import keys
 from chatworker.testing import ModelServer, Text, ToolLoop
 
-from ..conftest import SECRET
-from ..gateway.conftest_helpers import Gunicorn, call, live_gateway
-from ..support import ROOT, events, user_message, wait_for
+from ..conftest import SECRET, worker_env
+from ..gateway.conftest_helpers import Gunicorn, call, db_url, gateway_env, live_gateway
+from ..support import ROOT, Worker, events, user_message, wait_for
 
 __all__ = ["live_gateway"]
 
@@ -51,13 +52,12 @@ def node_binary() -> str:
     return node
 
 
-def run_scenario(
-    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None,
+def scenario_env(
+    gateway: Gunicorn, setup: dict[str, Any] | None = None,
     trigger_tokens: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``;
-    ``trigger_tokens``: the trigger token per task, default multiple-use ones without a
-    subject); return its RESULT object (fail with its output otherwise)."""
+) -> dict[str, str]:
+    """The environment of a Node scenario against ``gateway`` (``trigger_tokens``: the trigger
+    token per task, default multiple-use ones without a subject)."""
     env = dict(os.environ)
     if setup is not None:
         env["SETUP"] = json.dumps(setup)
@@ -73,10 +73,19 @@ def run_scenario(
         TOKEN_SECRET=SECRET,
         TOKEN_ISSUER=tokens.ISSUER,
     )
+    return env
+
+
+def run_scenario(
+    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None,
+    trigger_tokens: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
+    RESULT object (fail with its output otherwise)."""
     proc = subprocess.run(
         [node_binary(), "scenarios.mjs", name],
         cwd=TRANSPORT_TESTS,
-        env=env,
+        env=scenario_env(gateway, setup, trigger_tokens),
         capture_output=True,
         text=True,
         timeout=75,
@@ -204,19 +213,62 @@ def test_a_trimmed_stream_is_reported_not_skipped(live_gateway: Gunicorn, r: red
     assert reply["parts"][-1]["text"].startswith("echo: long (turn 1) w0 w1 w2")
 
 
-def test_follow_mode_keeps_two_devices_in_sync(live_gateway: Gunicorn, r: redis.Redis) -> None:
-    """Two devices on one chat: each shows the other's turns as they stream (a regenerate and a
-    continuation run included), and each shows only what its own sends did not."""
-    result = run_scenario(live_gateway, "follow")
-    completes = hook_events(r, result["chatId"], "on_turn_complete")
-    assert [(e["run_id"], e["turn"]) for e in completes] == [
-        (result["runId"], 0), (result["runId"], 1), (result["runId"], 2),
-        (result["nextRunId"], 0), (result["nextRunId"], 1),
-    ]  # fmt: skip
-    # Each device was shown by its follow exactly the turns the other one sent.
-    assert result["shownByFollow"] == {"a": 2, "b": 3}
+def test_a_reply_restarted_after_its_worker_died_shows_once(redis_url: str) -> None:
+    """The worker streaming the reply is killed (SIGKILL) and another takes the run over: the
+    open chat and one reloaded during the restart each show the recovered reply once."""
+    url = db_url(redis_url, 2)
+    r = redis.Redis.from_url(url, decode_responses=True)
+    r.flushdb()
+    doomed = Worker(worker_env(url), name="tr-doomed").start()
+    rescuer = Worker(worker_env(url), name="tr-rescuer")
+    gateway = Gunicorn(gateway_env(url, CHATWORKER_SSE_HEARTBEAT="1"), name="tr-recover")
+    node: subprocess.Popen[str] | None = None
+    try:
+        gateway.start()
+        node = subprocess.Popen(
+            [node_binary(), "scenarios.mjs", "recovered"], cwd=TRANSPORT_TESTS,
+            env=scenario_env(gateway), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert node.stdout is not None and node.stdin is not None
+        output: list[str] = []
+        for line in node.stdout:
+            output.append(line)
+            if line.startswith("STREAMING "):
+                break
+        else:
+            pytest.fail("".join(output))
+        run_id = json.loads(line.removeprefix("STREAMING "))["runId"]
+        doomed.stop(signal.SIGKILL)
+        rescuer.start()
 
+        def restarted() -> bool:
+            chunks = [json.loads(f["c"]) for _, f in r.xrange(keys.output(run_id), "-", "+")]
+            return sum(c["type"] == "__turn_start" for c in chunks) == 2
 
+        wait_for(restarted, timeout=30)
+        node.stdin.write("GO\n")
+        node.stdin.flush()
+        output.append(node.stdout.read())
+        assert node.wait(60) == 0, f"{''.join(output)}\n--- gateway ---\n{gateway.log()[-3000:]}"
+        result = json.loads(output[-1].split("RESULT ", 1)[1])
+        # The stream itself: the lost attempt, its abort, the turn again under the same id.
+        chunks = [json.loads(f["c"]) for _, f in r.xrange(keys.output(run_id), "-", "+")]
+        assert {"type": "abort", "reason": "worker lost"} in chunks
+        starts = [c["messageId"] for c in chunks if c["type"] == "start"]
+        assert starts == [result["messageId"]] * 2
+        assert result["steps"] == 1  # the lost attempt's step-start was reused, not doubled
+        completes = hook_events(r, result["chatId"], "on_turn_complete")
+        assert len(completes) == 1
+        stored = completes[0]["ui_messages"]
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["id"] == result["messageId"]
+    finally:
+        if node is not None and node.poll() is None:
+            node.kill()
+        gateway.stop()
+        doomed.stop(signal.SIGKILL)
+        rescuer.stop()
 def test_steer_from_a_second_tab_and_reject_while_streaming(
     live_gateway: Gunicorn, r: redis.Redis, model_server: ModelServer
 ) -> None:
@@ -229,3 +281,16 @@ def test_steer_from_a_second_tab_and_reject_while_streaming(
     assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
     assert {e["run_id"] for e in completes} == {result["runId"]}
     assert len(hook_events(r, chat_id, "on_chat_start")) == 1
+
+
+def test_follow_mode_keeps_two_devices_in_sync(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    """Two devices on one chat: each shows the other's turns as they stream (a regenerate and a
+    continuation run included), and each shows only what its own sends did not."""
+    result = run_scenario(live_gateway, "follow")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["run_id"], e["turn"]) for e in completes] == [
+        (result["runId"], 0), (result["runId"], 1), (result["runId"], 2),
+        (result["nextRunId"], 0), (result["nextRunId"], 1),
+    ]  # fmt: skip
+    # Each device was shown by its follow exactly the turns the other one sent.
+    assert result["shownByFollow"] == {"a": 2, "b": 3}

@@ -11,6 +11,11 @@
  * them: it reads on from the stream's first retained entry. A turn whose own start is gone (a
  * reply in flight after a reload, or one longer than the stream keeps) cannot be shown whole:
  * the reply fails with that error, and the page shows it from its history once it is complete.
+ *
+ * A worker that dies mid-reply leaves `abort{reason:"worker lost"}`; another worker then starts
+ * the same turn again (a second `__turn_start`) under the same message id. The reader withholds
+ * that `abort` and sends useChat a `reset-step`, which removes what the lost attempt showed of
+ * its step, so the open page shows the answer once.
  */
 
 import type { UIMessageChunk } from "ai";
@@ -65,6 +70,8 @@ export interface ReaderOptions {
 const STOP_GRACE_MS = 30_000;
 /** A connection that lasted this long is not counted as a failure when it drops. */
 const HEALTHY_MS = 5_000;
+/** The `abort` reason of a reply whose worker died (the turn then starts again). */
+const WORKER_LOST = "worker lost";
 
 function trimmedError(): ChatWorkerError {
   return new ChatWorkerError(
@@ -97,6 +104,12 @@ export class TurnReader {
   private graceTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly halt = new AbortController();
   private after: string | undefined;
+  /** `start-step` chunks passed on in the current attempt at the turn. */
+  private steps = 0;
+  /** A restarted attempt's first `start-step`: the step the lost attempt opened is reused. */
+  private skipStartStep = false;
+  /** The `abort` of a lost attempt, passed on only if the turn is not started again. */
+  private heldAbort: UIMessageChunk | undefined;
 
   private readonly onDone: (reader: TurnReader) => void;
   private startTimer: ReturnType<typeof setTimeout> | undefined;
@@ -272,21 +285,65 @@ export class TurnReader {
       this.phase = "answering"; // our message joined the turn in progress: the rest is ours
       this.joined = true;
     }
-    if (this.phase === "answering" && this.attached) {
-      this.controller?.enqueue(chunk as unknown as UIMessageChunk);
+    if (this.phase !== "answering") return;
+    if (type === "abort" && chunk["reason"] === WORKER_LOST) {
+      this.heldAbort = chunk as unknown as UIMessageChunk;
+      return;
     }
+    this.releaseAbort();
+    if (type === "start-step") {
+      if (this.skipStartStep) {
+        this.skipStartStep = false;
+        return;
+      }
+      this.steps += 1;
+    }
+    this.forward(chunk as unknown as UIMessageChunk);
+  }
+
+  private forward(chunk: UIMessageChunk): void {
+    if (this.attached) this.controller?.enqueue(chunk);
+  }
+
+  /** A withheld `abort` stands after all: the turn was not started again. */
+  private releaseAbort(): void {
+    if (this.heldAbort === undefined) return;
+    const held = this.heldAbort;
+    this.heldAbort = undefined;
+    this.forward(held);
+  }
+
+  /**
+   * Our turn started again after its worker was lost: clear what the lost attempt showed. The
+   * restarted attempt answers under the same message id, so it continues the same message.
+   */
+  private restart(): void {
+    this.heldAbort = undefined;
+    this.forward({ type: "reset-step" } as UIMessageChunk);
+    // `reset-step` keeps the step's `step-start` part: the new attempt's first step reuses it.
+    this.skipStartStep = this.steps > 0;
+    this.steps = 0;
   }
 
   private onTurnStart(chunk: TurnStartChunk): void {
-    if (this.phase !== "waiting") return; // a re-run of the same turn after a worker died
-    const ours =
-      this.match.kind === "inflight" ||
-      (this.match.kind === "trigger" ? chunk.inputId === undefined : chunk.inputId === this.match.inputId);
-    if (!ours) return;
+    if (this.phase === "answering") {
+      // The same turn again: a worker took over after the one answering it died.
+      if (chunk.turn === this.turn && this.ours(chunk)) this.restart();
+      return;
+    }
+    if (this.phase !== "waiting") return;
+    if (!this.ours(chunk)) return;
     this.phase = "answering";
     this.turn = chunk.turn;
     this.markDecided();
     if (this.stopWanted) this.sendStop();
+  }
+
+  private ours(chunk: TurnStartChunk): boolean {
+    return (
+      this.match.kind === "inflight" ||
+      (this.match.kind === "trigger" ? chunk.inputId === undefined : chunk.inputId === this.match.inputId)
+    );
   }
 
   /**
@@ -318,12 +375,14 @@ export class TurnReader {
         ? chunk.inputId === this.match.inputId
         : chunk.turn === this.turn && (this.match.kind === "inflight" || chunk.inputId === undefined));
     if (!ours) return;
+    this.releaseAbort();
     this.phase = "done";
     this.ctx.onTurnComplete(chunk, eventId);
     this.finish();
   }
 
   private onRunEnd(chunk: RunEndChunk): void {
+    this.releaseAbort();
     if (chunk.status === "failed") {
       const why = chunk.reason ? `: ${chunk.reason}` : "";
       return this.finish(new Error(`The chat run failed${why}.`));
