@@ -94,21 +94,31 @@ followScenarios.followrestart = async () => {
   const { transport } = makeTransport("echo", { sessions: { [chatId]: { runId, publicAccessToken } } });
   const chat = makeChat(chatId, transport);
   let ended = 0;
+  let queued = false;
   const follow = transport.follow(chatId, {
     onUpdate: (update) => {
       chat.messages = update(chat.messages);
     },
     getMessages: () => chat.messages,
+    onTurnStart: (start) => {
+      // A message sent here while the reply streams (shown at once) stays after that reply.
+      if (queued || start.turn !== 1) return;
+      queued = true;
+      chat.messages = [...chat.messages, { id: "q1", role: "user", parts: [{ type: "text", text: "meanwhile" }] }];
+    },
     onTurnEnd: () => {
       ended += 1;
     },
   });
-  await waitFor(() => ended === 2, "both turns to end");
+  await waitFor(() => ended === 3, "the three turns to end");
   follow.close();
   const shown = chat.messages.map((m) => [m.id, m.role, m.parts.filter((p) => p.type === "text").map((p) => p.text)]);
   assert.deepEqual(shown, [
     ["u1", "user", ["question"]],
     ["m1", "assistant", ["whole answer"]],
+    ["u2", "user", ["next"]],
+    ["m2", "assistant", ["second answer"]],
+    ["q1", "user", ["meanwhile"]],
     ["a2", "assistant", [before, "after"]],
   ]);
   return { chatId };

@@ -1,5 +1,6 @@
 """Follow mode under the real AI SDK client, on a stream the test writes itself (no worker runs
-the run): what a follower shows of a turn started again after its worker died."""
+the run): what a follower shows of a turn started again after its worker died, and where a
+reply goes when a message was added while it started."""
 
 from __future__ import annotations
 
@@ -51,15 +52,20 @@ def test_a_turn_started_again_shows_once_to_a_follower(
                            principal=tokens.subject_principal(USER))  # fmt: skip
     start0 = {"type": "__turn_start", "turn": 0, "trigger": "submit-message",
               "messages": [question], "history": True}  # fmt: skip
+    following = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "next"}]}
     start1 = {"type": "__turn_start", "turn": 1, "inputId": "i1", "trigger": "submit-message",
+              "messages": [following], "history": False}  # fmt: skip
+    start2 = {"type": "__turn_start", "turn": 2, "inputId": "i2", "trigger": "submit-message",
               "messages": [continued], "history": False}  # fmt: skip
     xadd_chunks(gateway_redis, started.run_id, [
         start0, *attempt("m1", "partial ", lost=True),
         start0, *attempt("m1", "whole answer", lost=False),
         {"type": "__turn_complete", "turn": 0, "stopped": False},
-        start1, *attempt("a2", "lost", lost=True),
-        start1, *attempt("a2", "after", lost=False),
+        start1, *attempt("m2", "second answer", lost=False),
         {"type": "__turn_complete", "turn": 1, "stopped": False, "inputId": "i1"},
+        start2, *attempt("a2", "lost", lost=True),
+        start2, *attempt("a2", "after", lost=False),
+        {"type": "__turn_complete", "turn": 2, "stopped": False, "inputId": "i2"},
     ])  # fmt: skip
     run_scenario(
         gateway, "followrestart",

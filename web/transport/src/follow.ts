@@ -59,6 +59,17 @@ function upsert<M extends UIMessage>(messages: M[], message: M): M[] {
   return copy;
 }
 
+/**
+ * Put `message` in place of the one with its id; a new one goes right after the message with id
+ * `after` (what it answers: a message sent meanwhile stays after the reply), else at the end.
+ */
+function place<M extends UIMessage>(messages: M[], message: M, after: string | undefined): M[] {
+  if (messages.some((m) => m.id === message.id) || after === undefined) return upsert(messages, message);
+  const index = messages.findIndex((m) => m.id === after);
+  if (index === -1) return upsert(messages, message);
+  return [...messages.slice(0, index + 1), message, ...messages.slice(index + 1)];
+}
+
 /** One turn shown to the app: its reply assembled chunk by chunk. */
 class ShownTurn<M extends UIMessage> {
   private controller: ReadableStreamDefaultController<UIMessageChunk> | undefined;
@@ -74,6 +85,8 @@ class ShownTurn<M extends UIMessage> {
     private readonly options: FollowOptions<M>,
     /** A turn started again: the message it continues is known from the first attempt. */
     private readonly restart?: { base: M | undefined },
+    /** The last message the turn began with: its reply goes right after it. */
+    private readonly answers?: string,
   ) {}
 
   push(chunk: UIMessageChunk): void {
@@ -115,7 +128,7 @@ class ShownTurn<M extends UIMessage> {
         const message0 = base === undefined ? undefined : structuredClone(base);
         for await (const message of readUIMessageStream<M>({ message: message0, stream })) {
           this.replyId = message.id;
-          update((messages) => upsert(messages, message));
+          update((messages) => place(messages, message, this.answers));
         }
       } catch (error) {
         this.options.onError?.(error instanceof Error ? error : new Error(describe(error)));
@@ -279,7 +292,8 @@ export class ChatFollower<M extends UIMessage> implements ChatFollow {
     } else if (incoming.length > 0) {
       this.options.onUpdate((messages) => incoming.reduce(upsert, messages));
     }
-    this.shown = new ShownTurn<M>(runId, start.turn, this.options, restart);
+    const answers = incoming[incoming.length - 1]?.id;
+    this.shown = new ShownTurn<M>(runId, start.turn, this.options, restart, answers);
     this.options.onTurnStart?.(start);
   }
 
