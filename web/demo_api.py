@@ -29,6 +29,9 @@ __all__ = ["demo_blueprint"]
 
 log = logging.getLogger("chatworker.demo")
 
+#: The one user of the local demo.
+DEMO_USER = "demo-user"
+
 
 def _error(status: int, code: str, message: str) -> Response:
     response = jsonify({"error": code, "message": message})
@@ -45,7 +48,9 @@ def demo_blueprint(url_prefix: str = "/api", chat_api: str = "/api/chat") -> Blu
         """What the page needs to start: task, model, gateway path and a trigger token."""
         # A multiple-use trigger token handed to any visitor: fine for a local demo only.
         # A real app mints tokens per signed-in user (one-time ones, from a server action).
-        token = chat.create_access_token(DEMO_TASK_ID, multiple_use=True)
+        # Every visitor is the one demo user (the subject), so every window and device reaches
+        # the same chats: each follows the chats the others write to.
+        token = chat.create_access_token(DEMO_TASK_ID, multiple_use=True, subject=DEMO_USER)
         response = jsonify(
             {
                 "taskId": DEMO_TASK_ID,

@@ -158,8 +158,10 @@ class RunDriver:
             try:
                 payload = ChatWirePayload.model_validate_json(body)
             except ValidationError as exc:
+                self.write_turn_start(input_id, None)
                 self.reject(input_id, exc)
                 continue  # that turn is answered: on to the next message, if one is waiting
+            self.write_turn_start(input_id, body)
             break
         item = Input(input_id, payload, result[1])
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
@@ -171,6 +173,25 @@ class RunDriver:
         if self.local.last_stop and self.local.last_stop[0] == input_id:
             stop.abort(self.local.last_stop[1] or "stopped")
         return item
+
+    def write_turn_start(self, input_id: str, body: str | None) -> None:
+        """The turn's first chunk, ``__turn_start``: with what any viewer of the chat needs to
+        show the turn whoever sent it (its ``trigger``, ``messageId`` and the wire ``messages``,
+        copied from the queued payload ``body``; nothing else of the payload, such as client
+        data, is shown)."""
+        start: dict[str, Any] = {"type": "__turn_start", "turn": self.turn_number}
+        if input_id != "i0":
+            start["inputId"] = input_id
+        wire = json.loads(body) if body is not None else {}
+        for key in ("trigger", "messageId", "messages"):
+            if key in wire:
+                start[key] = wire[key]
+        if "messages" in start:
+            # The messages are the whole history the turn starts from (a run's first turn, a
+            # regenerate), or new messages to add to it (a submit).
+            start["history"] = self.turn_number == 0 or wire.get("trigger") == "regenerate-message"
+        chunk = json.dumps(start, separators=(",", ":"), ensure_ascii=False)
+        self.store.turn_start(self.run_id, self.local.token, chunk)
 
     def reject(self, input_id: str, exc: ValidationError) -> None:
         """A queued message this worker cannot read (the gateway refuses such bodies, so it was

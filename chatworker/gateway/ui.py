@@ -3,7 +3,8 @@
 ``POST /ui/<taskId>`` takes the AI SDK body, sends it to the chat's live run (or starts one) and
 streams that one turn as a UI message stream without control chunks, ending ``data: [DONE]``.
 ``GET /ui/<taskId>/<chatId>/stream`` replays the turn in flight (204 when none);
-``POST /ui/<taskId>/<chatId>/stop`` stops it.
+``POST /ui/<taskId>/<chatId>/stop`` stops it; ``GET /ui/<taskId>/<chatId>/follow`` streams every
+turn of the chat live, across its runs (:mod:`.follow`).
 
 Each chat belongs to the principal that started it (see :mod:`chatworker.tokens`): with the
 default authorization, the subject of the trigger token, or the token itself when it has no
@@ -26,17 +27,28 @@ from ..errors import RunEnded, RunNotFound
 from ..store import streams
 from ..store.entry_ids import previous_id
 from .continued import ContinuedStart
+from .follow import chat_follow_body, check_resume, start_position
 from .http import (
     ApiError,
     Gateway,
     bearer_token,
     check_path_id,
     json_response,
+    last_event_id,
     release_token,
     spend_token,
 )
 from .restart import RestartFilter
-from .sse import DONE, UI_STREAM_HEADERS, Follow, comment, event, heartbeat, parse_chunk
+from .sse import (
+    DONE,
+    SSE_HEADERS,
+    UI_STREAM_HEADERS,
+    Follow,
+    comment,
+    event,
+    heartbeat,
+    parse_chunk,
+)
 
 log = logging.getLogger("chatworker.flask_ui")
 
@@ -300,6 +312,42 @@ class _UiRoutes:
             streams.check_resume(get_redis(), run_id, after)
         return _ui_response(run_id, after, None, self.gw.stream_timeout(), replay=True)
 
+    def follow(self, task_id: str, chat_id: str) -> Response:
+        """Every turn of the chat as it happens, across its runs (:mod:`.follow`)."""
+        _, principal = self._authorize(task_id)
+        run_id = request.args.get("runId") or None
+        after = last_event_id(request) if run_id is not None else None
+        if run_id is not None:
+            check_path_id("run", run_id)
+            try:
+                info = runs.status(run_id)
+            except RunNotFound:
+                run_id, after = None, None  # forgotten: follow whatever the chat runs now
+            else:
+                if (info.task_id, info.chat_id) != (task_id, chat_id):
+                    raise ApiError(400, "bad_request",
+                                   f"run {run_id!r} is not a run of chat {chat_id!r}")
+        if run_id is None:
+            run_id = runs.find_chat_run(task_id, chat_id)
+            if run_id is not None:
+                try:
+                    after = start_position(run_id)
+                except RunNotFound:
+                    run_id = None
+        if run_id is not None:
+            self._check_owner(task_id, chat_id, run_id, principal)
+            check_resume(run_id, after)
+
+        def allowed(candidate: str) -> bool:
+            try:
+                self._check_owner(task_id, chat_id, candidate, principal)
+            except ApiError:
+                return False
+            return True
+
+        body = chat_follow_body(task_id, chat_id, run_id, after, self.gw.stream_timeout(), allowed)
+        return Response(body, content_type="text/event-stream", headers=SSE_HEADERS)
+
     def stop(self, task_id: str, chat_id: str) -> Response:
         _, principal = self._authorize(task_id)
         body = self.gw.read_json(required=False)
@@ -320,6 +368,8 @@ def register_ui_routes(bp: Blueprint, gw: Gateway) -> None:
     # merge_slashes=False: no HTML redirect for `//` in an API path (see chat_blueprint).
     bp.add_url_rule("/ui/<task_id>", "ui_send", ui.send, methods=["POST"], merge_slashes=False)
     bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stream", "ui_resume", ui.resume,
+                    methods=["GET"], merge_slashes=False)
+    bp.add_url_rule("/ui/<task_id>/<path:chat_id>/follow", "ui_follow", ui.follow,
                     methods=["GET"], merge_slashes=False)
     bp.add_url_rule("/ui/<task_id>/<path:chat_id>/stop", "ui_stop", ui.stop, methods=["POST"],
                     merge_slashes=False)

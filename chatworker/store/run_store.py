@@ -176,7 +176,8 @@ class RunStore:
         return str(result[0]), str(result[1]) if len(result) > 1 else ""
 
     def take(self, run_id: str, turn: int, token: str) -> tuple[str, str] | None:
-        """Move the next message to processing and start turn ``turn``: ``(item, stop reason)``."""
+        """Move the next message to processing for turn ``turn``: ``(item, stop reason)``; then
+        :meth:`turn_start` writes the turn's first chunk."""
         result = self._fenced("take",
                               [keys.run(run_id), keys.inbox(run_id), keys.processing(run_id),
                                keys.output(run_id), keys.lease(run_id)],
@@ -184,6 +185,12 @@ class RunStore:
         if not result:
             return None
         return str(result[0]), str(result[1] or "")
+
+    def turn_start(self, run_id: str, token: str, chunk: str) -> str:
+        """Write the ``__turn_start`` of the turn :meth:`take` began; return its entry id."""
+        return str(self._fenced("turn_start",
+                                [keys.run(run_id), keys.output(run_id), keys.lease(run_id)],
+                                [chunk, stream_maxlen(), token, _ms(lease_seconds())]))
 
     def steer_take(self, run_id: str, token: str, input_id: str) -> list[str]:
         """At a step boundary of the turn answering ``input_id``: the messages steered into it,

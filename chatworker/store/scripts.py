@@ -38,8 +38,8 @@ def source(name: str) -> str:
 
 NAMES = (
     "create", "send", "take", "append", "owner_set", "suspend", "stop", "cancel", "expire",
-    "claim", "requeue", "marker", "hook_done", "recover", "renew", "end", "slot_acquire",
-    "slot_release", "call_send", "tool_record", "steer_take",
+    "claim", "requeue", "turn_start", "marker", "hook_done", "recover", "renew", "end",
+    "slot_acquire", "slot_release", "call_send", "tool_record", "steer_take",
 )
 
 _registered: dict[int, dict[str, Script]] = {}

@@ -33,8 +33,13 @@ def test_multi_turn_accumulates_and_streams_complete_messages(
     input_id = runs.send_message(started.run_id, payload(chat_id, second))
     turn1 = read_turn(r, started.run_id, after=turn0[-1][0])
     assert text_of(turn1).strip() == "echo: and again (turn 1)"
-    assert turn1[0][1] == {"type": "__turn_start", "turn": 1, "inputId": input_id}
+    # What every viewer of the chat needs to show the turn, whoever sent it: the new message.
+    assert turn1[0][1] == {"type": "__turn_start", "turn": 1, "inputId": input_id,
+                           "trigger": "submit-message", "messages": [second], "history": False}
     assert turn1[-1][1]["inputId"] == input_id
+    # A run's first turn carries the whole history it starts from.
+    assert turn0[0][1] == {"type": "__turn_start", "turn": 0, "trigger": "submit-message",
+                           "messages": [first], "history": True}
 
     completes = wait_for(
         lambda: (
@@ -311,3 +316,23 @@ def test_an_unreadable_queued_message_fails_only_its_turn(
     third = read_turn(r, started.run_id, after=answered[-1][0])
     assert third[-1][1]["inputId"] == later and "three (turn 3)" in text_of(third)
     assert runs.status(started.run_id).status not in {"failed", "completed", "canceled"}
+
+
+def test_turn_start_carries_a_regenerate_history_and_never_client_data(
+    worker: object, r: redis.Redis, chat_id: str
+) -> None:
+    """A viewer on another device rebuilds the chat from ``__turn_start``: a regenerate carries
+    the whole history it restarts from (and which message it regenerates); the payload's client
+    data and extra keys stay out of the stream."""
+    first = user_message("hello there")
+    started = runs.trigger("echo", payload(chat_id, first, metadata={"secret": "s3"}))
+    turn0 = read_turn(r, started.run_id)
+    assert "metadata" not in turn0[0][1] and "s3" not in str(turn0[0][1])
+    reply = next(c for _, c in turn0 if c["type"] == "start")["messageId"]
+    input_id = runs.send_message(started.run_id, payload(
+        chat_id, first, trigger="regenerate-message", messageId=reply, apiKey="k9"))
+    turn1 = read_turn(r, started.run_id, after=turn0[-1][0])
+    assert turn1[0][1] == {"type": "__turn_start", "turn": 1, "inputId": input_id,
+                           "trigger": "regenerate-message", "messageId": reply,
+                           "messages": [first], "history": True}
+    assert text_of(turn1).strip() == "echo: hello there (turn 1)"

@@ -121,7 +121,9 @@ def test_a_steer_too_late_for_the_turn_is_answered_as_the_next_turn(
     assert "steering-message" not in types_of(first)
     assert text_of(first) == "one step and done here"
     second = read_turn(r, run_id, after=first[-1][0])
-    assert second[0][1] == {"type": "__turn_start", "turn": 1, "inputId": sent.input_id}
+    start = second[0][1]
+    assert (start["type"], start["turn"], start["inputId"]) == ("__turn_start", 1, sent.input_id)
+    assert [m["id"] for m in start["messages"]] == ["late-1"]  # a viewer shows it as a turn
     assert text_of(second) == f"saw: tell {chat_id} | late words"
 
 

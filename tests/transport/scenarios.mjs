@@ -22,6 +22,7 @@ import {
   waitFor,
   wordsOf,
 } from "./lib.mjs";
+import { followScenarios } from "./follow.mjs";
 
 function ready(chat, step) {
   assert.equal(chat.error, undefined, `${step}: ${chat.error?.message}`);
@@ -31,6 +32,7 @@ function ready(chat, step) {
 const roles = (chat) => chat.messages.map((m) => m.role).join(",");
 
 const scenarios = {
+  ...followScenarios,
   // Two turns in one run, client data merged with per-call metadata, then a regenerate.
   async multiturn() {
     const chatId = newChatId("multi");

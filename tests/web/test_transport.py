@@ -52,15 +52,20 @@ def node_binary() -> str:
     return node
 
 
-def scenario_env(gateway: Gunicorn, setup: dict[str, Any] | None = None) -> dict[str, str]:
-    """The environment of a Node scenario against ``gateway``."""
+def scenario_env(
+    gateway: Gunicorn, setup: dict[str, Any] | None = None,
+    trigger_tokens: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a Node scenario against ``gateway`` (``trigger_tokens``: the trigger
+    token per task, default multiple-use ones without a subject)."""
     env = dict(os.environ)
     if setup is not None:
         env["SETUP"] = json.dumps(setup)
     env.update(
         BASE_URL=gateway.url,
         TOKENS=json.dumps(
-            {
+            trigger_tokens
+            or {
                 task: tokens.create_trigger_token(task, multiple_use=True)
                 for task in ("echo", "brief", "policy-steer")
             }
@@ -72,14 +77,15 @@ def scenario_env(gateway: Gunicorn, setup: dict[str, Any] | None = None) -> dict
 
 
 def run_scenario(
-    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None
+    gateway: Gunicorn, name: str, setup: dict[str, Any] | None = None,
+    trigger_tokens: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one Node scenario (``setup``: what the test prepared for it, as ``SETUP``); return its
     RESULT object (fail with its output otherwise)."""
     proc = subprocess.run(
         [node_binary(), "scenarios.mjs", name],
         cwd=TRANSPORT_TESTS,
-        env=scenario_env(gateway, setup),
+        env=scenario_env(gateway, setup, trigger_tokens),
         capture_output=True,
         text=True,
         timeout=75,
@@ -275,3 +281,16 @@ def test_steer_from_a_second_tab_and_reject_while_streaming(
     assert [(e["turn"], e["stopped"]) for e in completes] == [(0, False), (1, False)]
     assert {e["run_id"] for e in completes} == {result["runId"]}
     assert len(hook_events(r, chat_id, "on_chat_start")) == 1
+
+
+def test_follow_mode_keeps_two_devices_in_sync(live_gateway: Gunicorn, r: redis.Redis) -> None:
+    """Two devices on one chat: each shows the other's turns as they stream (a regenerate and a
+    continuation run included), and each shows only what its own sends did not."""
+    result = run_scenario(live_gateway, "follow")
+    completes = hook_events(r, result["chatId"], "on_turn_complete")
+    assert [(e["run_id"], e["turn"]) for e in completes] == [
+        (result["runId"], 0), (result["runId"], 1), (result["runId"], 2),
+        (result["nextRunId"], 0), (result["nextRunId"], 1),
+    ]  # fmt: skip
+    # Each device was shown by its follow exactly the turns the other one sent.
+    assert result["shownByFollow"] == {"a": 2, "b": 3}

@@ -165,5 +165,7 @@ function ChatPane({ id, stored, transport, heartbeatSeconds, onSend, onFinish }:
 
   if (problem) return <div className="fatal">{problem}</div>;
   if (!chat) return <div className="loading">Loading chat…</div>;
-  return <Conversation chat={chat} runId={runId} heartbeatSeconds={heartbeatSeconds} onSend={onSend} />;
+  return (
+    <Conversation chat={chat} transport={transport} runId={runId} heartbeatSeconds={heartbeatSeconds} onSend={onSend} />
+  );
 }

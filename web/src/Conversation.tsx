@@ -1,16 +1,21 @@
 /** The open chat: its messages, streaming replies, Stop, Regenerate and the composer. */
 
 import { useChat, type Chat } from "@ai-sdk/react";
+import type { ChatWorkerTransport } from "@chatworker/transport";
+import { useChatFollow } from "@chatworker/transport/react";
 import type { UIMessage } from "ai";
-import { useEffect, useRef, useState, type FormEvent } from "react";
+import { useEffect, useRef } from "react";
 
-import { markStopped } from "./chats";
+import { markStopped, newChatId } from "./chats";
+import { Composer, type WhileStreaming } from "./Composer";
 import { EmptyChat } from "./EmptyChat";
 import { MessageView } from "./MessageView";
 import { useStalled } from "./stall";
 
 interface ConversationProps {
   chat: Chat<UIMessage>;
+  /** Keeps the chat in sync with its other tabs and devices (follow mode). */
+  transport: ChatWorkerTransport;
   /** The chat's current run, if it has one. */
   runId: () => string | undefined;
   /** Seconds between the gateway's keep-alives (how long a healthy stream may be silent). */
@@ -18,15 +23,18 @@ interface ConversationProps {
   onSend: (text: string) => void;
 }
 
-export function Conversation({ chat, runId, heartbeatSeconds, onSend }: ConversationProps) {
+export function Conversation({ chat, transport, runId, heartbeatSeconds, onSend }: ConversationProps) {
   // `resume`: after a reload (or in a second tab) a reply still being generated is replayed.
-  const { messages, status, error, sendMessage, stop, regenerate, clearError, addToolApprovalResponse } = useChat({
-    chat,
-    resume: true,
-  });
-  const [input, setInput] = useState("");
+  const { messages, setMessages, status, error, sendMessage, stop, regenerate, clearError, addToolApprovalResponse } =
+    useChat({
+      chat,
+      resume: true,
+    });
+  // Turns sent from other tabs and devices appear here as they stream.
+  const followed = useChatFollow(transport, chat.id, { messages, setMessages });
   const bottom = useRef<HTMLDivElement>(null);
-  const busy = status === "submitted" || status === "streaming";
+  const own = status === "submitted" || status === "streaming";
+  const busy = own || followed.streaming;
   const last = messages[messages.length - 1];
   const stalled = useStalled(runId, busy, heartbeatSeconds);
 
@@ -35,21 +43,37 @@ export function Conversation({ chat, runId, heartbeatSeconds, onSend }: Conversa
   }, [messages]);
 
   async function stopReply(): Promise<void> {
-    await stop();
+    if (own) await stop();
+    else await transport.stopGeneration(chat.id); // a reply sent from elsewhere
     markStopped(chat);
   }
 
-  function submit(event: FormEvent): void {
-    event.preventDefault();
-    const text = input.trim();
-    if (!text || busy) return;
-    setInput("");
+  async function send(text: string, policy: WhileStreaming | undefined): Promise<boolean> {
     onSend(text);
-    void sendMessage({ text });
+    if (policy === undefined) {
+      void sendMessage({ text });
+      return true;
+    }
+    // Mid-reply: straight to the chat's run with the chosen policy; the follow stream shows
+    // what comes of it (its own turn, or, steered, a part of the reply in progress).
+    const message: UIMessage = { id: newChatId(), role: "user", parts: [{ type: "text", text }] };
+    if (policy !== "steer") setMessages((list) => [...list, message]);
+    try {
+      await transport.postMessage(chat.id, message, { body: { whileStreaming: policy } });
+      return true;
+    } catch {
+      setMessages((list) => list.filter((m) => m.id !== message.id));
+      return false;
+    }
   }
 
   return (
-    <section className="conversation" data-testid="conversation" data-status={status}>
+    <section
+      className="conversation"
+      data-testid="conversation"
+      data-status={status}
+      data-following={followed.streaming ? "streaming" : "idle"}
+    >
       <div className="messages" data-testid="messages">
         {messages.length === 0 && <EmptyChat />}
         {messages.map((message) => (
@@ -91,18 +115,7 @@ export function Conversation({ chat, runId, heartbeatSeconds, onSend }: Conversa
           {status}
         </span>
       </div>
-      <form className="composer" onSubmit={submit}>
-        <input
-          data-testid="composer-input"
-          value={input}
-          onChange={(event) => setInput(event.target.value)}
-          placeholder={busy ? "Wait for the answer, or stop it…" : "Send a message"}
-          autoFocus
-        />
-        <button type="submit" data-testid="send" disabled={busy || !input.trim()}>
-          Send
-        </button>
-      </form>
+      <Composer streaming={busy} onSend={send} />
     </section>
   );
 }

@@ -34,6 +34,15 @@ function PartView({ part, onApproval }: { part: Part; onApproval?: ApprovalRespo
   if (part.type === "dynamic-tool" || part.type.startsWith("tool-")) {
     return <ToolView part={part as unknown as ToolPart} onApproval={onApproval} />;
   }
+  if (part.type === "steering-message") {
+    // A message sent while this reply streamed, joined into it (the composer's "Steer").
+    const steered = part as unknown as { parts: { type: string; text?: string }[] };
+    return (
+      <div className="steering" data-testid="steering">
+        ↪ {steered.parts.map((p) => p.text ?? "").join("")}
+      </div>
+    );
+  }
   if (part.type.startsWith("data-")) {
     return <DataPartView part={part} />;
   }

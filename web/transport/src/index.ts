@@ -10,10 +10,14 @@
 export { ChatWorkerTransport } from "./transport.js";
 export { ChatWorkerError } from "./http.js";
 export { parseSSE, type SSEEvent } from "./sse.js";
+export type { ChatFollow } from "./follow.js";
 export type {
   AccessTokenRequest,
   AccessTokenSource,
+  ChatRunChunk,
   ChatSession,
+  FollowOptions,
+  MessagesUpdate,
   ChatWorkerTransportOptions,
   RunEndChunk,
   RunInfo,

@@ -116,6 +116,11 @@ export class TurnReader {
 
   private readonly onDone: (reader: TurnReader) => void;
   private startTimer: ReturnType<typeof setTimeout> | undefined;
+  private markDecided: () => void = () => undefined;
+  /** Settles once the reader knows its turn (it started) or stopped reading. */
+  readonly decided: Promise<void> = new Promise((resolve) => {
+    this.markDecided = resolve;
+  });
 
   constructor(
     private readonly ctx: ReaderContext,
@@ -136,6 +141,11 @@ export class TurnReader {
       cancel: () => this.detach(),
     });
     void this.run();
+  }
+
+  /** The number of the turn this reader answers (-1 until it started). */
+  get turnNumber(): number {
+    return this.turn;
   }
 
   /** True once the reader saw its turn start (the run is generating this answer). */
@@ -188,6 +198,7 @@ export class TurnReader {
   private finish(error?: Error): void {
     if (this.finished) return;
     this.finished = true;
+    this.markDecided();
     clearTimeout(this.graceTimer);
     clearTimeout(this.startTimer);
     this.halt.abort();
@@ -329,6 +340,7 @@ export class TurnReader {
     if (!this.ours(chunk)) return;
     this.phase = "answering";
     this.turn = chunk.turn;
+    this.markDecided();
     if (this.stopWanted) this.sendStop();
   }
 

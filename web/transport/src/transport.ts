@@ -10,14 +10,17 @@
 import type { ChatTransport, UIMessage, UIMessageChunk } from "ai";
 
 import { ChatWorkerError, callJson, compareIds, isAbortError, sleep, type FetchFn } from "./http.js";
+import { ChatFollower, type ChatFollow } from "./follow.js";
 import { TurnReader, type ReaderOptions, type TurnMatch } from "./reader.js";
 import type {
   AccessTokenRequest,
   ChatSession,
   ChatWorkerTransportOptions,
+  FollowOptions,
   RunInfo,
   SessionChangeCallback,
   TurnCompleteChunk,
+  TurnStartChunk,
 } from "./types.js";
 
 type SendOptions<M extends UIMessage> = Parameters<ChatTransport<M>["sendMessages"]>[0];
@@ -36,6 +39,8 @@ const TRIGGER_ATTEMPTS = 3;
 /** Run states in which a turn is about to start though none is streaming yet. */
 const PENDING_STATUSES = new Set(["queued", "resuming"]);
 const PENDING_START_MS = 30_000;
+/** How long a follower waits for a resumed stream of this transport to claim a turn. */
+const CLAIM_WAIT_MS = 5_000;
 
 function plainObject(value: unknown): Record<string, unknown> | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value)
@@ -80,7 +85,10 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly renewals = new Map<string, Promise<void>>();
   private readonly epochs = new Map<string, number>();
-  private readonly readers = new Set<TurnReader>();
+  private readonly readers = new Map<TurnReader, { chatId: string; runId: string; match: TurnMatch }>();
+  /** Turns this transport's own sends read (`runId inputId`; a trigger's turn 0: `runId`). */
+  private readonly ownTurns = new Set<string>();
+  private readonly followers = new Set<ChatFollower<UI_MESSAGE>>();
 
   constructor(options: ChatWorkerTransportOptions) {
     if (!options.task) throw new Error("ChatWorkerTransport needs the chat task id (`task`)");
@@ -105,7 +113,13 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
   async sendMessages(options: SendOptions<UI_MESSAGE>): Promise<ReadableStream<UIMessageChunk>> {
     const { chatId, abortSignal } = options;
     this.bump(chatId);
-    const delivery = await this.serial(chatId, () => this.deliver(options));
+    const delivery = await this.serial(chatId, async () => {
+      const delivered = await this.deliver(options);
+      // Registered before the chat's queue moves on, so a follower never shows this turn too.
+      const { runId, match } = delivered;
+      this.ownTurns.add(match.kind === "input" ? `${runId} ${match.inputId}` : runId);
+      return delivered;
+    });
     const reader = this.read(chatId, delivery.runId, delivery.match, { after: delivery.after });
     if (abortSignal) {
       if (abortSignal.aborted) reader.requestStop();
@@ -149,7 +163,101 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
 
   /** Stop reading every stream (the server keeps answering; nothing is stopped there). */
   close(): void {
-    for (const reader of [...this.readers]) reader.close();
+    for (const reader of [...this.readers.keys()]) reader.close();
+    for (const follower of [...this.followers]) follower.close();
+  }
+
+  // -- follow mode -----------------------------------------------------------------------------------
+
+  /**
+   * Follow the chat live while the page shows it: every turn this transport's own sends do not
+   * show (sent from another tab or device, a regenerate there, a message posted with
+   * {@link postMessage}) is handed to `options.onUpdate` as an update for `setMessages`: the
+   * turn's messages, then its reply as it streams. A continuation run of the chat is followed too
+   * and becomes the chat's session here. Close it when the page stops showing the chat.
+   */
+  follow(chatId: string, options: FollowOptions<UI_MESSAGE>): ChatFollow {
+    const query = this.streamTimeout ? `?timeout=${encodeURIComponent(String(this.streamTimeout))}` : "";
+    const path = `/ui/${encodeURIComponent(this.task)}/${encodeURIComponent(chatId)}/follow${query}`;
+    const follower: ChatFollower<UI_MESSAGE> = new ChatFollower<UI_MESSAGE>(
+      {
+        fetch: this.fetchFn,
+        url: this.url(path),
+        headers: this.headers,
+        token: () => this.triggerToken({ chatId, purpose: "follow" }),
+        session: () => this.getSession(chatId),
+        adoptRun: (runId, token) => this.adoptRun(chatId, runId, token),
+        turnComplete: (runId, marker, eventId) => this.turnComplete(chatId, runId, marker, eventId),
+        isOwnTurn: (runId, start) => this.isOwnTurn(chatId, runId, start),
+        maxAttempts: this.maxAttempts,
+      },
+      {
+        ...options,
+        onError: (error) => {
+          this.followers.delete(follower);
+          options.onError?.(error);
+        },
+      },
+    );
+    this.followers.add(follower);
+    return {
+      close: () => {
+        this.followers.delete(follower);
+        follower.close();
+      },
+    };
+  }
+
+  /**
+   * Send a message to the chat's run without reading its answer here: its turn (or, for a
+   * message the run steers into the reply in progress, that reply) reaches every follower of
+   * the chat, this one's included. `body` keys join the wire payload (e.g. `whileStreaming`).
+   * Meant for a message typed while a reply streams; it needs a live run (else it rejects with
+   * a `ChatWorkerError`, 409 or 404: send with `sendMessage` instead).
+   */
+  async postMessage(
+    chatId: string,
+    message: UI_MESSAGE,
+    options: { body?: Record<string, unknown>; metadata?: unknown } = {},
+  ): Promise<{ runId: string; inputId: string }> {
+    return this.serial(chatId, async () => {
+      const session = this.sessions.get(chatId);
+      if (!session) throw new ChatWorkerError(404, "run_not_found", "this chat has no run to send to");
+      const payload: WirePayload = { ...options.body, chatId, messages: [message], trigger: "submit-message" };
+      const metadata = { ...this.clientData, ...plainObject(options.metadata) };
+      if (this.clientData || plainObject(options.metadata)) payload["metadata"] = metadata;
+      const { inputId } = await this.withRenewal(chatId, (token) =>
+        callJson<{ inputId: string }>(
+          this.fetchFn,
+          { method: "POST", url: this.url(`/runs/${session.runId}/input/messages`), token, body: payload, headers: this.headers },
+          "sending the message",
+        ),
+      );
+      return { runId: session.runId, inputId };
+    });
+  }
+
+  /** The chat's follow stream moved to `runId`: make it the chat's session. */
+  private adoptRun(chatId: string, runId: string, token: string): void {
+    const session = this.sessions.get(chatId);
+    if (session?.runId === runId) {
+      session.publicAccessToken = token; // fresher than the one kept
+      return;
+    }
+    this.setSession(chatId, { runId, publicAccessToken: token });
+  }
+
+  /** Whether a stream of this transport shows the turn `start` begins (a follower then skips it). */
+  private async isOwnTurn(chatId: string, runId: string, start: TurnStartChunk): Promise<boolean> {
+    await this.queues.get(chatId); // sends under way register their turns first
+    const resumed = [...this.readers].filter(
+      ([, meta]) => meta.chatId === chatId && meta.runId === runId && meta.match.kind === "inflight",
+    );
+    await Promise.race([Promise.all(resumed.map(([reader]) => reader.decided)), sleep(CLAIM_WAIT_MS)]);
+    if (this.ownTurns.has(start.inputId === undefined ? runId : `${runId} ${start.inputId}`)) {
+      return start.inputId !== undefined || start.turn === 0;
+    }
+    return resumed.some(([reader]) => reader.turnNumber === start.turn);
   }
 
   // -- extras --------------------------------------------------------------------------------------
@@ -306,7 +414,7 @@ export class ChatWorkerTransport<UI_MESSAGE extends UIMessage = UIMessage>
       match,
       { ...options, onDone: (done) => this.readers.delete(done) },
     );
-    this.readers.add(reader);
+    this.readers.set(reader, { chatId, runId, match });
     return reader;
   }
 

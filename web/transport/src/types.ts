@@ -10,10 +10,13 @@ export interface ChatSession {
   lastEventId?: string | undefined;
 }
 
-/** Why the transport needs a trigger token: to start a run, or to renew an expired run token. */
+/**
+ * Why the transport needs a trigger token: to start a run, to renew an expired run token, or to
+ * follow a chat (each connection of {@link ChatWorkerTransport.follow}).
+ */
 export interface AccessTokenRequest {
   chatId: string;
-  purpose: "trigger" | "renew";
+  purpose: "trigger" | "renew" | "follow";
 }
 
 /** A trigger token for the task (scope `trigger:tasks:<task>`), or a function that fetches one. */
@@ -66,6 +69,41 @@ export interface TurnStartChunk {
   type: "__turn_start";
   turn: number;
   inputId?: string;
+  /** The message's trigger (`submit-message`, `regenerate-message`). */
+  trigger?: string;
+  /** The message the turn regenerates or continues, when the sender named one. */
+  messageId?: string;
+  /** The UI messages the turn begins with, as sent (absent for a message the run cannot read). */
+  messages?: unknown[];
+  /** `messages` is the whole history the turn starts from (a run's first turn, a regenerate). */
+  history?: boolean;
+}
+
+/** The follow stream moved to a run of the chat (the first one, or a continuation). */
+export interface ChatRunChunk {
+  type: "__chat_run";
+  runId: string;
+  publicAccessToken: string;
+}
+
+/** An update of a chat's messages, for `setMessages` (it takes such a function). */
+export type MessagesUpdate<UI_MESSAGE> = (messages: UI_MESSAGE[]) => UI_MESSAGE[];
+
+/** What {@link ChatWorkerTransport.follow} hands to the app. */
+export interface FollowOptions<UI_MESSAGE> {
+  /**
+   * Apply this update to the chat's messages (e.g. useChat's `setMessages(update)`): the messages
+   * of a turn sent elsewhere, then its reply as it streams (upserted by id, so each appears once).
+   */
+  onUpdate: (update: MessagesUpdate<UI_MESSAGE>) => void;
+  /** The chat's messages now (a reply that continues an assistant message builds on it). */
+  getMessages?: () => UI_MESSAGE[];
+  /** A turn sent elsewhere started streaming here. */
+  onTurnStart?: (start: TurnStartChunk) => void;
+  /** That turn ended (completed, stopped, or its run ended). */
+  onTurnEnd?: () => void;
+  /** Following failed for good (e.g. 403: the chat belongs to another user). */
+  onError?: (error: Error) => void;
 }
 
 export interface TurnCompleteChunk {
