@@ -51,7 +51,10 @@ def test_a_steered_message_survives_its_worker_dying(
             assert "abort" in types_of(first)
             assert first[-1][1]["stopped"] is False
             second = read_turn(r, run_id, after=first[-1][0], timeout=40)
-            assert second[0][1] == {"type": "__turn_start", "turn": 1, "inputId": sent.input_id}
+            start = second[0][1]
+            assert (start["type"], start["turn"], start["inputId"]) == (
+                "__turn_start", 1, sent.input_id)
+            assert [m["role"] for m in start["messages"]] == ["user"]  # what followers show
             assert "also the moon" in text_of(second)
             assert runs.status(run_id).pending_inputs == 0
         finally:
