@@ -95,3 +95,9 @@ def configure(default_level: str = "INFO") -> None:
         )
     if log_format() == "json":
         use_json()
+
+
+def extra(**fields: Any) -> dict[str, Any]:
+    """``extra=`` for one log call outside a run's context: the bound fields plus ``fields``."""
+    bound = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v not in (None, "")}}
+    return {"chatworker": bound}
