@@ -142,6 +142,13 @@ def test_metrics_follow_a_scripted_conversation(redis_url: str, chat_id: str) ->
             wait_for(lambda: total(fleet.each(), "chatworker_turns_total", task="echo",
                                    outcome="failed") == 1)
 
+            # Runs of a queue limited to two at a time: the ones over the limit wait in line.
+            tight = [runs.trigger("tight-queue", payload(f"{chat_id}-t{i}", user_message("go")))
+                     for i in range(4)]
+            for started in tight:
+                assert text_of(read_turn(r, started.run_id, timeout=30)) == "done"
+            assert total(fleet.each(), "chatworker_concurrency_waits_total", queue="tight") >= 2
+
             # 4. A worker killed mid-turn: the survivor's sweep recovers the run (a recovery,
             # and a turn counted as recovered), then answers the turn again (completed).
             doomed_id, _ = trigger(gateway, chat_id + "-k", "survive", words=120, delay=0.05)
