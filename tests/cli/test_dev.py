@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +160,15 @@ def test_the_startup_log_has_the_summary_without_noise(stack: DevStack) -> None:
     startup = stack.log().split("chatworker dev is running:")[0]
     assert "RuntimeWarning" not in startup, startup
     assert "[tasks]" not in startup and ".> transport:" not in startup, startup  # Celery's banner
+
+
+def test_the_gateway_and_the_worker_serve_metrics(stack: DevStack) -> None:
+    status, body, _ = call(stack.base, "GET", "/metrics")
+    assert status == 200 and 'chatworker_runs{status="owned"}' in body, body
+    found = poll(lambda: re.search(r"metrics served on port (\d+)", stack.log()),
+                 "the worker's metrics port in the log")
+    with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=10) as resp:
+        assert "chatworker_runs_owned" in resp.read().decode()
 
 
 def test_the_commands_find_the_running_stack_from_any_folder(stack: DevStack,
