@@ -17,6 +17,7 @@ log = logging.getLogger("chatworker.metrics")
 
 try:
     import prometheus_client as _prom
+    from prometheus_client import multiprocess as _multiprocess
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError:  # the [metrics] extra is not installed: every hook is a no-op
@@ -136,6 +137,14 @@ def exposition() -> tuple[bytes, str]:
     if _prom is None:
         return b"# prometheus-client is not installed (pip install 'chatworker[metrics]')\n", (
             "text/plain; charset=utf-8")
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes behind one port (gunicorn workers): their counters are added up
+        # from the shared directory; the scrape-time gauges are read by the answering process.
+        registry = _prom.CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        for collector in _gauges.values():
+            registry.register(collector)
+        return _prom.generate_latest(registry), _prom.CONTENT_TYPE_LATEST
     return _prom.generate_latest(), _prom.CONTENT_TYPE_LATEST
 
 
