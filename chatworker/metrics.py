@@ -141,7 +141,7 @@ def exposition() -> tuple[bytes, str]:
         # Several processes behind one port (gunicorn workers): their counters are added up
         # from the shared directory; the scrape-time gauges are read by the answering process.
         registry = _prom.CollectorRegistry()
-        _multiprocess.MultiProcessCollector(registry)
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         for collector in _gauges.values():
             registry.register(collector)
         return _prom.generate_latest(registry), _prom.CONTENT_TYPE_LATEST
