@@ -93,9 +93,10 @@ def http_request(route: str, method: str, status: int) -> None:
         HTTP_REQUESTS.labels(route, method, str(status)).inc()
 
 
-def register_gauge(name: str, documentation: str, label: str,
+def register_gauge(name: str, documentation: str, label: str | None,
                    read: Callable[[], Iterable[tuple[str, float]]]) -> None:
-    """Register a gauge ``name{label=...}`` whose values ``read()`` gives at each scrape.
+    """Register a gauge ``name{label=...}`` whose values ``read()`` gives at each scrape
+    (``(label value, number)`` pairs; with ``label`` None, one pair whose label value is unused).
 
     Registering the same name again replaces the earlier reader (an app created twice)."""
     if _prom is None:
@@ -114,18 +115,19 @@ _gauges: dict[str, Any] = {}
 if _prom is not None:
 
     class _GaugeCollector(Collector):
-        def __init__(self, name: str, documentation: str, label: str,
+        def __init__(self, name: str, documentation: str, label: str | None,
                      read: Callable[[], Iterable[tuple[str, float]]]) -> None:
-            self.name, self.documentation, self.label, self.read = name, documentation, label, read
+            self.name, self.documentation, self.read = name, documentation, read
+            self.labels = [label] if label else []
 
         def describe(self) -> list[Any]:
-            return [GaugeMetricFamily(self.name, self.documentation, labels=[self.label])]
+            return [GaugeMetricFamily(self.name, self.documentation, labels=self.labels)]
 
         def collect(self) -> Iterable[Any]:
-            family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+            family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
             try:
                 for value, number in self.read():
-                    family.add_metric([value], number)
+                    family.add_metric([value] if self.labels else [], number)
             except Exception as exc:  # a scrape must not fail because Redis is away
                 log.warning("metric %s unavailable: %s", self.name, exc)
                 return

@@ -28,7 +28,7 @@ def _runs() -> Iterable[tuple[str, float]]:
 
 
 def _sse_clients() -> Iterable[tuple[str, float]]:
-    return [("gateway", float(get_hub().stats()["subscribers"]))]
+    return [("", float(get_hub().stats()["subscribers"]))]
 
 
 def register_collectors() -> None:
@@ -37,7 +37,7 @@ def register_collectors() -> None:
     metrics.register_gauge("chatworker_runs", "Runs by live state, from Redis's indexes "
                            "(owned, lapsed, pending, suspended).", "status", _runs)
     metrics.register_gauge("chatworker_sse_clients", "Output-stream subscribers (SSE clients) "
-                           "attached to this gateway process.", "process", _sse_clients)
+                           "attached to this gateway process.", None, _sse_clients)
 
 
 def mount_metrics(app: Flask, path: str = "/metrics") -> None:
