@@ -17,6 +17,7 @@ from ..config import get_redis
 from ..errors import RedisUnavailable
 from ..store.run_store import RunStore
 from ..tokens import create_run_token
+from ..tracing import stamp
 from ..types import TaskDefinition
 from .payload import ChatWirePayload, parse_payload
 
@@ -54,6 +55,7 @@ def start_run(
     :func:`chatworker.runs.trigger` for the rules)."""
     parsed = _cap_client_timeouts(task, parse_payload(payload, task))
     initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
+    initial = stamp(initial)  # with the trace context of the request, if traced
     store = RunStore(get_redis())
     try:
         run_id = new_run_id()
