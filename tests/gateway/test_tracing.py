@@ -13,11 +13,11 @@ import pytest
 import redis
 
 from chatworker import tokens
-from chatworker.testing import ModelServer, ToolLoop
+from chatworker.testing import ModelServer, Text, ToolLoop
 
 from ..conftest import worker_env
 from ..support import Worker, events, user_message, wait_for
-from .conftest_helpers import Gunicorn, call, db_url, gateway_env
+from .conftest_helpers import Gunicorn, SSEClient, call, db_url, gateway_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -129,3 +129,41 @@ def test_the_request_and_the_turn_it_started_are_one_trace(
     hooks = [s["attributes"]["chatworker.hook"] for s in children(spans, second, "chatworker.hook")]
     assert sorted(hooks) == ["TurnCompleteEvent", "TurnStartEvent"]
     assert len(children(spans, second, "chatworker.model_call")) == 1
+
+
+def test_the_browsers_trace_continues_through_the_ui_route_into_the_turn(
+    traced: tuple[str, Path, redis.Redis], model_server: ModelServer, chat_id: str,
+) -> None:
+    """A browser (or a proxy) that sends ``traceparent`` on the ``/ui`` request useChat makes:
+    the gateway's request span continues that trace, and the turn is under the request."""
+    base, path, _ = traced
+    model_server.on(lambda body: chat_id in str(body), [Text("traced reply")])
+    browser_trace, browser_span = "ab" * 16, "cd" * 8
+    headers = {"Authorization": f"Bearer {tokens.create_trigger_token(TASK)}",
+               "traceparent": f"00-{browser_trace}-{browser_span}-01"}
+    body = {"id": chat_id, "messages": [user_message(f"hello {chat_id}")],
+            "trigger": "submit-message"}
+    with SSEClient(base, f"/api/chat/ui/{TASK}?timeout=60", method="POST", body=body,
+                   headers=headers, timeout=60) as ui:
+        deltas = []
+        for item in ui.events():
+            if item.data == "[DONE]":
+                break
+            chunk = json.loads(item.data or "{}")
+            if chunk.get("type") == "text-delta":
+                deltas.append(chunk["delta"])
+    assert "".join(deltas).strip() == "traced reply"
+
+    def turn() -> list[dict[str, Any]]:
+        return [s for s in read_spans(path) if s["name"] == "chatworker.turn"
+                and s["attributes"].get("chatworker.chat_id") == chat_id]
+
+    [turn_span] = wait_for(turn, timeout=30)
+    spans = read_spans(path)
+    [request] = [s for s in spans if span_id(s) == turn_span["parent_id"]]
+    assert request["kind"] == "SpanKind.SERVER"
+    assert request["attributes"]["http.route"].endswith("/ui/<task_id>")
+    assert request["parent_id"] == "0x" + browser_span
+    assert trace_id(turn_span) == trace_id(request) == "0x" + browser_trace
+    [model_call] = children(spans, turn_span, "chatworker.model_call")
+    assert model_call["attributes"]["gen_ai.request.model"] == "scripted"
