@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, cast
 
 log = logging.getLogger("chatworker.tracing")
 
@@ -100,10 +100,24 @@ def _install_provider(trace: Any) -> None:
             log.warning("OTEL_TRACES_EXPORTER=%s is not supported by chatworker", exporter)
     path = os.environ.get("CHATWORKER_TRACING_FILE")
     if path:
-        out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives with the process)
+        out = cast(IO[str], _AppendFile(path))
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
             out=out, formatter=lambda span: span.to_json(indent=None) + "\n")))
     trace.set_tracer_provider(provider)
+
+
+class _AppendFile:
+    """A file that several processes append whole lines to: one ``write(2)`` per span, on a
+    descriptor opened with ``O_APPEND``, so lines from different processes never interleave."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def flush(self) -> None:
+        pass
 
 
 def reset_for_tests() -> None:
