@@ -16,18 +16,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from chatworker import tracing
+from chatworker import runs, tracing
 from chatworker.ai import openai, stream_text, tool
 from chatworker.engine.driver import Input
 from chatworker.engine.payload import ChatWirePayload
 from chatworker.engine.turn_trace import traced_turn
 from chatworker.engine.turns import call_hook
+from chatworker.store import keys
+from chatworker.store.records import split_item
 from chatworker.testing import ModelServer, Text, ToolCall
 
 from .support import ROOT
@@ -165,3 +168,24 @@ print(json.dumps({"loaded": sorted(otel() - baseline), "provider": repr(provider
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"loaded": [], "provider": "None"}
+
+
+def test_only_the_queued_message_carries_the_context_not_the_run_record(
+    spans: InMemorySpanExporter, r: redis.Redis,
+) -> None:
+    """The run record's ``initial`` payload (what every level's task reads as the run's first
+    payload) stays as sent; the first queued message carries the trigger request's context."""
+    with tracing.span("POST /api/chat/tasks/echo/runs") as request:
+        run_id = runs.trigger("echo", {**WIRE, "chatId": "traced-record"}).run_id
+    assert isinstance(request, tracing._Span)
+    initial = json.loads(r.hget(keys.run(run_id), "initial") or "{}")
+    assert initial["chatId"] == "traced-record" and "__trace" not in initial
+    [item] = r.lrange(keys.inbox(run_id), 0, -1)
+    input_id, body = split_item(item)
+    queued, carrier = tracing.unstamp(body)
+    assert input_id == "i0" and json.loads(queued) == initial
+    assert carrier is not None
+    assert carrier["traceparent"].split("-")[1:3] == [
+        f"{request.span.get_span_context().trace_id:032x}",
+        f"{request.span.get_span_context().span_id:016x}"]
+    runs.cancel(run_id)

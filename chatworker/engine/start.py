@@ -55,7 +55,6 @@ def start_run(
     :func:`chatworker.runs.trigger` for the rules)."""
     parsed = _cap_client_timeouts(task, parse_payload(payload, task))
     initial = parsed.to_wire_json()  # InvalidPayload here, before anything is written
-    initial = stamp(initial)  # with the trace context of the request, if traced
     store = RunStore(get_redis())
     try:
         run_id = new_run_id()
@@ -125,6 +124,6 @@ def _create(
         "initial": initial,
     }
     store.create(run_id, task_id=task.id, chat_id=payload.chat_id, record=record,
-                 first_item=None if preload else "i0 " + initial)
+                 first_item=None if preload else "i0 " + stamp(initial))  # + trace context
 
 
