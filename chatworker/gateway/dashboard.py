@@ -124,6 +124,11 @@ def run_cancel(run_id: str) -> Response:
     return json_response({"ok": True}, 202)
 
 
+def unknown_api(rest: str) -> Response:
+    raise ApiError(404, "not_found", f"no dashboard API route /api/{rest}: see the operations "
+                   "guide for its routes (summary, runs, runs/<runId>[/stream|/stop|/cancel])")
+
+
 def page(run_id: str | None = None) -> Response:
     return Response(PAGE, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
@@ -160,6 +165,8 @@ def dashboard_blueprint(*, url_prefix: str = "/dashboard", token: str | None = N
         ("/api/runs/<run_id>/cancel", run_cancel, "POST"),
     ]
     wrapped: dict[str, Any] = {}
+    bp.add_url_rule("/api/<path:rest>", "unknown_api", unknown_api,
+                    methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     for rule, view, method in rules:
         endpoint = view.__name__
         wrapped.setdefault(endpoint, checked(view))

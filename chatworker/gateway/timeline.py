@@ -51,12 +51,10 @@ def timeline(record: Mapping[str, str],
             else:
                 events.append(_event(at, "turn-end", f"turn {turn} completed", turn=turn))
         elif kind == "abort":
-            reason = str(chunk.get("reason") or "")
-            if reason == "worker lost":
+            # a stop's abort is followed by the turn's marker (``stopped``), which says it
+            if chunk.get("reason") == "worker lost":
                 events.append(_event(at, "recovered",
                                      "worker lost: the turn's message was queued again"))
-            else:
-                events.append(_event(at, "stopped", f"aborted ({reason or 'stopped'})"))
         elif kind == "error":
             events.append(_event(at, "error", f"error: {chunk.get('errorText', '')}"))
         elif kind == "__run_end":

@@ -169,6 +169,13 @@ def test_bad_queries_are_clear_400s(gateway: Gunicorn, query: str, needle: str) 
     assert status == 400 and body["error"] == "bad_request" and needle in body["message"]
 
 
+def test_an_unknown_api_route_is_a_json_404(gateway: Gunicorn) -> None:
+    status, body, _ = call(gateway.url, "GET", "/dashboard/api/nothing/here", headers=AUTH)
+    assert status == 404 and body["error"] == "not_found" and "summary" in body["message"]
+    status, body, _ = call(gateway.url, "DELETE", "/dashboard/api/runs/run-00001", headers=AUTH)
+    assert status in (404, 405) and body["error"] in ("not_found", "method_not_allowed")
+
+
 def test_a_runs_detail_and_timeline(gateway: Gunicorn) -> None:
     status, body, _ = call(gateway.url, "GET", "/dashboard/api/runs/run-09999", headers=AUTH)
     assert status == 200, body

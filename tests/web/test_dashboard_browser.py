@@ -148,9 +148,18 @@ def test_list_filter_open_watch_cancel(page: Page, demo: DemoStack) -> None:
     final = words(page)
     assert final < 400, "the reply was cut short by the cancel"
 
+    # Stop ends only the turn: the run stays, waiting for the next message
+    stopped = start_run(demo, "stream slowly, then stop")
+    page.goto(demo.url + f"/dashboard/runs/{stopped}")
+    expect(page.locator("#messages .msg.assistant").last).to_contain_text("x5")
+    page.click("#stop")
+    expect(page.locator("#action-result")).to_have_text("stop requested")
+    expect(page.locator('#timeline li[data-kind="stopped"]')).to_have_count(1)
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "waiting")
+
     page.goto(demo.url + "/dashboard")
     expect(page.locator(f'tr[data-run-id="{slow}"]')).to_contain_text("canceled")
     page.screenshot(path=str(SHOTS / "dashboard-runs.png"))
     page.select_option("#status", "active")
-    expect(rows).to_have_count(1)
-    expect(rows.first).to_have_attribute("data-run-id", quick)
+    expect(rows).to_have_count(2)
+    expect(page.locator(f'tr[data-run-id="{slow}"]')).to_have_count(0)
