@@ -6,11 +6,11 @@ Mount it with :func:`chatworker.flask.chat_blueprint` (the stable import path).
 
 Modules, each importing only those after it:
 
-- :mod:`.blueprint`: ``chat_blueprint()``, the run routes and the app-level error handlers.
-- :mod:`.ui`: the AI SDK compatible ``/ui`` routes.
 - :mod:`.dashboard`: ``dashboard_blueprint()``, the operator's runs dashboard and its JSON API
   (:mod:`.dashboard_auth` its credential, :mod:`.dashboard_page` its page, :mod:`.timeline` a
   run's timeline).
+- :mod:`.blueprint`: ``chat_blueprint()``, the run routes and the app-level error handlers.
+- :mod:`.ui`: the AI SDK compatible ``/ui`` routes.
 - :mod:`.http`: what both route sets share: JSON errors, bearer tokens, path ids, request
   reading (:class:`~.http.Gateway`), one-time token spending, ``Last-Event-ID``.
 - :mod:`.sse`: SSE framing and :class:`~.sse.Follow`, the loop every streaming route shares.
