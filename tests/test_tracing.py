@@ -33,7 +33,7 @@ from chatworker.store import keys
 from chatworker.store.records import split_item
 from chatworker.testing import ModelServer, Text, ToolCall
 
-from .support import ROOT
+from .support import ROOT, isolated_db
 
 _EXPORTER = InMemorySpanExporter()
 
@@ -171,21 +171,24 @@ print(json.dumps({"loaded": sorted(otel() - baseline), "provider": repr(provider
 
 
 def test_only_the_queued_message_carries_the_context_not_the_run_record(
-    spans: InMemorySpanExporter, r: redis.Redis,
+    spans: InMemorySpanExporter, redis_url: str,
 ) -> None:
     """The run record's ``initial`` payload (what every level's task reads as the run's first
     payload) stays as sent; the first queued message carries the trigger request's context."""
-    with tracing.span("POST /api/chat/tasks/echo/runs") as request:
-        run_id = runs.trigger("echo", {**WIRE, "chatId": "traced-record"}).run_id
-    assert isinstance(request, tracing._Span)
-    initial = json.loads(r.hget(keys.run(run_id), "initial") or "{}")
-    assert initial["chatId"] == "traced-record" and "__trace" not in initial
-    [item] = r.lrange(keys.inbox(run_id), 0, -1)
-    input_id, body = split_item(item)
-    queued, carrier = tracing.unstamp(body)
-    assert input_id == "i0" and json.loads(queued) == initial
-    assert carrier is not None
-    assert carrier["traceparent"].split("-")[1:3] == [
-        f"{request.span.get_span_context().trace_id:032x}",
-        f"{request.span.get_span_context().span_id:016x}"]
-    runs.cancel(run_id)
+    # A database no worker reads: the message stays in the inbox for the test to look at.
+    with isolated_db(redis_url, 9) as url:
+        r = redis.Redis.from_url(url, decode_responses=True)
+        with tracing.span("POST /api/chat/tasks/echo/runs") as request:
+            run_id = runs.trigger("echo", {**WIRE, "chatId": "traced-record"}).run_id
+        assert isinstance(request, tracing._Span)
+        initial = json.loads(r.hget(keys.run(run_id), "initial") or "{}")
+        assert initial["chatId"] == "traced-record" and "__trace" not in initial
+        [item] = r.lrange(keys.inbox(run_id), 0, -1)
+        input_id, body = split_item(item)
+        queued, carrier = tracing.unstamp(body)
+        assert input_id == "i0" and json.loads(queued) == initial
+        assert carrier is not None
+        assert carrier["traceparent"].split("-")[1:3] == [
+            f"{request.span.get_span_context().trace_id:032x}",
+            f"{request.span.get_span_context().span_id:016x}"]
+        runs.cancel(run_id)
