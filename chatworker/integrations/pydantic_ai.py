@@ -153,6 +153,7 @@ class _EventStream(VercelAIEventStream[Any, Any]):  # type: ignore[misc, unused-
     error_text: ErrorHandler | None = None
 
     async def on_error(self, error: Exception) -> AsyncIterator[BaseChunk]:
+        log.error("the pydantic-ai agent run failed: %s", error, exc_info=error)
         async for chunk in super().on_error(error):
             if isinstance(chunk, ErrorChunk):
                 chunk = ErrorChunk(error_text=_error_text(self.error_text, error))

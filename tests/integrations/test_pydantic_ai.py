@@ -1,0 +1,198 @@
+"""A pydantic-ai Agent as a chat turn's reply, with the real framework and its models, offline:
+its FunctionModel, and its OpenAI model pointed at the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip(
+    "pydantic_ai", reason="pydantic-ai is not installed (pip install 'chatworker[pydantic-ai]')"
+)
+
+from pydantic_ai import Agent  # noqa: E402
+from pydantic_ai.messages import ModelMessage  # noqa: E402
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel  # noqa: E402
+from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
+from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+
+from chatworker.integrations.pydantic_ai import stream  # noqa: E402
+from chatworker.protocol.assemble import MessageAssembler  # noqa: E402
+from chatworker.signals import AbortController  # noqa: E402
+from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall  # noqa: E402
+from chatworker.testing.checks import assert_valid_ui_stream  # noqa: E402
+
+
+def user(text: str, id: str) -> dict[str, Any]:
+    return {"id": id, "role": "user", "parts": [{"type": "text", "text": text}]}
+
+
+def turn(ui_messages: list[dict[str, Any]], controller: AbortController | None = None) -> Any:
+    """A chat run's context as a run function sees it (the fields the adapter reads)."""
+    return SimpleNamespace(chat_id="chat-1", ui_messages=ui_messages,
+                           signal=(controller or AbortController()).signal)
+
+
+def chunks_of(source: Any, **options: Any) -> list[dict[str, Any]]:
+    chunks = list(source.to_ui_message_stream(**options))
+    assert_valid_ui_stream(chunks)
+    return chunks
+
+
+def assembled(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    assembler = MessageAssembler()
+    for chunk in chunks:
+        assembler.feed(chunk)
+    message: dict[str, Any] = assembler.to_dict()
+    return message
+
+
+def types(chunks: list[dict[str, Any]]) -> list[str]:
+    return [c["type"] for c in chunks]
+
+
+@pytest.fixture()
+def server() -> Iterator[ModelServer]:
+    with ModelServer() as srv:
+        yield srv
+
+
+def openai_agent(server: ModelServer) -> Agent[None, str]:
+    # The provider makes its own HTTP client, so it follows each run onto that run's event loop.
+    model = OpenAIChatModel(
+        "test-model", provider=OpenAIProvider(base_url=server.base_url, api_key="k"))
+    agent: Agent[None, str] = Agent(model)
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    return agent
+
+
+# ---------------------------------------------------------------------------- tools, history
+
+
+def test_tool_call_streams_end_to_end_with_function_model() -> None:
+    async def model_fn(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        if len(messages) == 1:  # the user's question: call the tool, its input in fragments
+            yield {0: DeltaToolCall(name="get_weather", tool_call_id="call_1")}
+            yield {0: DeltaToolCall(json_args='{"city": ')}
+            yield {0: DeltaToolCall(json_args='"Paris"}')}
+        else:
+            yield "It is "
+            yield "sunny."
+
+    agent: Agent[None, str] = Agent(FunctionModel(stream_function=model_fn))
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        return f"sunny in {city}"
+
+    chunks = chunks_of(stream(agent, turn([user("Weather in Paris?", "u1")])), message_id="m1")
+    assert chunks[0] == {"type": "start", "messageId": "m1"}
+    assert chunks[-1]["type"] == "finish"
+    kinds = types(chunks)
+    assert kinds.count("tool-input-delta") == 2
+    assert kinds.index("tool-input-start") < kinds.index("tool-input-available") < kinds.index(
+        "tool-output-available") < kinds.index("text-start")
+    available = next(c for c in chunks if c["type"] == "tool-input-available")
+    assert available["input"] == {"city": "Paris"} and available["toolName"] == "get_weather"
+    output = next(c for c in chunks if c["type"] == "tool-output-available")
+    assert output == {"type": "tool-output-available", "toolCallId": "call_1",
+                      "output": "sunny in Paris"}
+    message = assembled(chunks)
+    assert message["id"] == "m1"
+    assert [p["type"] for p in message["parts"]] == [
+        "step-start", "tool-get_weather", "step-start", "text"]
+    assert message["parts"][-1]["text"] == "It is sunny."
+    assert message["metadata"]["usage"]["totalTokens"] > 0  # usage in the message metadata
+
+
+def test_second_turn_sends_the_first_turn_with_its_tool_call_to_the_model(
+    server: ModelServer,
+) -> None:
+    agent = openai_agent(server)
+    server.on("Paris", [ToolCall("get_weather", {"city": "Paris"}, id="call_w")], once=True)
+    server.on("Paris", [Text("It is sunny in Paris.")])
+    server.on("tomorrow", [Text("Still sunny.")])
+
+    first_user = user("Weather in Paris?", "u1")
+    first = chunks_of(stream(agent, turn([first_user])), message_id="a1")
+    reply = assembled(first)
+    assert [p["type"] for p in reply["parts"]] == [
+        "step-start", "tool-get_weather", "step-start", "text"]
+    assert reply["parts"][1]["state"] == "output-available"
+
+    second = chunks_of(stream(agent, turn([first_user, reply, user("And tomorrow?", "u2")])),
+                       message_id="a2")
+    assert assembled(second)["parts"][-1]["text"] == "Still sunny."
+    seen = server.requests[-1]["messages"]
+    assert [m["role"] for m in seen] == ["user", "assistant", "tool", "assistant", "user"]
+    assert seen[0]["content"] == "Weather in Paris?"
+    call = seen[1]["tool_calls"][0]
+    assert call["id"] == "call_w" and call["function"]["name"] == "get_weather"
+    assert seen[2]["tool_call_id"] == "call_w" and "sunny in Paris" in seen[2]["content"]
+    assert seen[3]["content"] == "It is sunny in Paris."
+    assert seen[4]["content"] == "And tomorrow?"
+
+
+# ---------------------------------------------------------------------------- stop, errors
+
+
+def test_stop_while_the_model_is_silent_closes_its_request_and_keeps_the_partial_reply(
+    server: ModelServer,
+) -> None:
+    agent = openai_agent(server)
+    server.on("story", [Text("Once upon"), Silence(10), Text(" never sent")])
+    controller = AbortController()
+    fired: list[float] = []
+
+    def fire() -> None:
+        fired.append(time.monotonic())
+        controller.abort("stop")
+
+    chunks: list[dict[str, Any]] = []
+    for chunk in stream(agent, turn([user("Tell a story", "u1")], controller)) \
+            .to_ui_message_stream(message_id="m1"):
+        chunks.append(chunk)
+        if chunk["type"] == "text-delta" and not fired:
+            threading.Timer(0.1, fire).start()
+    ended = time.monotonic()
+    assert fired, "the stop never fired"
+    assert_valid_ui_stream(chunks)
+    assert ended - fired[0] < 0.2
+    assert chunks[-1]["type"] == "abort"
+    assert "finish" not in types(chunks) and "error" not in types(chunks)
+    assert assembled(chunks)["parts"][-1]["text"] == "Once upon"  # the partial reply is kept
+    record = server.streams[-1]
+    assert record.closed.wait(1)
+    assert record.outcome == "client-closed"
+    assert record.ended_at is not None and record.ended_at - fired[0] < 0.2
+    assert server.active_streams == 0
+
+
+def test_a_model_failure_is_an_error_chunk_with_the_on_error_text(server: ModelServer) -> None:
+    agent = openai_agent(server)
+    server.on("hello", [Error(400, "secret-internal-detail")])  # 400: not retried
+    seen: list[BaseException] = []
+
+    def on_error(exc: BaseException) -> str:
+        seen.append(exc)
+        return "The model is down, try again."
+
+    chunks = chunks_of(stream(agent, turn([user("hello", "u1")])), message_id="m1",
+                       on_error=on_error)
+    assert {"type": "error", "errorText": "The model is down, try again."} in chunks
+    assert chunks[-1] == {"type": "finish", "finishReason": "error"}
+    assert len(seen) == 1
+    # without on_error the text is the safe default, never the provider's detail
+    plain = chunks_of(stream(agent, turn([user("hello", "u1")])))
+    error = next(c for c in plain if c["type"] == "error")
+    assert "secret-internal-detail" not in error["errorText"]
