@@ -15,17 +15,17 @@ pytest.importorskip(
     "pydantic_ai", reason="pydantic-ai is not installed (pip install 'chatworker[pydantic-ai]')"
 )
 
-from pydantic_ai import Agent  # noqa: E402
-from pydantic_ai.messages import ModelMessage  # noqa: E402
-from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel  # noqa: E402
-from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
-from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
-from chatworker.integrations.pydantic_ai import stream  # noqa: E402
-from chatworker.protocol.assemble import MessageAssembler  # noqa: E402
-from chatworker.signals import AbortController  # noqa: E402
-from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall  # noqa: E402
-from chatworker.testing.checks import assert_valid_ui_stream  # noqa: E402
+from chatworker.integrations.pydantic_ai import stream
+from chatworker.protocol.assemble import MessageAssembler
+from chatworker.signals import AbortController
+from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
+from chatworker.testing.checks import assert_valid_ui_stream
 
 
 def user(text: str, id: str) -> dict[str, Any]:
