@@ -3,9 +3,13 @@ its FunctionModel, and its OpenAI model pointed at the scripted OpenAI-compatibl
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +19,8 @@ pytest.importorskip(
     "pydantic_ai", reason="pydantic-ai is not installed (pip install 'chatworker[pydantic-ai]')"
 )
 
-from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage
+from pydantic_ai import Agent, DeferredToolRequests
+from pydantic_ai.messages import ModelMessage, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
@@ -26,6 +30,8 @@ from chatworker.protocol.assemble import MessageAssembler
 from chatworker.signals import AbortController
 from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
 from chatworker.testing.checks import assert_valid_ui_stream
+
+CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 
 
 def user(text: str, id: str) -> dict[str, Any]:
@@ -38,9 +44,9 @@ def turn(ui_messages: list[dict[str, Any]], controller: AbortController | None =
                            signal=(controller or AbortController()).signal)
 
 
-def chunks_of(source: Any, **options: Any) -> list[dict[str, Any]]:
+def chunks_of(source: Any, known_tool_calls: Any = (), **options: Any) -> list[dict[str, Any]]:
     chunks = list(source.to_ui_message_stream(**options))
-    assert_valid_ui_stream(chunks)
+    assert_valid_ui_stream(chunks, known_tool_calls)
     return chunks
 
 
@@ -196,3 +202,94 @@ def test_a_model_failure_is_an_error_chunk_with_the_on_error_text(server: ModelS
     plain = chunks_of(stream(agent, turn([user("hello", "u1")])))
     error = next(c for c in plain if c["type"] == "error")
     assert "secret-internal-detail" not in error["errorText"]
+
+
+# ---------------------------------------------------------------------------- approvals
+
+
+def approval_agent() -> Agent[None, Any]:
+    async def model_fn(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        last = messages[-1].parts[-1]
+        if isinstance(last, ToolReturnPart):
+            yield f"done: {last.content}"
+        else:
+            yield {0: DeltaToolCall(name="delete_file", json_args='{"path": "a.txt"}',
+                                    tool_call_id="call_d")}
+
+    agent: Agent[None, Any] = Agent(FunctionModel(stream_function=model_fn),
+                                    output_type=[str, DeferredToolRequests])
+
+    @agent.tool_plain(requires_approval=True)
+    def delete_file(path: str) -> str:
+        return f"deleted {path}"
+
+    return agent
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_a_tool_needing_approval_asks_and_runs_only_once_approved(approved: bool) -> None:
+    agent = approval_agent()
+    question = user("delete a.txt", "u1")
+    first = chunks_of(stream(agent, turn([question])), message_id="a1")
+    assert {"type": "tool-approval-request", "approvalId": "call_d",
+            "toolCallId": "call_d"} in first
+    assert "tool-output-available" not in types(first)
+    asked = assembled(first)
+    part = asked["parts"][1]
+    assert part["state"] == "approval-requested" and part["approval"] == {"id": "call_d"}
+
+    # the client answers (addToolApprovalResponse) and resubmits the assistant message
+    part["state"] = "approval-responded"
+    part["approval"] = {"id": "call_d", "approved": approved,
+                        **({} if approved else {"reason": "keep it"})}
+    second = chunks_of(stream(agent, turn([question, asked])), message_id="a1",
+                       known_tool_calls=["call_d"])
+    if approved:
+        assert {"type": "tool-output-available", "toolCallId": "call_d",
+                "output": "deleted a.txt"} in second
+        assert assembled(second)["parts"][-1]["text"] == "done: deleted a.txt"
+    else:
+        assert {"type": "tool-output-denied", "toolCallId": "call_d"} in second
+        assert "tool-output-available" not in types(second)
+
+
+# ---------------------------------------------------------------------------- the real client
+
+
+def test_the_ai_sdk_client_accepts_every_stream(server: ModelServer, tmp_path: Path) -> None:
+    """The AI SDK's own parser and reader (Node, tests/conformance) take each stream and assemble
+    the message chatworker assembles."""
+    node = shutil.which("node")
+    if node is None or not (CONFORMANCE / "node_modules" / "ai" / "package.json").exists():
+        pytest.fail("the conformance check needs Node.js and `npm ci` in tests/conformance")
+    agent = openai_agent(server)
+    server.on("Paris", [ToolCall("get_weather", {"city": "Paris"}, id="call_w")], once=True)
+    server.on("Paris", [Text("It is sunny in Paris.")])
+    server.on("hello", [Error(400, "bad")])
+    produced = {
+        "tools": chunks_of(stream(agent, turn([user("Weather in Paris?", "u1")])),
+                           message_id="msg-tools"),
+        "error": chunks_of(stream(agent, turn([user("hello", "u1")])), message_id="msg-error"),
+        "approval": chunks_of(stream(approval_agent(), turn([user("delete a.txt", "u1")])),
+                              message_id="msg-approval"),
+    }
+    manifest = []
+    for name, chunks in produced.items():
+        path = tmp_path / f"{name}.sse"
+        body = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks)
+        path.write_text(body + "data: [DONE]\n\n", encoding="utf-8")
+        manifest.append({"name": name, "file": str(path)})
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    script, manifest_path = CONFORMANCE / "assemble.mjs", tmp_path / "manifest.json"
+    proc = subprocess.run([node, str(script), str(manifest_path)], cwd=CONFORMANCE,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for name, chunks in produced.items():
+        sdk = report[name]
+        assert sdk["violations"] == [], (name, sdk["violations"])
+        assert sdk["chunks"] == len(chunks), name
+        assert [e for e in sdk["errors"] if e["name"] != "Error"] == [], (name, sdk["errors"])
+        ours = json.loads(json.dumps(assembled(chunks), sort_keys=True))
+        assert json.loads(json.dumps(sdk["message"], sort_keys=True)) == ours, name
+    assert report["approval"]["message"]["parts"][1]["state"] == "approval-requested"
