@@ -293,3 +293,23 @@ def test_the_ai_sdk_client_accepts_every_stream(server: ModelServer, tmp_path: P
         ours = json.loads(json.dumps(assembled(chunks), sort_keys=True))
         assert json.loads(json.dumps(sdk["message"], sort_keys=True)) == ours, name
     assert report["approval"]["message"]["parts"][1]["state"] == "approval-requested"
+
+
+# ---------------------------------------------------------------------------- the demo task
+
+
+def test_the_demo_agent_answers_offline_with_the_demo_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from web.demo_pydantic_ai import demo_agent
+
+    with ModelServer(demo=True, demo_tokens_per_second=0) as demo_server:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        monkeypatch.setenv("CHATWORKER_DEMO_MODEL_URL", demo_server.base_url)
+        chunks = chunks_of(stream(demo_agent(), turn([user("What's the weather in Berlin?", "u1")])),
+                           message_id="m1")
+    message = assembled(chunks)
+    weather = [p for p in message["parts"] if p["type"] == "tool-get_weather"]
+    assert weather and weather[0]["state"] == "output-available"
+    assert weather[0]["output"]["city"] == "Berlin"
+    assert message["parts"][-1]["type"] == "text" and message["parts"][-1]["text"]
