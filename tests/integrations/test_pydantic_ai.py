@@ -306,8 +306,8 @@ def test_the_demo_agent_answers_offline_with_the_demo_model(
     with ModelServer(demo=True, demo_tokens_per_second=0) as demo_server:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         monkeypatch.setenv("CHATWORKER_DEMO_MODEL_URL", demo_server.base_url)
-        chunks = chunks_of(stream(demo_agent(), turn([user("What's the weather in Berlin?", "u1")])),
-                           message_id="m1")
+        question = user("What's the weather in Berlin?", "u1")
+        chunks = chunks_of(stream(demo_agent(), turn([question])), message_id="m1")
     message = assembled(chunks)
     weather = [p for p in message["parts"] if p["type"] == "tool-get_weather"]
     assert weather and weather[0]["state"] == "output-available"
