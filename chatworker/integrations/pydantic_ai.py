@@ -11,8 +11,13 @@ an ``error`` chunk whose text comes from ``on_error`` (the task's ``ui_message_s
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
+import queue
+import sys
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,7 +35,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 )
 
 from ..ai.stream import default_error_text
-from ..loops import RunLoop, run_loop, run_sync, running_loop
+from ..loops import RunLoop, ensure_greenlet_local_loops, run_loop, run_sync, running_loop
 from ..signals import AbortSignal
 
 __all__ = ["PydanticAIStream", "stream"]
@@ -65,6 +70,7 @@ class PydanticAIStream:
         self.messages = messages
         self.signal = signal
         self.run_options = run_options
+        self._token: CancellationToken | None = None
 
     def to_ui_message_stream(
         self,
@@ -77,17 +83,11 @@ class PydanticAIStream:
         send_finish: bool = True,
         **_unsupported: Any,
     ) -> Iterator[dict[str, Any]]:
-        """The chunks, streamed as the agent produces them (sync: driven on the run's loop)."""
-        iterator = self._chunks(message_id, on_error)
-        # Outside a run (a script, a test) the whole stream needs one loop of its own.
-        private = RunLoop() if run_loop() is None and running_loop() is None else None
-        drive = private.run if private is not None else run_sync
+        """The chunks, streamed as the agent produces them (on the run's loop, or a loop of their
+        own when async code pipes them)."""
+        chunks = self._sync_chunks(self._chunks(message_id, on_error))
         try:
-            while True:
-                try:
-                    chunk = drive(iterator.__anext__())
-                except StopAsyncIteration:
-                    return
+            for chunk in chunks:
                 kind = chunk["type"]
                 if kind == "start" and not send_start:
                     continue
@@ -99,17 +99,29 @@ class PydanticAIStream:
                     continue
                 yield chunk
         finally:
-            try:
-                drive(iterator.aclose())
-            finally:
-                if private is not None:
-                    private.close()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _sync_chunks(self, chunks: AsyncGenerator[dict[str, Any], None]
+                     ) -> Iterator[dict[str, Any]]:
+        if running_loop() is not None:
+            # Sync code called from async code (``await chat.pipe(...)``): a loop runs here.
+            return _on_own_loop(chunks, self._stop)
+        # In a run: its loop. Outside one (a script, a test): a loop of the stream's own.
+        private = RunLoop() if run_loop() is None else None
+        return _driven(chunks, private.run if private is not None else run_sync, private)
+
+    def _stop(self) -> None:
+        if self._token is not None:
+            _cancel(self._token)
 
     async def _chunks(self, message_id: str | None,
                       on_error: ErrorHandler | None) -> AsyncGenerator[dict[str, Any], None]:
         adapter = VercelAIAdapter(
             agent=self.agent,
-            run_input=SubmitMessage(id=self.chat_id, messages=self.messages),  # type: ignore[arg-type, unused-ignore]
+            run_input=SubmitMessage.model_validate({"id": self.chat_id,
+                                                    "messages": self.messages}),
             sdk_version=_SDK_VERSION,
         )
         events = _EventStream(
@@ -119,7 +131,7 @@ class PydanticAIStream:
             manage_system_prompt=adapter.manage_system_prompt,
             error_text=on_error,
         )
-        token = CancellationToken()
+        token = self._token = CancellationToken()
         remove = (self.signal.add_listener(lambda _reason: _cancel(token))
                   if self.signal is not None else None)
         if self.signal is not None and self.signal.aborted:
@@ -144,6 +156,79 @@ class PydanticAIStream:
             await _aclose(source)
         if ending is not None:
             yield ending
+
+
+def _driven(chunks: AsyncGenerator[dict[str, Any], None], drive: Callable[[Any], Any],
+            private: RunLoop | None) -> Iterator[dict[str, Any]]:
+    """``chunks`` one by one, each step run to completion by ``drive`` on one loop."""
+    try:
+        while True:
+            try:
+                yield drive(chunks.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        try:
+            drive(chunks.aclose())
+        finally:
+            if private is not None:
+                private.close()
+
+
+def _on_own_loop(chunks: AsyncGenerator[dict[str, Any], None],
+                 stop: Callable[[], None]) -> Iterator[dict[str, Any]]:
+    """``chunks`` produced on a loop of their own in a helper greenlet (a thread without
+    gevent), handed over as they come; closing this early stops the agent run."""
+    ensure_greenlet_local_loops()
+    gevent_active = _gevent_active()
+    handoff: Any
+    if gevent_active:
+        import gevent.queue
+
+        handoff = gevent.queue.Queue()
+    else:
+        handoff = queue.Queue()
+    done = object()
+
+    async def pump() -> None:
+        try:
+            async for chunk in chunks:
+                handoff.put(chunk)
+        finally:
+            await chunks.aclose()
+
+    def produce() -> None:
+        try:
+            asyncio.run(pump())
+        except BaseException:
+            log.exception("the pydantic-ai stream failed")
+        finally:
+            handoff.put(done)
+
+    context = contextvars.copy_context()
+    if gevent_active:
+        import gevent
+
+        gevent.spawn(context.run, produce)
+    else:
+        threading.Thread(target=context.run, args=(produce,), name="chatworker-agent",
+                         daemon=True).start()
+    finished = False
+    try:
+        while True:
+            item = handoff.get()
+            if item is done:
+                finished = True
+                return
+            yield item
+    finally:
+        if not finished:
+            stop()
+
+
+def _gevent_active() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 @dataclass

@@ -39,3 +39,11 @@ def pydantic_ai_agent(run: Any) -> Any:
 
 
 _hooks(pydantic_ai_agent)
+
+
+@chat.task(id="pydantic-ai-agent-async", warm_timeout_in_seconds=5)
+async def pydantic_ai_agent_async(run: Any) -> None:
+    await chat.pipe(stream(AGENT, run))
+
+
+_hooks(pydantic_ai_agent_async)

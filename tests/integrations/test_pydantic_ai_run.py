@@ -107,3 +107,14 @@ def test_agent_turns_tools_history_and_stop_in_a_durable_run(
     assert completes[0]["stopped"] is True
     kept = completes[0]["response_message"]["parts"]
     assert "".join(p.get("text", "") for p in kept if p["type"] == "text") == "Once upon"
+
+
+def test_an_async_run_function_pipes_the_agent(
+    agent_worker: Worker, model_server: ModelServer, store: redis.Redis, chat_id: str
+) -> None:
+    model_server.on(f"async {chat_id}", [Text("Piped from async code.")], once=True)
+    started = runs.trigger("pydantic-ai-agent-async",
+                           payload(chat_id, user_message(f"async {chat_id}")))
+    entries = read_turn(store, started.run_id, timeout=30)
+    assert_valid_ui_stream(ui(entries))
+    assert text_of(entries) == "Piped from async code."
