@@ -14,7 +14,7 @@ pytest.importorskip(
 
 from chatworker import config, runs
 from chatworker.engine.registry import load_tasks
-from chatworker.testing import ModelServer, Silence, Text, ToolCall
+from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
 from chatworker.testing.checks import assert_valid_ui_stream
 
 from ..conftest import worker_env
@@ -118,3 +118,20 @@ def test_an_async_run_function_pipes_the_agent(
     entries = read_turn(store, started.run_id, timeout=30)
     assert_valid_ui_stream(ui(entries))
     assert text_of(entries) == "Piped from async code."
+
+
+def test_a_model_failure_is_the_tasks_error_text_and_the_run_lives_on(
+    agent_worker: Worker, model_server: ModelServer, store: redis.Redis, chat_id: str
+) -> None:
+    model_server.on(f"fail {chat_id}", [Error(400, "secret-detail")], once=True)
+    model_server.on(f"again {chat_id}", [Text("Back again.")], once=True)
+    started = runs.trigger("pydantic-ai-agent", payload(chat_id, user_message(f"fail {chat_id}")))
+    entries = read_turn(store, started.run_id, timeout=30)
+    chunks = ui(entries)
+    assert_valid_ui_stream(chunks)
+    assert [c["errorText"] for c in chunks if c["type"] == "error"] == ["the agent failed"]
+    assert chunks[-1] == {"type": "finish", "finishReason": "error"}
+    assert entries[-1][1]["type"] == "__turn_complete"
+    runs.send_message(started.run_id, payload(chat_id, user_message(f"again {chat_id}")))
+    entries = read_turn(store, started.run_id, after=entries[-1][0], timeout=30)
+    assert text_of(entries) == "Back again."
