@@ -28,7 +28,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from chatworker.integrations.pydantic_ai import stream
 from chatworker.protocol.assemble import MessageAssembler
 from chatworker.signals import AbortController
-from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
+from chatworker.testing import Error, ModelServer, Reasoning, Silence, Text, ToolCall
 from chatworker.testing.checks import assert_valid_ui_stream
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
@@ -313,3 +313,14 @@ def test_the_demo_agent_answers_offline_with_the_demo_model(
     assert weather and weather[0]["state"] == "output-available"
     assert weather[0]["output"]["city"] == "Berlin"
     assert message["parts"][-1]["type"] == "text" and message["parts"][-1]["text"]
+
+
+def test_reasoning_streams_and_send_reasoning_false_drops_it(server: ModelServer) -> None:
+    agent = openai_agent(server)
+    server.on("think", [Reasoning("Weighing it up."), Text("Forty-two.")])
+    chunks = chunks_of(stream(agent, turn([user("think hard", "u1")])), message_id="m1")
+    parts = assembled(chunks)["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]
+    assert parts[1]["text"] == "Weighing it up." and parts[2]["text"] == "Forty-two."
+    quiet = chunks_of(stream(agent, turn([user("think hard", "u1")])), send_reasoning=False)
+    assert not [c for c in quiet if c["type"].startswith("reasoning-")]
