@@ -18,8 +18,10 @@ pytest.importorskip("langchain_openai", reason="langchain-openai is not installe
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent
+from langgraph.types import interrupt
 
 from chatworker.integrations.langgraph import stream
 from chatworker.protocol.assemble import MessageAssembler
@@ -265,3 +267,22 @@ def test_on_error_names_the_error(server: ModelServer) -> None:
     assert_valid_ui_stream(chunks)
     assert {"type": "error", "errorText": "The model is busy, try again."} in chunks
     assert len(seen) == 1
+
+
+def test_an_interrupt_ends_the_turn_with_its_value_as_a_data_part() -> None:
+    """Human in the loop is not mapped to approvals: the interrupt's value reaches the client."""
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt({"question": "Book the flight?"})
+        return {"messages": [AIMessage(content=f"You said {answer}.")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "t1"}}
+    chunks = collect(stream(graph, Turn([user("book it")]), config=config))
+    assert_valid_ui_stream(chunks)
+    data = [c for c in chunks if c["type"] == "data-langgraph-interrupt"]
+    assert len(data) == 1 and data[0]["data"] == {"question": "Book the flight?"}
+    assert chunks[-1] == {"type": "finish", "finishReason": "other"}
