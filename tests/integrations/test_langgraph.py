@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import openai
 import pytest
 
 pytest.importorskip("langgraph", reason="LangGraph is not installed (extra 'langgraph')")
@@ -58,8 +59,10 @@ def server() -> Iterator[ModelServer]:
 
 
 def agent(server: ModelServer, tools: Any = None) -> Any:
+    # a client of its own: each test reads on a new event loop (see docs, one client per run)
     model = ChatOpenAI(model="scripted-model", base_url=server.base_url, api_key="k",
-                       max_retries=0, stream_usage=True)
+                       max_retries=0, stream_usage=True,
+                       http_async_client=openai.DefaultAsyncHttpxClient())
     return create_react_agent(model, tools if tools is not None else [get_weather, broken])
 
 
