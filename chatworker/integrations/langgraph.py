@@ -340,7 +340,7 @@ async def _run(graph: Any, state: dict[str, Any], signal: AbortSignal,
             except StopAsyncIteration:
                 break
             except Exception as error:
-                log.exception("the LangGraph graph failed")
+                log.exception("the LangGraph graph failed%s", _hint(error))
                 text = _error_text(on_error, error)
                 for chunk in chunks.failed(text):
                     yield chunk
@@ -360,6 +360,18 @@ async def _run(graph: Any, state: dict[str, Any], signal: AbortSignal,
                 await closer()
             except Exception:
                 log.debug("closing the LangGraph stream failed", exc_info=True)
+
+
+def _hint(error: BaseException) -> str:
+    """What to do about the failure a model shared by several runs hits."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RuntimeError) and "Event loop is closed" in str(seen):
+            return (" (its model reused an HTTP connection of an earlier run's event loop: give"
+                    " the model an HTTP client of its own per run, e.g. ChatOpenAI("
+                    "http_async_client=openai.DefaultAsyncHttpxClient()))")
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def _abort(signal: AbortSignal) -> dict[str, Any]:

@@ -4,6 +4,7 @@ at the scripted OpenAI-compatible server) streamed as AI SDK UI message chunks."
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -289,3 +290,22 @@ def test_an_interrupt_ends_the_turn_with_its_value_as_a_data_part() -> None:
     data = [c for c in chunks if c["type"] == "data-langgraph-interrupt"]
     assert len(data) == 1 and data[0]["data"] == {"question": "Book the flight?"}
     assert chunks[-1] == {"type": "finish", "finishReason": "other"}
+
+
+def test_a_model_shared_across_event_loops_fails_with_advice(
+    server: ModelServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each run has its own event loop; ChatOpenAI's default pooled client does not survive the
+    loop it connected on. The turn ends with an error chunk and the log says what to do."""
+    server.on("hello", [Text("Hi.")])
+    shared = ChatOpenAI(model="scripted-model", base_url=server.base_url, api_key="k",
+                        max_retries=0)
+    graph = create_react_agent(shared, [])
+    first = collect(stream(graph, Turn([user("hello")])))
+    assert first[-1]["finishReason"] == "stop"
+    caplog.set_level(logging.ERROR, logger="chatworker.integrations")
+    second = collect(stream(graph, Turn([user("hello")])))  # a new loop, like the next run
+    assert_valid_ui_stream(second)
+    assert second[-2:] == [{"type": "error", "errorText": "The model request failed."},
+                           {"type": "finish", "finishReason": "error"}]
+    assert any("http_async_client" in r.getMessage() for r in caplog.records)
