@@ -1,4 +1,4 @@
-"""The gateway app: the chat blueprint, a health check and the demo page.
+"""The gateway app: the chat blueprint, the runs dashboard, a health check and the demo page.
 
 Run it with ``gunicorn -k gevent 'web.app:create_app()'`` (SSE needs an async worker).
 """
@@ -18,6 +18,7 @@ from chatworker import logs, tokens
 from chatworker.config import env, get_redis, redis_url
 from chatworker.engine import registry
 from chatworker.gateway.blueprint import chat_blueprint
+from chatworker.gateway.dashboard import dashboard_blueprint
 from chatworker.gateway.http import error_response
 from chatworker.gateway.metrics import mount_metrics
 from chatworker.gateway.sse import heartbeat_seconds
@@ -69,6 +70,7 @@ def create_app(**blueprint_options: Any) -> Flask:
     app.url_map.converters["outside"] = _outside(prefix)
     app.register_blueprint(chat_blueprint(url_prefix=prefix, **blueprint_options))
     mount_metrics(app)  # GET /metrics (the [metrics] extra)
+    app.register_blueprint(dashboard_blueprint())  # /dashboard, behind CHATWORKER_DASHBOARD_TOKEN
     if "web.demo_tasks" in {name.strip() for name in env("CHATWORKER_TASKS", "").split(",")}:
         from .demo_api import demo_blueprint
 

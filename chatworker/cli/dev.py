@@ -291,6 +291,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     env.setdefault("CHATWORKER_METRICS_PORT", "9200-9209")
     if not env.get("CHATWORKER_SECRET_KEY"):
         env["CHATWORKER_DEV"] = "1"
+    if not env.get("CHATWORKER_DASHBOARD_TOKEN"):  # the dashboard's operator password
+        env["CHATWORKER_DASHBOARD_TOKEN"] = secrets.token_urlsafe(12)
     stack = Stack(env)
     lines: list[str] = []
 
@@ -327,6 +329,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
                                 f"the first free port of {env['CHATWORKER_METRICS_PORT']} "
                                 "(CHATWORKER_METRICS_PORT)",
                                 "", f"  open http://{host}:{port}/ to chat",
+                                f"  runs dashboard: http://{host}:{port}/dashboard (any user, "
+                                f"password {env['CHATWORKER_DASHBOARD_TOKEN']})",
                                 "  or run `chatworker chat` in another terminal",
                                 "  Ctrl-C stops everything"]) + "\n", flush=True)
         while True:

@@ -29,6 +29,7 @@ from ..store.records import split_item
 from ..store.run_store import LeaseLost, RunStore
 from ..store.streams import OutputStream
 from ..tokens import create_run_token
+from ..tracing import Carrier, unstamp
 from ..types import TaskDefinition
 from . import concurrency
 from .capture import TurnOutput
@@ -59,6 +60,7 @@ class Input:
     input_id: str
     payload: ChatWirePayload
     stop_reason: str = ""
+    trace: Carrier | None = None  # the trace context of the request that sent it
 
 
 class RunDriver:
@@ -158,6 +160,7 @@ class RunDriver:
             if result is None:
                 return None
             input_id, body = split_item(result[0])
+            body, trace = unstamp(body)
             try:
                 payload = ChatWirePayload.model_validate_json(body)
             except ValidationError as exc:
@@ -166,7 +169,7 @@ class RunDriver:
                 continue  # that turn is answered: on to the next message, if one is waiting
             self.write_turn_start(input_id, body)
             break
-        item = Input(input_id, payload, result[1])
+        item = Input(input_id, payload, result[1], trace)
         self.taken_at = time.monotonic()
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
