@@ -9,13 +9,21 @@ from __future__ import annotations
 import logging
 import sys
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
+from . import logs
 from .ai._compat import hide_trio_under_gevent
 from .config import redis_url, tune_gc
 from .engine.celery_app import get_app
 from .engine.mailbox import get_mailbox
 from .engine.registry import load_tasks
+from .engine.worker_metrics import serve_worker_metrics
 from .tokens import SecretMissing, check_secret, warn_dev_secret
 
 log = logging.getLogger("chatworker.worker")
@@ -41,6 +49,7 @@ def _announce(**_: object) -> None:
     # runs anything itself (prefork children start theirs in worker_process_init).
     tune_gc()
     get_mailbox().start()
+    serve_worker_metrics()  # CHATWORKER_METRICS_PORT, when set
     warn_dev_secret("chatworker worker")
     log.info("chatworker worker ready: tasks %s, redis %s", ", ".join(sorted(tasks)) or "none",
              redis_url())
@@ -50,6 +59,15 @@ def _announce(**_: object) -> None:
 def _child_started(**_: object) -> None:
     tune_gc()
     get_mailbox().start()
+    serve_worker_metrics()
+
+
+@after_setup_logger.connect  # type: ignore[untyped-decorator]
+@after_setup_task_logger.connect  # type: ignore[untyped-decorator]
+def _log_format(logger: logging.Logger, **_: object) -> None:
+    # CHATWORKER_LOG_FORMAT=json: Celery's handlers write JSON lines with the run fields.
+    if logs.log_format() == "json":
+        logs.use_json(logger.handlers)
 
 
 @worker_shutting_down.connect  # type: ignore[untyped-decorator]

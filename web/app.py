@@ -6,7 +6,6 @@ Run it with ``gunicorn -k gevent 'web.app:create_app()'`` (SSE needs an async wo
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,13 @@ import redis
 from flask import Flask, Response, send_from_directory
 from werkzeug.routing import Map, PathConverter
 
-from chatworker import tokens
+from chatworker import logs, tokens
 from chatworker.config import env, get_redis, redis_url
 from chatworker.engine import registry
 from chatworker.gateway.blueprint import chat_blueprint
 from chatworker.gateway.dashboard import dashboard_blueprint
 from chatworker.gateway.http import error_response
+from chatworker.gateway.metrics import mount_metrics
 from chatworker.gateway.sse import heartbeat_seconds
 
 log = logging.getLogger("chatworker.web")
@@ -37,15 +37,6 @@ run <code>npm install &amp;&amp; npm run build</code> in <code>web/</code>, whic
 <p>Health: <a href="/healthz">/healthz</a></p>
 </body></html>
 """
-
-
-def _configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=os.environ.get("CHATWORKER_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
 
 
 def _redacted(url: str) -> str:
@@ -71,13 +62,14 @@ def _outside(prefix: str) -> type[PathConverter]:
 def create_app(**blueprint_options: Any) -> Flask:
     """The gateway Flask app; raises ``SecretMissing`` without ``CHATWORKER_SECRET_KEY``
     (unless ``CHATWORKER_DEV=1``). ``blueprint_options`` go to ``chat_blueprint``."""
-    _configure_logging()
+    logs.configure()  # CHATWORKER_LOG_LEVEL, CHATWORKER_LOG_FORMAT
     tokens.check_secret("chatworker gateway")  # SecretMissing, or the dev-mode warning
     tasks = registry.load_tasks()
     prefix = blueprint_options.pop("url_prefix", env("CHATWORKER_URL_PREFIX", "/api/chat"))
     app = Flask(__name__, static_folder=None)
     app.url_map.converters["outside"] = _outside(prefix)
     app.register_blueprint(chat_blueprint(url_prefix=prefix, **blueprint_options))
+    mount_metrics(app)  # GET /metrics (the [metrics] extra)
     app.register_blueprint(dashboard_blueprint())  # /dashboard, behind CHATWORKER_DASHBOARD_TOKEN
     if "web.demo_tasks" in {name.strip() for name in env("CHATWORKER_TASKS", "").split(",")}:
         from .demo_api import demo_blueprint

@@ -287,6 +287,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     env.setdefault("CHATWORKER_TASKS", "web.demo_tasks")
     env.setdefault("CHATWORKER_DEMO_DB", str(data_dir / "demo.sqlite3"))
     env["PYTHONUNBUFFERED"] = "1"
+    # The worker serves its Prometheus metrics on the first free port of this range.
+    env.setdefault("CHATWORKER_METRICS_PORT", "9200-9209")
     if not env.get("CHATWORKER_SECRET_KEY"):
         env["CHATWORKER_DEV"] = "1"
     if not env.get("CHATWORKER_DASHBOARD_TOKEN"):  # the dashboard's operator password
@@ -323,6 +325,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
         lines.append(publish_state(env, url))
         print("\n" + "\n".join(["chatworker dev is running:", *("  " + x for x in lines),
                                 f"  gateway: {url}",
+                                f"  metrics: http://{host}:{port}/metrics (gateway), worker on "
+                                f"the first free port of {env['CHATWORKER_METRICS_PORT']} "
+                                "(CHATWORKER_METRICS_PORT)",
                                 "", f"  open http://{host}:{port}/ to chat",
                                 f"  runs dashboard: http://{host}:{port}/dashboard (any user, "
                                 f"password {env['CHATWORKER_DASHBOARD_TOKEN']})",

@@ -9,14 +9,20 @@ make one message, and the captured response's id is the id the browser shows.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from .. import metrics
 from ..protocol.assemble import MessageAssembler
 from ..protocol.chunks import to_chunk_dict
 from ..protocol.messages import UIMessage
 from ..store.streams import OutputStream
 
 log = logging.getLogger("chatworker.capture")
+
+#: Chunks counted as streamed tokens, and chunks that frame a message without content.
+_DELTAS = frozenset({"text-delta", "reasoning-delta"})
+_FRAMING = frozenset({"start", "start-step", "finish-step", "message-metadata"})
 
 
 class TurnOutput:
@@ -34,6 +40,10 @@ class TurnOutput:
         self.aborted = False
         self.closed = False
         self.last_id: str | None = None
+        # For the metrics: the task, and when the turn took its input (set by the driver).
+        self.task = ""
+        self.taken_at = time.monotonic()
+        self.first_written = False
 
     def write(self, chunk: Any) -> None:
         """Send one chunk (a dict or chunk model) to clients and capture it."""
@@ -68,6 +78,12 @@ class TurnOutput:
     def _emit(self, data: dict[str, Any]) -> None:
         self.assembler.feed(data)
         self.last_id = self.stream.write(data)
+        kind = str(data.get("type"))
+        if kind in _DELTAS:
+            metrics.tokens(self.task)
+        if not self.first_written and kind not in _FRAMING and not kind.startswith("__"):
+            self.first_written = True
+            metrics.first_chunk(self.task, time.monotonic() - self.taken_at)
 
     def close(self, stopped: bool) -> None:
         """End the message: ``abort`` for a stopped turn, otherwise ``finish``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import metrics
 from ..config import get_redis
 from ..store import slots
 from .dispatch import enqueue_quietly
@@ -35,6 +36,7 @@ def acquire(task: Any, run_id: str) -> bool:
     name, limit = group
     got = slots.acquire(get_redis(), name, limit, run_id)
     if not got:
+        metrics.concurrency_wait(name)
         log.info("run %s: waiting for a slot in queue %r (limit %d)", run_id, name, limit)
     return got
 

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from .. import logs, metrics
 from ..config import get_redis, parse_duration
 from ..loops import owned_loop
 from ..protocol.accumulator import MessageAccumulator, derive_id, generate_id
@@ -79,6 +80,7 @@ class RunDriver:
         self.max_duration_override: float | None = None
         self.used_seconds = 0.0  # time held on workers before this one (from the checkpoint)
         self.held_since = time.monotonic()
+        self.taken_at: float | None = None  # when the current turn took its input (metrics)
         self.locals: dict[str, Any] = {}
         self.preload_done = False
         self.resumed = False
@@ -96,6 +98,7 @@ class RunDriver:
         """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
         record = self.store.record(self.run_id)
         self.chat_id = record.get("chat_id", "")
+        logs.bind(chat_id=self.chat_id)
         self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
         self.continuation = record.get("continuation") == "1"
         self.previous_run_id = record.get("previous_run_id") or None
@@ -167,6 +170,7 @@ class RunDriver:
             self.write_turn_start(input_id, body)
             break
         item = Input(input_id, payload, result[1], trace)
+        self.taken_at = time.monotonic()
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
         if item.stop_reason:
@@ -294,6 +298,7 @@ class RunDriver:
             self.lost_to_outage(exc)
         except Exception as exc:
             log.exception("run %s: failed in turn %s", self.run_id, self.turn_number)
+            metrics.turn_ended(self.task.id, "failed")
             self.abandon_turn()
             self.end("failed", f"{type(exc).__name__} in {what} (see the worker log)")
 
@@ -321,6 +326,9 @@ class RunDriver:
         stop = self.local.stop or AbortController()
         signal = AbortSignal.any([self.local.cancel.signal, stop.signal])
         output = TurnOutput(self.stream, message_id, continues)
+        output.task = self.task.id
+        output.taken_at = self.taken_at if self.taken_at is not None else output.taken_at
+        logs.bind(turn=self.turn_number)
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
         scope = TurnScope(self, item.input_id, output, stop, signal)
         if can_steer(self.task):  # messages steered into this turn reach its stream_text
@@ -345,6 +353,8 @@ class RunDriver:
             checkpoint=self.checkpoint(), input_id=input_id, hook_pending=hook_pending,
         )
         self.local.streaming = False
+        metrics.turn_ended(self.task.id, "stopped" if stopped else "completed",
+                           None if self.taken_at is None else time.monotonic() - self.taken_at)
         log.info("run %s: turn %d complete%s", self.run_id, number, " (stopped)" if stopped else "")
         return marker_id
 
@@ -423,6 +433,7 @@ def execute(task: TaskDefinition, run_id: str, driver_class: type[RunDriver]) ->
         return
     group = concurrency.limit_of(task)
     local.slot = group[0] if group else None
+    bound = logs.bind(run_id=run_id, task=task.id)  # the run's log records carry them
     try:
         with owned_loop():  # the run's event loop for its async code, closed as the run leaves
             driver_class(task, run_id, local).live()
@@ -434,6 +445,7 @@ def execute(task: TaskDefinition, run_id: str, driver_class: type[RunDriver]) ->
                     run_id)
     finally:
         mailbox.release(run_id)
+        logs.reset(bound)
 
 
 def current_run(what: str) -> RunDriver:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from .. import metrics
 from ..config import get_redis, lease_seconds
 from ..signals import AbortController
 from ..store.run_store import RunStore
@@ -242,7 +243,11 @@ class Mailbox:
             if store.expire(run_id):
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
         for run_id in store.lapsed_leases(now, 50) if recover else []:
+            task_id, status = store.fields(run_id, "task_id", "status")
             if store.recover(run_id):
+                metrics.recovered()
+                if status == "running":  # a turn was interrupted: it starts again elsewhere
+                    metrics.turn_ended(task_id or "unknown", "recovered")
                 log.warning("run %s: its worker stopped renewing its lease; resuming it elsewhere",
                             run_id)
                 enqueue_quietly(run_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from .. import logs
 from ..config import get_redis
 from ..errors import RedisUnavailable
 from ..store.run_store import RunStore
@@ -73,7 +74,8 @@ def start_run(
     except redis.RedisError as exc:
         raise redis_unavailable(exc) from exc
     task.enqueue(run_id)
-    log.info("run %s: queued (task %s, chat %s)", run_id, task.id, parsed.chat_id)
+    log.info("run %s: queued (task %s, chat %s)", run_id, task.id, parsed.chat_id,
+             extra=logs.extra(run_id=run_id, task=task.id, chat_id=parsed.chat_id))
     return TriggerResult(run_id, create_run_token(run_id, task.chat_access_token_ttl))
 
 

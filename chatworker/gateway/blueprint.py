@@ -39,6 +39,7 @@ from .http import (
     release_token,
     spend_token,
 )
+from .log_fields import bind_request_fields
 from .sse import SSE_HEADERS, Follow, chunk_type, comment, event, heartbeat
 from .ui import register_ui_routes
 
@@ -237,6 +238,7 @@ def chat_blueprint(
         # is an HTML page; an API path with empty segments is simply not found (JSON 404).
         bp.add_url_rule(rule, endpoint, _checked(view), methods=[method], merge_slashes=False)
     register_ui_routes(bp, gw)
+    bind_request_fields(bp)  # run id and task on the request's log records
     bp.register_error_handler(Exception, error_response)
     bp.record_once(lambda state: _install_app_handlers(state, url_prefix))
     bp.record_once(lambda state: instrument_flask(state.app))  # when tracing is on

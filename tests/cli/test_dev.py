@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,15 @@ def test_the_runs_dashboard_has_a_generated_password_that_is_printed(stack: DevS
     assert call(stack.base, "GET", "/dashboard/api/summary")[0] == 401
     status, body, _ = call(stack.base, "GET", "/dashboard/api/summary", token=password)
     assert status == 200 and "demo-chat" in body["tasks"], body
+
+
+def test_the_gateway_and_the_worker_serve_metrics(stack: DevStack) -> None:
+    status, body, _ = call(stack.base, "GET", "/metrics")
+    assert status == 200 and 'chatworker_runs{status="owned"}' in body, body
+    found = poll(lambda: re.search(r"metrics served on port (\d+)", stack.log()),
+                 "the worker's metrics port in the log")
+    with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=10) as resp:
+        assert "chatworker_runs_owned" in resp.read().decode()
 
 
 def test_the_commands_find_the_running_stack_from_any_folder(stack: DevStack,

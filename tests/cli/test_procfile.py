@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from chatworker import tokens
 
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import SSEClient, call
-from ..support import ARTIFACTS, free_port, isolated_db, user_message
+from ..support import ARTIFACTS, free_port, isolated_db, user_message, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,16 @@ def test_honcho_start_runs_web_and_worker(redis_url: str) -> None:
                         break
             text = "".join(c.get("delta", "") for c in chunks if c["type"] == "text-delta")
             assert text.strip() == "echo: hi (turn 0)"
+            # Both processes serve metrics: the web's /metrics and the worker's first free
+            # port of the Procfile's range, where the turn was counted.
+            status, metrics_text, _ = call(base, "GET", "/metrics")
+            assert status == 200 and "chatworker_http_requests_total{" in metrics_text
+            log_text = (ARTIFACTS / "honcho.log").read_text()
+            found = re.search(r"metrics served on port (\d+)", log_text)
+            assert found, log_text[-3000:]
+            counted = 'chatworker_turns_total{outcome="completed",task="echo"} 1.0'
+            wait_for(lambda: counted in call(f"http://127.0.0.1:{found.group(1)}", "GET",
+                                             "/metrics")[1])
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
