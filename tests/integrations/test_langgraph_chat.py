@@ -15,6 +15,7 @@ from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
 from chatworker.testing.checks import assert_valid_ui_stream
 
 from ..conftest import worker_env
+from ..faults.helpers import pointed_at
 from ..support import (
     Worker,
     payload,
@@ -32,11 +33,25 @@ TASKS = "tests.integrations.langgraph_tasks"
 
 
 @pytest.fixture(scope="module")
-def lg_worker(redis_url: str, model_server: ModelServer) -> Iterator[Worker]:
-    worker = Worker(worker_env(redis_url, CHATWORKER_TASKS=TASKS), pool="gevent",
-                    concurrency=20, name="langgraph").start()
-    yield worker
-    worker.stop()
+def lg_url(redis_url: str) -> str:
+    """A database of its own: the shared worker (which does not know this task) never sees it."""
+    return redis_url.rsplit("/", 1)[0] + "/12"
+
+
+@pytest.fixture(scope="module")
+def lg_worker(lg_url: str, model_server: ModelServer) -> Iterator[Worker]:
+    with pointed_at(lg_url):
+        worker = Worker(worker_env(lg_url, CHATWORKER_TASKS=TASKS), pool="gevent",
+                        concurrency=20, name="langgraph").start()
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+@pytest.fixture
+def r(lg_worker: Worker, lg_url: str) -> redis.Redis:
+    return redis.Redis.from_url(lg_url, decode_responses=True)
 
 
 def chunks(entries: list[tuple[str, dict]]) -> list[dict]:
