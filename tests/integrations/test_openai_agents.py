@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -259,3 +261,49 @@ def test_importing_chatworker_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
+
+
+def test_the_ai_sdk_client_accepts_every_stream(server: ModelServer, agent: Any,
+                                                tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None or not (CONFORMANCE / "node_modules" / "ai" / "package.json").exists():
+        pytest.fail("Node.js and tests/conformance/node_modules (npm ci there) are required")
+    server.on("weather", call_then_report(ToolCall("get_weather", {"city": "Oslo"})))
+    server.on("book", call_then_report(ToolCall("book_table", {"place": "Nora"})))
+    server.on("fail", [Error(500)])
+    server.on("slow", [Text("Partial words"), Silence(10)])
+    produced = {name: turn(agent, [user(text)]) for name, text in
+                {"tool": "weather?", "approval": "book it", "error": "fail now"}.items()}
+    controller = AbortController()
+
+    def on_chunk(chunk: dict[str, Any]) -> None:
+        if chunk["type"] == "text-delta":
+            controller.abort("stop")
+
+    run = context([user("slow")], signal=controller.signal)
+    produced["stopped"] = LOOP[-1].run_until_complete(_collect(stream(agent, run), on_chunk))
+    manifest = []
+    for name, chunks in produced.items():
+        path = tmp_path / f"{name}.sse"
+        body = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks)
+        path.write_text(body + "data: [DONE]\n\n", encoding="utf-8")
+        manifest.append({"name": name, "file": str(path)})
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    proc = subprocess.run([node, str(CONFORMANCE / "assemble.mjs"),
+                           str(tmp_path / "manifest.json")],
+                          cwd=CONFORMANCE, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"node failed:\n{proc.stderr}"
+    report = json.loads(proc.stdout)
+    for name, chunks in produced.items():
+        sdk = report[name]
+        assert sdk["violations"] == [], name
+        assert sdk["chunks"] == len(chunks), name
+        assert [e for e in sdk["errors"] if e["name"] != "Error"] == [], name
+        ours = assemble(chunks, message_id="")
+        assert [p["type"] for p in sdk["message"]["parts"]] == [
+            p["type"] for p in ours["parts"]], name
+    assert report["approval"]["message"]["parts"][-1]["state"] == "approval-requested"
+    assert report["error"]["errors"][0]["message"] == "The agent run failed."
