@@ -29,6 +29,7 @@ from chatworker.signals import AbortController  # noqa: E402
 from chatworker.testing import (  # noqa: E402
     Error,
     ModelServer,
+    Reasoning,
     Seen,
     Silence,
     Text,
@@ -307,3 +308,21 @@ def test_the_ai_sdk_client_accepts_every_stream(server: ModelServer, agent: Any,
             p["type"] for p in ours["parts"]], name
     assert report["approval"]["message"]["parts"][-1]["state"] == "approval-requested"
     assert report["error"]["errors"][0]["message"] == "The agent run failed."
+
+
+def test_reasoning_streams_and_files_reach_the_model(server: ModelServer, agent: Any) -> None:
+    server.on("picture", [Reasoning("looking closely"), Text("A cat.")])
+    pixel = "data:image/png;base64,iVBORw0KGgo="
+    message = {"id": "u1", "role": "user", "parts": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "file", "mediaType": "image/png", "url": pixel, "filename": "cat.png"}]}
+    chunks = turn(agent, [message])
+    parts = assemble(chunks)["parts"]
+    assert [(p["type"], p.get("text")) for p in parts if p["type"] != "step-start"] == [
+        ("reasoning", "looking closely"), ("text", "A cat.")]
+    content = server.requests[-1]["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": pixel, "detail": "auto"}} in content
+    assert {"type": "text", "text": "What is in this picture?"} in content
+    # without reasoning when asked
+    chunks = turn(agent, [message], send_reasoning=False)
+    assert not [c for c in chunks if c["type"].startswith("reasoning")]
