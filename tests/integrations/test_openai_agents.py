@@ -326,3 +326,20 @@ def test_reasoning_streams_and_files_reach_the_model(server: ModelServer, agent:
     # without reasoning when asked
     chunks = turn(agent, [message], send_reasoning=False)
     assert not [c for c in chunks if c["type"].startswith("reasoning")]
+
+
+def test_a_handoff_is_a_tool_call_and_the_new_agent_is_named(server: ModelServer,
+                                                             agent: Any) -> None:
+    expert = agents.Agent(name="expert", instructions="Know things.", model=agent.model,
+                          model_settings=agent.model_settings)
+    triage = agent.clone(handoffs=[expert])
+    server.on("hard", [ToolCall("transfer_to_expert", {}, id="call_h")], once=True)
+    server.on("hard", [Text("Expert here.")])
+    chunks = turn(triage, [user("A hard question")])
+    kinds = types(chunks)
+    assert {"type": "message-metadata", "messageMetadata": {"agent": "expert"}} in chunks
+    assert kinds.index("tool-input-available") < kinds.index("tool-output-available")
+    output = next(c for c in chunks if c["type"] == "tool-output-available")
+    assert output["toolCallId"] == "call_h"
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "Expert here."
+    assert chunks[-1]["messageMetadata"]["agent"] == "expert"
