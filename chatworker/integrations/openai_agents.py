@@ -348,21 +348,18 @@ async def _answered_calls(agent: Agent[Any], message: UIMessage | None,
 # ---------------------------------------------------------------- the turn
 
 
-def _wake_on(signal: AbortSignal) -> tuple[asyncio.Future[Any], Callable[[], None]]:
-    """A future of the running loop that completes when ``signal`` fires (from any thread)."""
+def _cancel_on(signal: AbortSignal, result: Any) -> Callable[[], None]:
+    """Cancel the SDK's streamed run on the running loop when ``signal`` fires (from any
+    thread): its tasks and model request are cancelled and its event stream ends at once."""
     loop = asyncio.get_running_loop()
-    fired: asyncio.Future[Any] = loop.create_future()
 
-    def wake(reason: Any) -> None:
-        def settle() -> None:
-            if not fired.done():
-                fired.set_result(reason)
+    def cancel(reason: Any) -> None:
         try:
-            loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the loop is closed: nothing waits any more
+            loop.call_soon_threadsafe(result.cancel)
+        except RuntimeError:  # the loop is closed: nothing runs any more
             pass
 
-    return fired, signal.add_listener(wake)
+    return signal.add_listener(cancel)
 
 
 def _abort_chunk(reason: Any) -> dict[str, Any]:
@@ -399,7 +396,7 @@ async def stream(
     if signal.aborted:
         yield _abort_chunk(signal.reason)
         return
-    fired, unlisten = _wake_on(signal)
+    unlisten: Callable[[], None] | None = None
     result: Any = None
     try:
         last = messages[-1] if messages and messages[-1].role == "assistant" else None
@@ -409,24 +406,24 @@ async def stream(
             yield chunk
         items = cast("list[TResponseInputItem]", to_input_items(messages, results))
         result = Runner.run_streamed(agent, items, **runner_options)
-        events = result.stream_events().__aiter__()
-        while True:
-            following = asyncio.ensure_future(events.__anext__())
-            await asyncio.wait({following, fired}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                following.cancel()
-                result.cancel()
-                await asyncio.gather(following, return_exceptions=True)
-                for chunk in chunks.end_step():
+        unlisten = _cancel_on(signal, result)
+        # One consumer in this task, as the SDK expects; a stop reaches the run through
+        # result.cancel() (see _cancel_on), which also ends this loop at once.
+        events = result.stream_events()
+        try:
+            async for event in events:
+                if signal.aborted:
+                    break
+                for chunk in chunks.event(event):
                     yield chunk
-                yield _abort_chunk(fired.result())
-                return
-            try:
-                event = following.result()
-            except StopAsyncIteration:
-                break
-            for chunk in chunks.event(event):
+        finally:
+            await events.aclose()
+        if signal.aborted:
+            result.cancel()
+            for chunk in chunks.end_step():
                 yield chunk
+            yield _abort_chunk(signal.reason)
+            return
         for item in result.interruptions:
             for chunk in chunks.approval(item):
                 yield chunk
@@ -445,6 +442,7 @@ async def stream(
                "errorText": (on_error or _default_error_text)(exc)}
         yield {"type": "finish", "finishReason": "error"}
     finally:
-        unlisten()
+        if unlisten is not None:
+            unlisten()
         if result is not None and not result.is_complete:
             result.cancel()

@@ -217,6 +217,12 @@ def test_a_model_failure_is_an_error_chunk(server: ModelServer, agent: Any) -> N
     # without on_error, the text says nothing of the cause
     chunks = turn(agent, [user("hello")])
     assert [c["errorText"] for c in chunks if c["type"] == "error"] == ["The agent run failed."]
+    # a failure after some text keeps the text and closes its part before the error
+    server.on("midway", [Text("Half an answer"), Error(500)])
+    chunks = turn(agent, [user("midway")])
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "Half an answer"
+    kinds = types(chunks)
+    assert kinds[-4:] == ["text-end", "finish-step", "error", "finish"]
 
 
 def test_a_tool_needing_approval_asks_then_runs_once_approved(server: ModelServer,
