@@ -349,3 +349,44 @@ def test_a_handoff_is_a_tool_call_and_the_new_agent_is_named(server: ModelServer
     assert output["toolCallId"] == "call_h"
     assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "Expert here."
     assert chunks[-1]["messageMetadata"]["agent"] == "expert"
+
+
+PDF = "data:application/pdf;base64,JVBE"
+
+
+def test_history_items_for_each_kind_of_part() -> None:
+    from chatworker.integrations.openai_agents import to_input_items
+
+    def tool(call_id: str, state: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "tool-lookup", "toolCallId": call_id, "state": state,
+                "input": {"q": call_id}, **extra}
+
+    items = to_input_items([
+        {"id": "s", "role": "system", "parts": [{"type": "text", "text": "Be kind."}]},
+        {"id": "u", "role": "user", "parts": [
+            {"type": "text", "text": "Read this"},
+            {"type": "file", "mediaType": "application/pdf", "url": PDF, "filename": "a.pdf"}]},
+        {"id": "a", "role": "assistant", "parts": [
+            {"type": "step-start"},
+            {"type": "reasoning", "text": "hmm"},
+            {"type": "text", "text": "Looking "}, {"type": "text", "text": "it up."},
+            tool("c1", "output-available", output={"n": 1}),
+            tool("c2", "output-error", errorText="down"),
+            tool("c3", "output-denied", approval={"id": "c3", "approved": False}),
+            tool("c4", "input-available"),  # stopped before its result: left out
+            {"type": "text", "text": "Done."}]},
+    ])
+    assert items == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": [
+            {"type": "input_text", "text": "Read this"},
+            {"type": "input_file", "file_data": PDF, "filename": "a.pdf"}]},
+        {"role": "assistant", "content": "Looking it up."},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"q": "c1"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": '{"n": 1}'},
+        {"type": "function_call", "call_id": "c2", "name": "lookup", "arguments": '{"q": "c2"}'},
+        {"type": "function_call_output", "call_id": "c2", "output": "down"},
+        {"type": "function_call", "call_id": "c3", "name": "lookup", "arguments": '{"q": "c3"}'},
+        {"type": "function_call_output", "call_id": "c3", "output": "Tool execution denied."},
+        {"role": "assistant", "content": "Done."},
+    ]
