@@ -34,6 +34,11 @@ def make_agent() -> Agent[Any]:
                  model_settings=ModelSettings(include_usage=True), tools=[get_weather])
 
 
-@chat.task(id="openai-agents", warm_timeout_in_seconds=5)
+def agent_trouble(error: BaseException) -> str:
+    return f"agent trouble: {type(error).__name__}"
+
+
+@chat.task(id="openai-agents", warm_timeout_in_seconds=5,
+           ui_message_stream_options={"on_error": agent_trouble})
 def agents_chat(run: Any) -> Any:
     return stream(make_agent(), run)

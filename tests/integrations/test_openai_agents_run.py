@@ -15,6 +15,7 @@ pytest.importorskip(
 from chatworker import runs
 from chatworker.engine.registry import load_tasks
 from chatworker.testing import (
+    Error,
     ModelServer,
     Seen,
     Silence,
@@ -90,3 +91,18 @@ def test_stop_while_the_model_is_silent(agents_worker: Worker, model_server: Mod
     model_server.on(f"after {chat_id}", [Text("back again")])
     runs.send_message(started.run_id, payload(chat_id, user_message(f"after {chat_id}")))
     assert text_of(read_turn(r, started.run_id, after=entries[-1][0])) == "back again"
+
+
+def test_a_model_failure_is_an_error_chunk_and_the_run_goes_on(
+    agents_worker: Worker, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    model_server.on(f"fail {chat_id}", [Error(500)])
+    started = runs.trigger("openai-agents", payload(chat_id, user_message(f"fail {chat_id}")))
+    entries = read_turn(r, started.run_id)
+    assert_valid_ui_stream(chunks(entries))
+    # the task's ui_message_stream_options on_error names the error
+    assert [c["errorText"] for _, c in entries if c["type"] == "error"] == [
+        "agent trouble: InternalServerError"]
+    model_server.on(f"again {chat_id}", [Text("fine now")])
+    runs.send_message(started.run_id, payload(chat_id, user_message(f"again {chat_id}")))
+    assert text_of(read_turn(r, started.run_id, after=entries[-1][0])) == "fine now"
