@@ -24,6 +24,7 @@ from .errors import RunBusy, RunEnded, RunNotFound
 from .store import streams
 from .store.records import ENDED, RunInfo
 from .store.run_store import RunStore
+from .tracing import stamp
 
 log = logging.getLogger("chatworker.runs")
 
@@ -157,7 +158,7 @@ def send(run_id: str, payload: dict[str, Any] | ChatWirePayload) -> Sent:
         if policy == "steer" and (parsed.trigger != "submit-message" or last is None
                                   or last.role != "user"):
             policy = "queue"
-        wire = parsed.to_wire_json()
+        wire = stamp(parsed.to_wire_json())  # with the sender's trace context, if traced
         verdict, detail, applied = _store().deliver(run_id, wire, policy, INTERRUPTED)
     except redis.RedisError as exc:
         raise _guard(exc) from exc

@@ -1,4 +1,4 @@
-"""The gateway app: the chat blueprint, a health check and the demo page.
+"""The gateway app: the chat blueprint, the runs dashboard, a health check and the demo page.
 
 Run it with ``gunicorn -k gevent 'web.app:create_app()'`` (SSE needs an async worker).
 """
@@ -19,6 +19,7 @@ from chatworker import tokens
 from chatworker.config import env, get_redis, redis_url
 from chatworker.engine import registry
 from chatworker.gateway.blueprint import chat_blueprint
+from chatworker.gateway.dashboard import dashboard_blueprint
 from chatworker.gateway.http import error_response
 from chatworker.gateway.sse import heartbeat_seconds
 
@@ -77,6 +78,7 @@ def create_app(**blueprint_options: Any) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.url_map.converters["outside"] = _outside(prefix)
     app.register_blueprint(chat_blueprint(url_prefix=prefix, **blueprint_options))
+    app.register_blueprint(dashboard_blueprint())  # /dashboard, behind CHATWORKER_DASHBOARD_TOKEN
     if "web.demo_tasks" in {name.strip() for name in env("CHATWORKER_TASKS", "").split(",")}:
         from .demo_api import demo_blueprint
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatworker import tracing
 from chatworker.loops import run_sync
 from chatworker.signals import AbortSignal
 
@@ -159,12 +160,21 @@ class Runner:
             call = ModelCall(
                 lambda: self.model.open_stream(request), self.signal, merge=_merge_deltas
             )
-            for item in call:
-                if item is OPENED:
-                    started = True
-                    yield {"type": "start-step"}
-                else:
-                    yield from self._on_chunk(item, state)
+            span = tracing.start_span("chatworker.model_call", {
+                "gen_ai.request.model": str(getattr(self.model, "model_id", "")),
+                "chatworker.step": len(self.steps)})
+            try:
+                for item in call:
+                    if item is OPENED:
+                        started = True
+                        yield {"type": "start-step"}
+                    else:
+                        yield from self._on_chunk(item, state)
+            except Exception as exc:
+                span.fail(exc)
+                raise
+            finally:
+                span.end()
         except Exception as exc:
             log.error("stream_text: model request failed: %r", exc, exc_info=exc)
             yield from self._close_parts(state)
@@ -357,7 +367,9 @@ class Runner:
             if self._is_aborted():
                 return
             options = ToolCallOptions(call["toolCallId"], history, self.signal)
-            result, part = execute_call(spec, call, options)
+            with tracing.span("chatworker.tool", {"gen_ai.tool.name": call["toolName"],
+                                          "gen_ai.tool.call.id": call["toolCallId"]}):
+                result, part = execute_call(spec, call, options)
             state.result.tool_results.append(result)
             yield part
 

@@ -289,6 +289,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     env["PYTHONUNBUFFERED"] = "1"
     if not env.get("CHATWORKER_SECRET_KEY"):
         env["CHATWORKER_DEV"] = "1"
+    if not env.get("CHATWORKER_DASHBOARD_TOKEN"):  # the dashboard's operator password
+        env["CHATWORKER_DASHBOARD_TOKEN"] = secrets.token_urlsafe(12)
     stack = Stack(env)
     lines: list[str] = []
 
@@ -322,6 +324,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
         print("\n" + "\n".join(["chatworker dev is running:", *("  " + x for x in lines),
                                 f"  gateway: {url}",
                                 "", f"  open http://{host}:{port}/ to chat",
+                                f"  runs dashboard: http://{host}:{port}/dashboard (any user, "
+                                f"password {env['CHATWORKER_DASHBOARD_TOKEN']})",
                                 "  or run `chatworker chat` in another terminal",
                                 "  Ctrl-C stops everything"]) + "\n", flush=True)
         while True:

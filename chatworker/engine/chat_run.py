@@ -31,6 +31,7 @@ from ..types import (
 )
 from .driver import Input, RunCanceled, RunDriver, execute
 from .payload import parse_client_data
+from .turn_trace import traced_turn
 from .turns import activate, call, call_hook, drop, pipe_source, run_deferred, settle
 
 log = logging.getLogger("chatworker.run")
@@ -62,7 +63,8 @@ class ChatRun(RunDriver):
                     item = self.next_message(self.warm_seconds(), self.turn_timeout_seconds())
                 if item is None:
                     return  # suspended (or ended): the worker slot is free again
-                self.turn(item)
+                with traced_turn(self, item):
+                    self.turn(item)
                 item = None
                 if self.turn_number >= self.task.max_turns:
                     self.end("completed", "max_turns")

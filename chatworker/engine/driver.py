@@ -28,6 +28,7 @@ from ..store.records import split_item
 from ..store.run_store import LeaseLost, RunStore
 from ..store.streams import OutputStream
 from ..tokens import create_run_token
+from ..tracing import Carrier, unstamp
 from ..types import TaskDefinition
 from . import concurrency
 from .capture import TurnOutput
@@ -58,6 +59,7 @@ class Input:
     input_id: str
     payload: ChatWirePayload
     stop_reason: str = ""
+    trace: Carrier | None = None  # the trace context of the request that sent it
 
 
 class RunDriver:
@@ -155,6 +157,7 @@ class RunDriver:
             if result is None:
                 return None
             input_id, body = split_item(result[0])
+            body, trace = unstamp(body)
             try:
                 payload = ChatWirePayload.model_validate_json(body)
             except ValidationError as exc:
@@ -163,7 +166,7 @@ class RunDriver:
                 continue  # that turn is answered: on to the next message, if one is waiting
             self.write_turn_start(input_id, body)
             break
-        item = Input(input_id, payload, result[1])
+        item = Input(input_id, payload, result[1], trace)
         # From here a stop for this input reaches the turn (the mailbox matches the input id).
         stop = self.new_stop_controller()
         if item.stop_reason:

@@ -17,6 +17,7 @@ from ..config import get_redis
 from ..errors import RedisUnavailable
 from ..store.run_store import RunStore
 from ..tokens import create_run_token
+from ..tracing import stamp
 from ..types import TaskDefinition
 from .payload import ChatWirePayload, parse_payload
 
@@ -123,6 +124,6 @@ def _create(
         "initial": initial,
     }
     store.create(run_id, task_id=task.id, chat_id=payload.chat_id, record=record,
-                 first_item=None if preload else "i0 " + initial)
+                 first_item=None if preload else "i0 " + stamp(initial))  # + trace context
 
 

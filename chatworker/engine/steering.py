@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..ai.steering import SteeringMessage, steering_parts
 from ..store.records import split_item
 from ..store.run_store import RunStore
+from ..tracing import unstamp
 from .payload import ChatWirePayload
 
 log = logging.getLogger("chatworker.steering")
@@ -34,6 +35,7 @@ class RunSteering:
         out: list[SteeringMessage] = []
         for item in self.store.steer_take(self.run_id, self.token, self.input_id):
             steered_id, body = split_item(item)
+            body = unstamp(body)[0]
             try:
                 payload = ChatWirePayload.model_validate_json(body)
             except ValidationError:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .. import tracing
 from ..ai.approvals import current_tool_journal
 from ..ai.steering import SteeringSource, current_steering
 from ..loops import run_sync, running_loop
@@ -86,7 +87,9 @@ def call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def call_hook(hook: Callable[[Any], Any] | None, event: Any) -> None:
     if hook is not None:
-        call(hook, event)
+        with tracing.span("chatworker.hook", {"chatworker.hook": type(event).__name__,
+                                              "code.function": getattr(hook, "__name__", "")}):
+            call(hook, event)
 
 
 def _iterate_async(source: Any) -> Iterator[Any]:

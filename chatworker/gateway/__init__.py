@@ -6,6 +6,9 @@ Mount it with :func:`chatworker.flask.chat_blueprint` (the stable import path).
 
 Modules, each importing only those after it:
 
+- :mod:`.dashboard`: ``dashboard_blueprint()``, the operator's runs dashboard and its JSON API
+  (:mod:`.dashboard_auth` its credential, :mod:`.dashboard_page` its page, :mod:`.timeline` a
+  run's timeline).
 - :mod:`.blueprint`: ``chat_blueprint()``, the run routes and the app-level error handlers.
 - :mod:`.ui`: the AI SDK compatible ``/ui`` routes.
 - :mod:`.http`: what both route sets share: JSON errors, bearer tokens, path ids, request

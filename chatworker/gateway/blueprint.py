@@ -24,6 +24,7 @@ from ..engine.payload import parse_payload
 from ..engine.registry import get_task
 from ..errors import TaskNotFound
 from ..store import streams
+from ..tracing import instrument_flask
 from .http import (
     DEFAULT_MAX_BODY,
     MAX_STREAM_TIMEOUT,
@@ -238,6 +239,7 @@ def chat_blueprint(
     register_ui_routes(bp, gw)
     bp.register_error_handler(Exception, error_response)
     bp.record_once(lambda state: _install_app_handlers(state, url_prefix))
+    bp.record_once(lambda state: instrument_flask(state.app))  # when tracing is on
     bp.gateway = gw  # type: ignore[attr-defined]
     return bp
 

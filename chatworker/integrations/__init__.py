@@ -1,6 +1,8 @@
-"""Agents written with other frameworks, run as chat turns: one module per framework.
+"""Bring your own agent: run an agent written with another framework inside a chat run.
 
-Each module's ``stream(agent, run)`` is a chunk source a chat task returns or passes to
-``chat.pipe``. The frameworks are optional extras, imported only when their module is used;
-importing ``chatworker`` imports none of them.
+Each framework has its own module (``chatworker.integrations.pydantic_ai``, ``.openai_agents``,
+``.langgraph``) with a ``stream(agent, run, **options)`` that returns a chunk source a chat task
+returns or passes to ``chat.pipe``. Importing this package imports no framework: only importing a
+framework's module does, and that module needs the framework's extra installed
+(``pip install 'chatworker[pydantic-ai]'``).
 """

@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..engine.turns import current_scope
 from ..protocol.messages import (
     DynamicToolUIPart,
     FileUIPart,
@@ -372,7 +371,7 @@ def stream(
     run: Any,
     *,
     on_error: ErrorHandler | None = None,
-    send_reasoning: bool | None = None,
+    send_reasoning: bool = True,
     signal: AbortSignal | None = None,
     **runner_options: Any,
 ) -> AsyncIterator[dict[str, Any]]:
@@ -380,18 +379,10 @@ def stream(
 
     ``run`` is the turn's context (``run.ui_messages``, ``run.signal``; ``signal`` overrides
     the latter). ``on_error(exc)`` gives the ``errorText`` of the error chunk (default: a
-    generic message; details go to the ``chatworker.integrations`` log). ``on_error`` and
-    ``send_reasoning`` default to the task's ``ui_message_stream_options`` (and the turn's
-    ``chat.set_ui_message_stream_options``) when called in a turn. Other keyword arguments go
+    generic message; details go to the ``chatworker.integrations`` log).  Other keyword arguments go
     to ``Runner.run_streamed`` (``context``, ``max_turns``, ``run_config``, ``hooks``...). The
     usage of the whole run rides on ``finish`` as ``messageMetadata.usage``.
     """
-    scope = current_scope.get()
-    turn = {**scope.driver.stream_defaults(), **scope.stream_options} if scope else {}
-    if on_error is None:
-        on_error = turn.get("on_error")
-    if send_reasoning is None:
-        send_reasoning = bool(turn.get("send_reasoning", True))
     return _stream(agent, run, on_error, send_reasoning, signal, runner_options)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the clone: `chatworker dev` runs f
 
 #: What a fresh shell has not set: the stack and the commands must find each other without it.
 UNSET = ("CHATWORKER_REDIS_URL", "CHATWORKER_SECRET_KEY", "CHATWORKER_DEV", "CHATWORKER_TASKS",
-         "CHATWORKER_DEMO_DB", "CHATWORKER_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+         "CHATWORKER_DEMO_DB", "CHATWORKER_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+         "CHATWORKER_DASHBOARD_TOKEN")
 
 
 def shell_env(state_dir: Path, **extra: str) -> dict[str, str]:
@@ -158,6 +160,16 @@ def test_the_startup_log_has_the_summary_without_noise(stack: DevStack) -> None:
     startup = stack.log().split("chatworker dev is running:")[0]
     assert "RuntimeWarning" not in startup, startup
     assert "[tasks]" not in startup and ".> transport:" not in startup, startup  # Celery's banner
+
+
+def test_the_runs_dashboard_has_a_generated_password_that_is_printed(stack: DevStack) -> None:
+    match = re.search(r"runs dashboard: (\S+) \(any user, password (\S+)\)", stack.log())
+    assert match, stack.log()[-3000:]
+    url, password = match.groups()
+    assert url == f"{stack.base}/dashboard"
+    assert call(stack.base, "GET", "/dashboard/api/summary")[0] == 401
+    status, body, _ = call(stack.base, "GET", "/dashboard/api/summary", token=password)
+    assert status == 200 and "demo-chat" in body["tasks"], body
 
 
 def test_the_commands_find_the_running_stack_from_any_folder(stack: DevStack,

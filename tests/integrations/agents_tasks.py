@@ -38,7 +38,6 @@ def agent_trouble(error: BaseException) -> str:
     return f"agent trouble: {type(error).__name__}"
 
 
-@chat.task(id="openai-agents", warm_timeout_in_seconds=5,
-           ui_message_stream_options={"on_error": agent_trouble})
+@chat.task(id="openai-agents", warm_timeout_in_seconds=5)
 def agents_chat(run: Any) -> Any:
-    return stream(make_agent(), run)
+    return stream(make_agent(), run, on_error=agent_trouble)

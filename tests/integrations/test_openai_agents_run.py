@@ -100,7 +100,7 @@ def test_a_model_failure_is_an_error_chunk_and_the_run_goes_on(
     started = runs.trigger("openai-agents", payload(chat_id, user_message(f"fail {chat_id}")))
     entries = read_turn(r, started.run_id)
     assert_valid_ui_stream(chunks(entries))
-    # the task's ui_message_stream_options on_error names the error
+    # the task's on_error names the error
     assert [c["errorText"] for _, c in entries if c["type"] == "error"] == [
         "agent trouble: InternalServerError"]
     model_server.on(f"again {chat_id}", [Text("fine now")])
