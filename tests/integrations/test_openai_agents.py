@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -390,3 +391,35 @@ def test_history_items_for_each_kind_of_part() -> None:
         {"type": "function_call_output", "call_id": "c3", "output": "Tool execution denied."},
         {"role": "assistant", "content": "Done."},
     ]
+
+
+DEMO_TURN = """
+import asyncio, json
+from web.demo_openai_agents import demo_agent
+from chatworker.integrations.openai_agents import stream
+from chatworker.signals import AbortController
+from types import SimpleNamespace
+question = {"id": "u1", "role": "user",
+            "parts": [{"type": "text", "text": "What's the weather in Berlin?"}]}
+run = SimpleNamespace(ui_messages=[question], signal=AbortController().signal)
+async def main():
+    return [chunk async for chunk in stream(demo_agent(), run)]
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_the_demo_agent_answers_offline_with_the_demo_model() -> None:
+    # In a process of its own: the demo app's modules configure the process they load in.
+    with ModelServer(demo=True, demo_tokens_per_second=0) as demo_server:
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        env["CHATWORKER_DEMO_MODEL_URL"] = demo_server.base_url
+        out = subprocess.run([sys.executable, "-c", DEMO_TURN], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    chunks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert_valid_ui_stream(chunks)
+    message = assemble(chunks)
+    weather = [p for p in message["parts"] if p["type"] == "tool-get_weather"]
+    assert weather and weather[0]["state"] == "output-available"
+    assert weather[0]["output"]["city"] == "Berlin"
+    assert message["parts"][-1]["type"] == "text" and message["parts"][-1]["text"]
