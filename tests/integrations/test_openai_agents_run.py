@@ -26,6 +26,7 @@ from chatworker.testing import (
 from chatworker.testing.checks import assert_valid_ui_stream
 
 from ..conftest import TASKS, worker_env
+from ..faults.helpers import pointed_at
 from ..support import (
     Worker,
     payload,
@@ -42,12 +43,26 @@ AGENT_TASKS = "tests.integrations.agents_tasks"
 
 
 @pytest.fixture(scope="module")
-def agents_worker(redis_url: str, model_server: ModelServer) -> Iterator[Worker]:
+def agents_url(redis_url: str) -> str:
+    """A database of its own: the shared worker (which does not know this task) never sees it."""
+    return redis_url.rsplit("/", 1)[0] + "/14"
+
+
+@pytest.fixture(scope="module")
+def agents_worker(agents_url: str, model_server: ModelServer) -> Iterator[Worker]:
     load_tasks(AGENT_TASKS)
-    w = Worker(worker_env(redis_url, CHATWORKER_TASKS=f"{TASKS},{AGENT_TASKS}"),
-               pool="gevent", concurrency=20, name="agents").start()
-    yield w
-    w.stop()
+    with pointed_at(agents_url):
+        w = Worker(worker_env(agents_url, CHATWORKER_TASKS=f"{TASKS},{AGENT_TASKS}"),
+                   pool="gevent", concurrency=20, name="agents").start()
+        try:
+            yield w
+        finally:
+            w.stop()
+
+
+@pytest.fixture
+def r(agents_worker: Worker, agents_url: str) -> redis.Redis:
+    return redis.Redis.from_url(agents_url, decode_responses=True)
 
 
 def chunks(entries: list[tuple[str, dict]]) -> list[dict]:

@@ -181,9 +181,10 @@ def test_ui_approval_after_a_reload(demo: DemoStack) -> None:
 def test_transport_approve(demo: DemoStack, model: ModelServer) -> None:
     result = run_script(demo, TRANSPORT, "approvals.mjs", "approve")
     part = tool_part(stored_reply(demo, result["chatId"], result["messageId"]))
-    stored = demo.stored_chat(result["chatId"])
-    assert stored is not None and stored["session"]["runId"] == result["runId"]
-    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
+    # The demo stores each reply in on_turn_complete, just after the client saw the turn end.
+    stored = wait_for(lambda: (chat := demo.stored_chat(result["chatId"])) is not None and [
+        m["role"] for m in chat["messages"]] == ["user", "assistant"] * 2 and chat)
+    assert stored["session"]["runId"] == result["runId"]
     assert part["state"] == "output-available" and part["output"]["booked"] is True
 
 
