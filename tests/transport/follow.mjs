@@ -30,6 +30,7 @@ async function same(a, b, what) {
   await waitFor(
     () => a.chat.status === "ready" && b.chat.status === "ready" && shown(a.chat).join("\n") === shown(b.chat).join("\n"),
     `${what}: both devices show the same messages`,
+    40000,
   );
   const ids = a.chat.messages.map((m) => m.id);
   assert.equal(new Set(ids).size, ids.length, `${what}: every message once`);

@@ -17,7 +17,7 @@ import pytest
 
 from chatworker.testing import ModelServer, Reasoning, Text, ToolCall
 
-from ..support import ARTIFACTS, ROOT
+from ..support import ARTIFACTS, ROOT, wait_for
 from .browser_support import CHROMIUM_ARGS, DemoStack, chromium_path, demo_stack
 
 try:
@@ -219,9 +219,9 @@ def test_stop_mid_reply(page: Page, demo: DemoStack) -> None:
     shot(page, "04-stopped")
     send(page, "slow story after the stop")
     expect(assistant_text(page)).to_have_text(STORY)
-    stored = demo.stored_chat(chat_id)
-    assert stored is not None
-    assert [m["role"] for m in stored["messages"]] == ["user", "assistant", "user", "assistant"]
+    # The demo stores each reply in on_turn_complete, just after the page saw the turn end.
+    wait_for(lambda: (chat := demo.stored_chat(chat_id)) is not None and [
+        m["role"] for m in chat["messages"]] == ["user", "assistant", "user", "assistant"] and chat)
 
 
 def test_reload_mid_reply_resumes_without_duplicates(page: Page, demo: DemoStack) -> None:
