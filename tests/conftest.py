@@ -14,7 +14,7 @@ from chatworker.engine.registry import load_tasks
 
 # Gateway fixtures (a gunicorn gateway as in production), usable from any test module.
 from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401
-from .support import RedisServer, Worker
+from .support import RedisClusterServers, RedisServer, Worker
 
 #: Long enough for every HMAC algorithm a test signs with (HS512 wants 64 bytes or more).
 SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -32,6 +32,14 @@ def redis_server() -> Iterator[RedisServer]:
     load_tasks(TASKS)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real three-master Redis Cluster on loopback, for the tests that run on a cluster too."""
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

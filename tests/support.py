@@ -87,6 +87,63 @@ class RedisServer:
             self.proc = None
 
 
+class RedisClusterServers:
+    """A throwaway three-master Redis Cluster on loopback (no replicas, no persistence)."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cw-cluster-")
+        self.ports = [free_port() for _ in range(masters)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """A URL naming one node (the cluster client discovers the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30) -> RedisClusterServers:
+        for port in self.ports:
+            args = [
+                redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                "--dir", self.dir,
+            ]  # fmt: skip
+            self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+        for port in self.ports:
+            client = redis.Redis(port=port)
+            wait_for(lambda c=client: _pings(c), timeout=10)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout,
+        )  # fmt: skip
+        for port in self.ports:
+            client = redis.Redis(port=port, decode_responses=True)
+            wait_for(lambda c=client: "cluster_state:ok" in c.execute_command("CLUSTER", "INFO"),
+                     timeout=timeout)
+        return self
+
+    def flush(self) -> None:
+        """Empty every node (a cluster has only database 0)."""
+        for port in self.ports:
+            redis.Redis(port=port).flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(10)
+        self.procs = []
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
 class Worker:
     """A real ``celery worker`` process running the test chat tasks."""
 
