@@ -14,6 +14,7 @@ import threading
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -53,6 +54,31 @@ def env_float(name: str, default: float) -> float:
 def redis_url() -> str:
     """``CHATWORKER_REDIS_URL``, default ``redis://localhost:6379/0``."""
     return env("CHATWORKER_REDIS_URL", "redis://localhost:6379/0")
+
+
+def redis_cluster() -> bool:
+    """``CHATWORKER_REDIS_CLUSTER``: ``1`` when ``CHATWORKER_REDIS_URL`` names a node of a Redis
+    Cluster (default ``0``: a single server)."""
+    return env("CHATWORKER_REDIS_CLUSTER", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def broker_url() -> str:
+    """``CHATWORKER_BROKER_URL``: the Celery broker (default: ``CHATWORKER_REDIS_URL``, which a
+    cluster cannot serve: the Celery Redis transport does not speak Cluster)."""
+    url = os.environ.get("CHATWORKER_BROKER_URL")
+    if url:
+        return url
+    if redis_cluster():
+        raise ValueError(
+            "CHATWORKER_BROKER_URL must name the Celery broker when CHATWORKER_REDIS_CLUSTER=1 "
+            "(a single Redis server or RabbitMQ: Celery's Redis transport does not speak Cluster)"
+        )
+    return redis_url()
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` (from :func:`get_redis`) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
 
 
 def stream_maxlen() -> int:
@@ -124,39 +150,54 @@ def tune_gc() -> None:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, str, bool], redis.Redis[str]] = {}
+_clients: dict[tuple[int, str, bool, bool], redis.Redis[str]] = {}
+
+
+def connect(url: str, *, blocking: bool = False, cluster: bool = False,
+            pool_size: int | None = None) -> redis.Redis[str]:
+    """A new client of ``url`` with chatworker's options: a cluster client (redis-py's
+    ``RedisCluster``, which follows MOVED/ASK redirections and refreshes the slot map after a
+    failover) when ``cluster``; otherwise a client of one server over a blocking pool. Every
+    Redis client chatworker makes comes from here (or :func:`get_redis`)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+        "retry_on_timeout": not blocking,
+        "socket_timeout": None if blocking else 10,
+    }
+    limit = pool_size or max_connections()
+    if cluster:
+        # Commands routed to a node whose slot moved, or that failed over, are retried on the
+        # new owner once the slot map is refreshed (cluster_error_retry_attempts).
+        made_cluster: Any = RedisCluster.from_url(url, max_connections=limit, **options)
+        # The cluster client serves the same commands: chatworker types it as a client of str.
+        return cast("redis.Redis[str]", made_cluster)
+    options["health_check_interval"] = 30
+    # A bounded pool that makes callers wait for a free connection rather than fail: a burst
+    # of requests (every browser reconnecting after a restart) must queue, not turn into 503s.
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=limit, timeout=30,
+                                                 **options)
+    # The pool decodes responses (decode_responses=True): a client of str.
+    return cast("redis.Redis[str]", redis.Redis(connection_pool=pool))
 
 
 def get_redis(*, blocking: bool = False) -> redis.Redis[str]:
-    """The process's shared Redis client for the configured URL.
+    """The process's shared Redis client for the configured URL (a cluster client when
+    ``CHATWORKER_REDIS_CLUSTER=1``).
 
     ``blocking=True`` gives a client without a socket timeout, for ``BLPOP``/``XREAD BLOCK``
     and Pub/Sub (redis-py 8 otherwise times those out after 5 s). Clients are per process, so
     a forked worker child makes its own.
     """
     url = redis_url()
-    key = (os.getpid(), url, blocking)
+    cluster = redis_cluster()
+    key = (os.getpid(), url, blocking, cluster)
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                options: dict[str, Any] = {
-                    "decode_responses": True,
-                    "health_check_interval": 30,
-                    "socket_connect_timeout": 5,
-                    "retry_on_timeout": not blocking,
-                }
-                options["socket_timeout"] = None if blocking else 10
-                # A bounded pool that makes callers wait for a free connection rather than
-                # fail: a burst of requests (every browser reconnecting after a restart) must
-                # queue, not turn into 503s.
-                pool = redis.BlockingConnectionPool.from_url(
-                    url, max_connections=max_connections(), timeout=30, **options
-                )
-                # The pool decodes responses (decode_responses=True): a client of str.
-                made = cast("redis.Redis[str]", redis.Redis(connection_pool=pool))
-                client = _clients[key] = made
+                client = _clients[key] = connect(url, blocking=blocking, cluster=cluster)
     return client
 
 

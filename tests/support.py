@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,7 +93,7 @@ class RedisClusterServers:
 
     def __init__(self, masters: int = 3) -> None:
         self.dir = tempfile.mkdtemp(prefix="cw-cluster-")
-        self.ports = [free_port() for _ in range(masters)]
+        self.ports = [_cluster_port() for _ in range(masters)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -135,6 +136,21 @@ class RedisClusterServers:
         for proc in self.procs:
             proc.wait(10)
         self.procs = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def _pings(client: redis.Redis) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from ..config import Duration, env, redis_url
+from ..config import Duration, broker_url, env
 from ..types import TaskDefinition
 from .start import TriggerResult, start_run
 
@@ -97,8 +97,9 @@ class CeleryBacked:
 
 
 def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:
-    """A Celery app with chatworker's settings, using ``CHATWORKER_REDIS_URL`` as broker."""
-    app = Celery(name, broker=broker or redis_url())
+    """A Celery app with chatworker's settings, using ``CHATWORKER_BROKER_URL`` as broker
+    (default ``CHATWORKER_REDIS_URL`` on a single server)."""
+    app = Celery(name, broker=broker or broker_url())
     app.conf.update(SETTINGS)
     return app
 

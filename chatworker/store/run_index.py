@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import hints, keys
 
 #: Runs examined at most by one page request (so a rare filter cannot make a request slow).
 SCAN_BUDGET = 2000
@@ -80,10 +80,9 @@ class RunIndex:
     def counts(self) -> dict[str, int]:
         """Runs indexed, owned by a live worker, suspended, waiting for a worker to start them,
         and workers that have beaten — five sizes in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for name in (keys.RUNS, keys.ACTIVE, keys.DEADLINES, keys.RESUMING, keys.WORKERS):
-            pipe.zcard(name)
-        total, owned, suspended, starting, workers = (int(n) for n in pipe.execute())
+        total, owned, suspended, starting, workers = (
+            hints.sizes(self.client, name)
+            for name in (keys.RUNS, keys.ACTIVE, keys.DEADLINES, keys.RESUMING, keys.WORKERS))
         return {"total": total, "owned": owned, "suspended": suspended, "starting": starting,
                 "workers": workers}
 
@@ -101,7 +100,7 @@ class RunIndex:
         while len(rows) < limit and position - offset < budget:
             size = min(WINDOW if (wanted or task_id) else limit - len(rows),
                        budget - (position - offset))
-            ids = [str(v) for v in self.client.zrevrange(keys.RUNS, position, position + size - 1)]
+            ids = self._newest(position, size)
             if not ids:
                 return RunsPage(rows, None, position - offset)
             pipe = self.client.pipeline(transaction=False)
@@ -119,17 +118,22 @@ class RunIndex:
                     break
             else:
                 position += len(ids)
-        more = position < int(self.client.zcard(keys.RUNS))
+        more = position < hints.sizes(self.client, keys.RUNS)
         return RunsPage(rows, position if more else None, position - offset)
+
+    def _newest(self, position: int, size: int) -> list[str]:
+        """Run ids at positions ``position`` .. ``position + size - 1`` of the runs index, newest
+        first, merged over its buckets (each bucket read up to that depth)."""
+        merged = hints.first(self.client, keys.RUNS, position + size, newest=True)
+        return [run_id for run_id, _ in merged[position:position + size]]
 
     def workers(self) -> list[tuple[str, float]]:
         """``(worker id, last heartbeat as a Unix time)``, most recent beat first."""
-        return [(str(w), float(s))
-                for w, s in self.client.zrevrange(keys.WORKERS, 0, -1, withscores=True)]
+        return hints.first(self.client, keys.WORKERS, 2**31, newest=True)
 
     def owned(self, limit: int) -> list[tuple[str, str, str]]:
         """Up to ``limit`` runs with a live owner: ``(run id, owner worker, status)``."""
-        ids = [str(v) for v in self.client.zrange(keys.ACTIVE, 0, max(0, limit - 1))]
+        ids = [run_id for run_id, _ in hints.first(self.client, keys.ACTIVE, limit)]
         pipe = self.client.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(keys.run(run_id), ["owner", "status"])
