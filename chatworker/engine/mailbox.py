@@ -16,11 +16,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from .. import metrics
-from ..config import get_redis, lease_seconds
+from ..config import get_redis, is_cluster, lease_seconds
 from ..signals import AbortController
 from ..store.run_store import RunStore
 from . import concurrency
@@ -128,14 +129,22 @@ class Mailbox:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                pubsub = get_redis(blocking=True).pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
+                client = get_redis(blocking=True)
+                pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+                sharded = is_cluster(client)  # a cluster: sharded Pub/Sub (SSUBSCRIBE)
+                if sharded:
+                    pubsub.ssubscribe(channel)
+                else:
+                    pubsub.subscribe(channel)
                 backoff = 0.5
                 # A reconnect may have missed notices: re-check everything once.
                 self._check_all()
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
+                    if sharded:
+                        message = pubsub.get_sharded_message(timeout=1.0)
+                    else:
+                        message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") in ("message", "smessage"):
                         self._dispatch(str(message["data"]))
             except redis.RedisError as exc:
                 log.warning("mailbox: Redis unreachable (%s); retrying in %.1fs", exc, backoff)

@@ -28,13 +28,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from ..config import env_float, get_redis
+from ..config import env_float, get_redis, is_cluster
 from ..store.entry_ids import order_key, parse_id
 from ..store.run_store import RunStore
+from . import cluster_reads
 from .subscription import PAGE, Subscription
 from .wire import bulk, decode_raw
 
@@ -169,7 +171,12 @@ class Hub:
         with self._lock:
             if self._threads or self._stopped:
                 return
-            for target, name in ((self._read_loop, "reader"), (self._wake_loop, "waker")):
+            client = get_redis()
+            targets: list[tuple[Callable[[], None], str]] = [(self._read_loop, "reader"),
+                                                             (self._wake_loop, "waker")]
+            if is_cluster(client):  # no multi-slot XREAD: see cluster_reads
+                targets = [(lambda: cluster_reads.read_loop(self, client), "reader")]
+            for target, name in targets:
                 thread = threading.Thread(target=target, name=f"chatworker-hub-{name}")
                 thread.daemon = True
                 self._threads.append(thread)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis.cluster import key_slot
+from redis.crc import key_slot
 from redis.commands.core import Script
 
 from chatworker.store import slots
