@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import redis
-from redis.crc import key_slot
 from redis.commands.core import Script
+from redis.crc import key_slot
 
 from chatworker.store import slots
 from chatworker.store.run_store import RunStore
