@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from chatworker.engine.registry import load_tasks
 
 # Gateway fixtures (a gunicorn gateway as in production), usable from any test module.
 from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401
-from .support import RedisClusterServers, RedisServer, Worker
+from .support import Backend, RedisClusterServers, RedisServer, Worker, pointed_at_backend
 
 #: Long enough for every HMAC algorithm a test signs with (HS512 wants 64 bytes or more).
 SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -89,3 +90,53 @@ def worker(redis_url: str, model_server: object) -> Iterator[Worker]:
 @pytest.fixture
 def chat_id() -> str:
     return "chat-" + uuid.uuid4().hex[:10]
+
+
+# -- the cluster variants: run state on a Redis Cluster, the broker a single redis-server ------
+#: The broker database of the cluster tests' shared worker (on the session's redis-server).
+CLUSTER_BROKER_DB = 9
+
+
+@pytest.fixture(scope="session")
+def cluster_backend(redis_server: RedisServer, redis_cluster: RedisClusterServers) -> Backend:
+    broker = redis_server.url.rsplit("/", 1)[0] + f"/{CLUSTER_BROKER_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    return Backend("cluster", redis_cluster.url, broker)
+
+
+@pytest.fixture(scope="session")
+def cluster_worker(cluster_backend: Backend, model_server: object) -> Iterator[Worker]:
+    """One gevent worker on the cluster, shared by the cluster variants of the tests."""
+    env = worker_env(cluster_backend.url, **cluster_backend.env())
+    w = Worker(env, pool="gevent", concurrency=100, name="cluster").start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(params=["server", "cluster"])
+def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]:
+    """Run state on one redis-server, then on a Redis Cluster (this process pointed at it for
+    the test); no worker. A test taking it runs on both."""
+    if request.param == "server":
+        yield Backend("server", redis_url, redis_url)
+        return
+    cluster: Backend = request.getfixturevalue("cluster_backend")
+    with pointed_at_backend(cluster):
+        yield cluster
+
+
+@dataclass
+class Stack:
+    """A backend with a worker running the test tasks on it, and a client of its run state."""
+
+    backend: Backend
+    r: redis.Redis
+
+
+@pytest.fixture
+def stack(backend: Backend, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """:func:`backend` with the shared worker of that backend running."""
+    request.getfixturevalue("cluster_worker" if backend.cluster else "worker")
+    client = backend.client()
+    yield Stack(backend, client)
+    client.close()

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,75 @@ def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any
 def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
     """Hook events the test tasks recorded for ``chat_id`` (see tests/tasks.py)."""
     return [json.loads(e) for e in client.lrange(f"test:events:{chat_id}", 0, -1)]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where run state lives (``server``: one redis-server; ``cluster``: a Redis Cluster) and
+    the Celery broker (always a single redis-server: Celery's Redis transport has no Cluster)."""
+
+    name: str
+    url: str
+    broker: str
+
+    @property
+    def cluster(self) -> bool:
+        return self.name == "cluster"
+
+    def env(self) -> dict[str, str]:
+        """The environment a worker or gateway process on this backend needs."""
+        return {"CHATWORKER_REDIS_URL": self.url, "CHATWORKER_BROKER_URL": self.broker,
+                "CHATWORKER_REDIS_CLUSTER": "1" if self.cluster else "0"}
+
+    def client(self) -> redis.Redis:
+        """A client of the run state (a cluster client on a cluster)."""
+        from chatworker import config
+
+        return config.connect(self.url, cluster=self.cluster)
+
+
+@contextmanager
+def pointed_at_backend(backend: Backend, *, flush_broker: bool = False) -> Iterator[Backend]:
+    """Point this process (run state, SSE hub and the Celery broker) at ``backend`` for the
+    block."""
+    from chatworker import config
+    from chatworker.engine import celery_app as app_module
+    from chatworker.gateway.hub import reset_hub
+
+    old_app = app_module.get_app()
+    names = ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL", "CHATWORKER_REDIS_CLUSTER")
+    previous = {name: os.environ.get(name) for name in names}
+    os.environ.update(backend.env())
+    config.reset_redis()
+    reset_hub()
+    if flush_broker:
+        redis.Redis.from_url(backend.broker).flushdb()
+    app_module.configure(app_module.create_app(broker=backend.broker))
+    try:
+        yield backend
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        config.reset_redis()
+        reset_hub()
+        app_module.configure(old_app)
+
+
+@contextmanager
+def isolated(backend: Backend, db: int) -> Iterator[Backend]:
+    """:func:`isolated_db` on either backend: on a cluster (one database), run state stays on
+    the cluster and the broker moves to database ``db`` of the single server (flushed), so
+    only the workers started in the block take this test's runs."""
+    if not backend.cluster:
+        with isolated_db(backend.url, db) as url:
+            yield Backend("server", url, url)
+        return
+    broker = backend.broker.rsplit("/", 1)[0] + f"/{db}"
+    with pointed_at_backend(Backend("cluster", backend.url, broker), flush_broker=True) as on:
+        yield on
 
 
 @contextmanager
