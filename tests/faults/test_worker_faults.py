@@ -14,8 +14,10 @@ from chatworker import runs
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
 from ..support import (
+    Backend,
     Worker,
     events,
+    isolated,
     isolated_db,
     payload,
     read_turn,
@@ -33,13 +35,13 @@ def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
     return [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
 
 
-def test_sigkill_mid_turn_restarts_the_turn_elsewhere(redis_url: str, chat_id: str) -> None:
-    with isolated_db(redis_url, 6) as url:
-        r = redis.Redis.from_url(url, decode_responses=True)
+def test_sigkill_mid_turn_restarts_the_turn_elsewhere(backend: Backend, chat_id: str) -> None:
+    with isolated(backend, 6) as on:  # on one redis-server, then on a Redis Cluster
+        r = on.client()
         # Both workers are up before the turn starts (a worker slow to start on a loaded
         # machine must not let the turn finish before the kill); the one streaming is killed.
-        first = Worker(worker_env(url), name="first").start()
-        second = Worker(worker_env(url), name="second").start()
+        first = Worker(worker_env(on.url, **on.env()), name="first").start()
+        second = Worker(worker_env(on.url, **on.env()), name="second").start()
         try:
             started = runs.trigger("echo", payload(chat_id, user_message("hello"),
                                                    metadata={"words": 60, "delay": 0.05}))
