@@ -3,8 +3,9 @@
 Every read here costs work in proportion to what it returns, never to how many runs Redis
 holds: a page walks the runs index (newest first) a window at a time, reading only the fields it
 shows in one pipeline per window, and gives up after a fixed budget of runs examined (a filtered
-page that found too few runs says where to go on); the counts are the sizes of the sorted sets
-the engine keeps anyway.
+page that found too few runs says where to go on; the index is split into buckets, each read down
+to the page's position and merged); the counts are the sizes of the sorted sets the engine keeps
+anyway.
 """
 
 from __future__ import annotations
