@@ -79,7 +79,9 @@ def read_loop(hub: Any, client: redis.Redis[str]) -> None:
                 pipe.execute_command("XREAD", "COUNT", hub._count, "STREAMS",  # type: ignore[no-untyped-call]
                                      *(t.key for t in group), *(t.cursor for t in group))
             replies = pipe.execute()
-        except redis.RedisError as exc:
+        except Exception as exc:  # RedisError, or the client closed under a stopping hub
+            if hub._stopped:
+                return
             if failing_since is None:
                 failing_since = time.monotonic()
                 log.warning("SSE hub: cluster read failed (%s); retrying", exc)

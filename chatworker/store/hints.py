@@ -64,8 +64,13 @@ def due(client: redis.Redis[str], index: str, now: int, count: int) -> list[tupl
     for key in keys.index_buckets(index):
         pipe.zrangebyscore(key, "-inf", now, start=0, num=count, withscores=True)
     merged = heapq.merge(*([(str(m), int(s)) for m, s in rows] for rows in pipe.execute()),
-                         key=lambda pair: pair[1])
+                         key=_order)
     return list(merged)[:count]
+
+
+def _order(pair: tuple[str, float]) -> tuple[float, str]:
+    """A sorted set's own order: by score, then by member."""
+    return pair[1], pair[0]
 
 
 def sizes(client: redis.Redis[str], index: str, upto: int | None = None) -> int:
@@ -92,8 +97,4 @@ def first(client: redis.Redis[str], index: str, count: int, *,
         else:
             pipe.zrange(key, 0, count - 1, withscores=True)
     rows = ([(str(m), float(s)) for m, s in part] for part in pipe.execute())
-    if newest:
-        merged = heapq.merge(*rows, key=lambda pair: -pair[1])
-    else:
-        merged = heapq.merge(*rows, key=lambda pair: pair[1])
-    return list(merged)[:count]
+    return list(heapq.merge(*rows, key=_order, reverse=newest))[:count]

@@ -98,10 +98,17 @@ class RunIndex:
             wanted.update(s for s in ("queued", "running", "waiting", "suspended", "resuming"))
         rows: list[dict[str, Any]] = []
         position = offset
+        # The merged index down to the page's depth: one read per bucket, read again deeper
+        # only if expired runs left an unfiltered page short.
+        newest: list[str] = []
+        depth = offset + (budget if (wanted or task_id) else limit)
         while len(rows) < limit and position - offset < budget:
             size = min(WINDOW if (wanted or task_id) else limit - len(rows),
                        budget - (position - offset))
-            ids = self._newest(position, size)
+            if position + size > len(newest) and (not newest or len(newest) >= depth):
+                depth = max(depth, position + size)
+                newest = self._newest(0, depth)
+            ids = newest[position:position + size]
             if not ids:
                 return RunsPage(rows, None, position - offset)
             pipe = self.client.pipeline(transaction=False)
