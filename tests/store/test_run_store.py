@@ -151,3 +151,18 @@ def test_the_runs_index_forgets_expired_runs(store: RunStore, client: redis.Redi
     assert (sum(s for s, _ in walked), sum(d for _, d in walked)) == (2, 1)
     assert [m for key in keys.index_buckets(keys.RUNS) for m in client.zrange(key, 0, -1)] == [
         kept]
+
+
+def test_renewing_keeps_the_leases_still_owned_and_names_the_lost_ones(
+    store: RunStore, client: redis.Redis
+) -> None:
+    kept, lost = new_run(store, "run_kept"), new_run(store, "run_lost")
+    kept_token, lost_token = owned(store, kept), owned(store, lost)
+    store.take(kept, 0, kept_token)
+    store.take(lost, 0, lost_token)
+    client.pexpire(keys.lease(kept), 50)  # about to lapse: the renewal extends it
+    client.delete(keys.lease(lost))
+    assert store.recover(lost)  # another worker's sweep handed it on
+    assert store.renew(WORKER, [(kept, kept_token), (lost, lost_token)]) == {lost}
+    assert client.pttl(keys.lease(kept)) > 1000
+    assert client.zscore(keys.index(keys.ACTIVE, kept), kept) is not None
