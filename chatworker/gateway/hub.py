@@ -20,6 +20,9 @@ streams it follows still exist: when Redis comes back empty (flushed, or restart
 persistence) their subscriptions end as :attr:`~.subscription.Subscription.lost` instead of
 idling until their timeout; and a run whose turn lost its worker (the owner's lease lapsed
 mid-turn) marks them :attr:`~.subscription.Subscription.stalled` until a worker has it again.
+
+On a Redis Cluster (``CHATWORKER_REDIS_CLUSTER=1``) the reader is :mod:`.cluster_reads`
+instead: a cluster refuses an ``XREAD`` over streams of different slots.
 """
 
 from __future__ import annotations
