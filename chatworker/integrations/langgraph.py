@@ -6,7 +6,9 @@ streams (``stream_mode=["messages", "updates"]``) into AI SDK UI message chunks:
 tool input streamed from the model's tool call chunks, tool outputs and errors, one step per
 model call, the token usage in the message metadata and a complete ``start … finish``. A stop
 (``run.signal``) cancels the graph run and its model request at once; an error becomes an
-``error`` chunk. Needs ``pip install 'chatworker[langgraph]'``.
+``error`` chunk. A tool wrapped with :func:`require_approval` asks the user first, through the
+AI SDK tool approval chunks; the answer is acted on at the next turn. Needs
+``pip install 'chatworker[langgraph]'``.
 """
 
 from __future__ import annotations
