@@ -284,7 +284,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     data_dir = (ROOT / data).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.setdefault("CHATWORKER_TASKS", "web.demo_tasks")
+    # The demo chat, and an agent per installed framework (the page offers each).
+    env.setdefault("CHATWORKER_TASKS", "web.demo_tasks,web.demo_frameworks")
     env.setdefault("CHATWORKER_DEMO_DB", str(data_dir / "demo.sqlite3"))
     env["PYTHONUNBUFFERED"] = "1"
     # The worker serves its Prometheus metrics on the first free port of this range.
