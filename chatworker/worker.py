@@ -20,7 +20,7 @@ from celery.signals import (
 from . import logs
 from .ai._compat import hide_trio_under_gevent
 from .config import redis_url, tune_gc
-from .engine.broker import BrokerNotConfigured, describe
+from .engine.broker import describe
 from .engine.celery_app import get_app
 from .engine.mailbox import get_mailbox
 from .engine.registry import load_tasks
@@ -40,7 +40,7 @@ except SecretMissing as exc:
 hide_trio_under_gevent()  # before any task module imports the openai client
 try:
     app = get_app()
-except BrokerNotConfigured as exc:
+except ValueError as exc:  # a setting it cannot work with, e.g. no broker for a cluster
     sys.stderr.write(f"chatworker worker: refusing to start: {exc}\n")
     raise SystemExit(2) from None
 tasks = load_tasks()

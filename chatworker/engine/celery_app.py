@@ -14,9 +14,9 @@ from typing import Any
 
 from celery import Celery
 
-from ..config import Duration, env
+from ..config import Duration, broker_url, env
 from ..types import TaskDefinition
-from .broker import broker_url, is_redis, transport_options
+from .broker import is_redis, transport_options
 from .start import TriggerResult, start_run
 
 log = logging.getLogger("chatworker.app")
