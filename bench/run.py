@@ -227,8 +227,8 @@ class Bench:
         os.environ.setdefault("CHATWORKER_SECRET_KEY", "bench-" + uuid.uuid4().hex)
         main = self._start_stack("chatworker", ROOT, max(max(cfg.sizes), cfg.waiting) + 100)
         env = bench_env(main.redis_server.url, self.model.url)
-        for key in ("CHATWORKER_REDIS_URL", "CHATWORKER_TASKS", "OPENAI_BASE_URL",
-                    "OPENAI_API_KEY"):  # fmt: skip
+        for key in ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL", "CHATWORKER_TASKS",
+                    "OPENAI_BASE_URL", "OPENAI_API_KEY"):  # fmt: skip
             os.environ[key] = env[key]
         from chatworker import config
 

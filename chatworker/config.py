@@ -55,6 +55,26 @@ def redis_url() -> str:
     return env("CHATWORKER_REDIS_URL", "redis://localhost:6379/0")
 
 
+def redis_cluster() -> bool:
+    """``CHATWORKER_REDIS_CLUSTER``: ``1`` when ``CHATWORKER_REDIS_URL`` names a node of a Redis
+    Cluster (default ``0``: a single server)."""
+    return env("CHATWORKER_REDIS_CLUSTER", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def broker_url() -> str:
+    """``CHATWORKER_BROKER_URL``: the Celery broker (default: ``CHATWORKER_REDIS_URL``, which a
+    cluster cannot serve: the Celery Redis transport does not speak Cluster)."""
+    url = os.environ.get("CHATWORKER_BROKER_URL")
+    if url:
+        return url
+    if redis_cluster():
+        raise ValueError(
+            "CHATWORKER_BROKER_URL must name the Celery broker when CHATWORKER_REDIS_CLUSTER=1 "
+            "(a single Redis server or RabbitMQ: Celery's Redis transport does not speak Cluster)"
+        )
+    return redis_url()
+
+
 def stream_maxlen() -> int:
     """``CHATWORKER_STREAM_MAXLEN``: entries kept per output stream (approximate trim)."""
     return int(env_float("CHATWORKER_STREAM_MAXLEN", 20000))

@@ -245,22 +245,42 @@ def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def isolated_db(redis_url: str, db: int) -> Iterator[str]:
+def isolated_db(
+    redis_url: str, db: int, *, rabbitmq: Any = None, broker: str | None = None,
+    flush: bool = True,
+) -> Iterator[str]:
     """Point this process (Redis state and Celery broker) at another database of the server,
-    so a dedicated worker there sees only this test's runs."""
+    so a dedicated worker there sees only this test's runs.
+
+    The broker is that database too, unless ``rabbitmq`` (a ``RabbitMQServer``: its virtual
+    host kept for ``db``) or ``broker`` (a URL) names another; ``CHATWORKER_BROKER_URL`` is set
+    accordingly for the block, so workers started with ``worker_env()`` in it use it too.
+    """
     from chatworker import config
     from chatworker.engine import celery_app as app_module
 
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    if rabbitmq is not None:
+        broker = rabbitmq.url_for_db(db)
     old_app = app_module.get_app()
-    previous = os.environ["CHATWORKER_REDIS_URL"]
+    names = ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL")
+    previous = {name: os.environ.get(name) for name in names}
     os.environ["CHATWORKER_REDIS_URL"] = url
+    if broker:
+        os.environ["CHATWORKER_BROKER_URL"] = broker
+    else:
+        os.environ.pop("CHATWORKER_BROKER_URL", None)
     config.reset_redis()
-    redis.Redis.from_url(url).flushdb()
-    app_module.configure(app_module.create_app(broker=url))
+    if flush:
+        redis.Redis.from_url(url).flushdb()
+    app_module.configure(app_module.create_app(broker=broker or url))
     try:
         yield url
     finally:
-        os.environ["CHATWORKER_REDIS_URL"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         config.reset_redis()
         app_module.configure(old_app)

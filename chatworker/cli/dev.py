@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from ..engine.broker import describe
 from ..store.credentials import dev_secret
 from ..store.run_store import RunStore
 from . import devstate
@@ -304,6 +305,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     signal.signal(signal.SIGINT, interrupt)  # even when started with SIGINT ignored (`cmd &`)
     try:
         lines.append(start_redis(stack, data_dir))
+        if env.get("CHATWORKER_BROKER_URL"):
+            lines.append(f"broker:  {describe(env['CHATWORKER_BROKER_URL'])} "
+                         "(CHATWORKER_BROKER_URL)")
         lines.append(start_model(stack))
         if build:
             try:

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_multi_turn_accumulates_and_streams_complete_messages(
-    worker: object, r: redis.Redis, chat_id: str
+    engine: redis.Redis, chat_id: str
 ) -> None:
+    """(Also on a RabbitMQ broker: see the ``engine`` fixture.)"""
+    r = engine
     first = user_message("hello there")
     started = runs.trigger("echo", payload(chat_id, first))
     turn0 = read_turn(r, started.run_id)
@@ -108,7 +110,9 @@ def test_hook_order_and_fields(worker: object, r: redis.Redis, chat_id: str) -> 
     assert complete["messages"][-1]["role"] == "assistant"
 
 
-def test_stop_mid_turn_then_next_turn(worker: object, r: redis.Redis, chat_id: str) -> None:
+def test_stop_mid_turn_then_next_turn(engine: redis.Redis, chat_id: str) -> None:
+    """(Also on a RabbitMQ broker: see the ``engine`` fixture.)"""
+    r = engine
     started = runs.trigger(
         "echo", payload(chat_id, user_message("slow"), metadata={"words": 200, "delay": 0.05})
     )

@@ -13,6 +13,7 @@ from chatworker import runs
 
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
+from ..rabbitmq_support import RabbitMQServer
 from ..support import (
     Worker,
     events,
@@ -33,8 +34,11 @@ def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
     return [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
 
 
-def test_sigkill_mid_turn_restarts_the_turn_elsewhere(redis_url: str, chat_id: str) -> None:
-    with isolated_db(redis_url, 6) as url:
+def test_sigkill_mid_turn_restarts_the_turn_elsewhere(
+    redis_url: str, chat_id: str, broker: RabbitMQServer | None
+) -> None:
+    """(On both brokers: the turn is recovered from its lease, never redelivered.)"""
+    with isolated_db(redis_url, 6, rabbitmq=broker) as url:
         r = redis.Redis.from_url(url, decode_responses=True)
         # Both workers are up before the turn starts (a worker slow to start on a loaded
         # machine must not let the turn finish before the kill); the one streaming is killed.
