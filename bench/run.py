@@ -162,6 +162,18 @@ class Phase:
     completed: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Redis commands per delivered token over the window, by command (``INFO commandstats``).
+    commands: dict[str, float] = field(default_factory=dict)
+    #: Redis's own CPU µs per token by command (``usec`` of ``INFO commandstats``).
+    command_usec: dict[str, float] = field(default_factory=dict)
+
+
+def command_counts(r: redis.Redis[str]) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` as ``{command: (calls, usec)}``."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, stats in r.info("commandstats").items():
+        out[name.removeprefix("cmdstat_")] = (int(stats["calls"]), int(stats["usec"]))
+    return out
 
 
 # -- the bench ----------------------------------------------------------------------------------
@@ -499,9 +511,12 @@ class Bench:
             cpu = Cpu({**measured, "model": self.pids["model"], "client": proc.pid})
             start = t0 + cfg.stagger + cfg.settle
             samples = []
+            stats: list[dict[str, tuple[int, int]]] = []
             for k in range(int(cfg.window) + 1):
                 time.sleep(max(0.0, start + k - time.monotonic()))
                 samples.append(cpu.sample())
+                if stack is not None and k in (0, int(cfg.window)):
+                    stats.append(command_counts(stack.r))
             proc.stdout.readline()  # "done"
             proc.wait(30)
         finally:
@@ -528,6 +543,14 @@ class Bench:
             if chunks:
                 total = sum(cb[k] - ca[k] for k in measured)
                 phase.cpu_per_chunk.setdefault("total", []).append(total / chunks * 1e6)
+        window_tokens = bisect_left(received, samples[-1][0]) - lo
+        if len(stats) == 2 and window_tokens:
+            before, after = stats
+            for name, (calls, usec) in after.items():
+                c0, u0 = before.get(name, (0, 0))
+                if calls > c0:
+                    phase.commands[name] = (calls - c0) / window_tokens
+                    phase.command_usec[name] = (usec - u0) / window_tokens
         self.results.setdefault("scale", []).append(phase)
         return phase
 
@@ -666,6 +689,32 @@ def report_scale(phases: list[Phase], window: float, rate: float) -> str:
         "cores: w worker, g gateway, r redis, b baseline, m model server, c load "
         "generator (CPU seconds per second). turns done: answers complete before the phase's "
         "deadline; cut off: ended by `abort` or `__run_end`, or the stream broke."
+    )
+
+
+def report_commands(phases: list[Phase]) -> str:
+    """Redis commands per delivered token, by command, from ``INFO commandstats``."""
+    rows = []
+    for phase in phases:
+        if not phase.commands:
+            continue
+        total_calls = sum(phase.commands.values())
+        total_usec = sum(phase.command_usec.values())
+        top = sorted(phase.commands, key=phase.commands.__getitem__, reverse=True)
+        detail = ", ".join(
+            f"{name} {phase.commands[name]:.2f} ({phase.command_usec[name]:.1f} µs)"
+            for name in top if phase.commands[name] >= 0.01
+        )
+        rows.append([f"{phase.chats} {phase.system}", fmt(total_calls, 2), fmt(total_usec, 1),
+                     detail])  # fmt: skip
+    if not rows:
+        return ""
+    head = ["chats, system", "commands / token", "command µs / token", "by command (µs / token)"]
+    return (
+        "### Redis commands per delivered token (INFO commandstats over the window)\n\n"
+        + table(head, rows)
+        + "\n\ncommand µs is the time Redis reports spending inside the commands; its CPU per "
+        "token in the table above also counts reading and writing the sockets."
     )
 
 
@@ -813,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.scale(stack, n)
                 print(f"  … {n} chats measured ({time.monotonic() - started:.0f} s)", flush=True)
             print("\n" + report_scale(bench.results["scale"], cfg.window, cfg.rate), flush=True)
+            print("\n" + report_commands(bench.results["scale"]), flush=True)
         if "waiting" in only:
             print(
                 "\n" + report_waiting(bench.results["waiting"], bench.results.get("conn_sse")),
