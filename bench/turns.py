@@ -127,6 +127,13 @@ def whole_turns(bench: Bench, stack: Stack | None, n: int) -> TurnsPhase:
     return phase
 
 
+def done_cell(p: TurnsPhase) -> str:
+    """``"191/200, 9 unfinished at the deadline"``."""
+    out = f"{p.completed}/{p.chats}" + (f", {p.failed} failed" if p.failed else "")
+    unfinished = p.chats - p.completed - p.failed
+    return out + (f", {unfinished} unfinished at the deadline" if unfinished > 0 else "")
+
+
 def report_turns(phases: list[TurnsPhase]) -> str:
     """The whole-turns table."""
     base = {p.chats: p for p in phases if p.system == "baseline"}
@@ -146,7 +153,7 @@ def report_turns(phases: list[TurnsPhase]) -> str:
             f"{fmt(p.latency[0])} / {fmt(p.latency[1])}", added,
             *(fmt(p.cpu_us[k], 0) if k in p.cpu_us else ""
               for k in ("worker", "gateway", "redis", "baseline", "total")),
-            ratio, cores, f"{p.completed}/{p.chats}" + (f", {p.failed} failed" if p.failed else ""),
+            ratio, cores, done_cell(p),
         ])  # fmt: skip
     head = ["chats, system", "tokens delivered / offered", "seconds", "latency ms p50 / p99",
             "added ms p50 / p99", "worker µs/token", "gateway", "redis", "baseline", "total",
