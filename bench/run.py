@@ -9,9 +9,15 @@ run:
 1. time to first chunk: (a) the baseline route, (b) a warm run, (c) a cold trigger, (d) a run
    resumed from suspension, interleaved round by round; and stop latency;
 2. streaming at scale: N concurrent chats at a fixed token rate through chatworker and through
-   the baseline, driven by a separate gevent load generator process;
+   the baseline, driven by a separate gevent load generator process; one size again with a
+   bursty model (bursts of 50-100 tokens/s with pauses, same average rate); then whole turns
+   (``bench/turns.py``): every chat a fresh run, CPU counted from trigger to marker;
 3. the cost of waiting: worker memory, Redis memory and Redis connections of waiting runs and
    open streams.
+
+At the end it prints the capacity model of docs/capacity.md computed from the run's figures
+(``bench/capacity.py``) and each performance goal with its measured figure, ``met`` or
+``missed`` (``bench/goals.py``).
 
 It prints Markdown tables. Figures are medians and 99th percentiles over repeated samples
 (rounds, 1-second intervals, or every chunk, as each table says). Nothing here passes or fails.
@@ -95,7 +101,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """Under two minutes."""
+        """About three minutes."""
         return cls(rounds=40, warmup=5, sizes=(50, 200), window=4.0, waiting=200, margin=10.0,
                    turns=(50, 200))
 
@@ -861,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (under 2 min)")
+    parser.add_argument("--quick", action="store_true", help="a short run (about 3 min)")
     parser.add_argument("--rounds", type=int, help="time-to-first-chunk rounds")
     parser.add_argument("--sizes", help="comma-separated chat counts, e.g. 100,500,1000")
     parser.add_argument("--window", type=float, help="seconds measured per scale phase")
