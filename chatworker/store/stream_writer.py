@@ -121,8 +121,7 @@ class Writer:
             if self._inflight or self._queue or now < self._next_send:
                 item = Append(command)
                 self._queue.append(item)
-                self._start()
-                self._cond.notify()
+                self._wake()
             else:
                 self._inflight += 1
                 self._next_send = now + self.linger
@@ -138,13 +137,20 @@ class Writer:
         """Queue ``items`` (in order) for the next round trip."""
         with self._cond:
             self._queue.extend(items)
-            self._start()
-            self._cond.notify()
+            self._wake()
 
     def ensure_running(self) -> None:
         """Start the thread again if it is gone while appends wait."""
         with self._cond:
             self._start()
+
+    def _wake(self) -> None:
+        # Under the lock. The thread clears ``_thread`` itself when it ends idle; one killed
+        # at shutdown is caught by ``ensure_running`` (no is_alive() on every chunk).
+        if self._thread is None:
+            self._start()
+        else:
+            self._cond.notify()
 
     def _start(self) -> None:
         thread = self._thread
