@@ -39,7 +39,7 @@ def source(name: str) -> str:
 NAMES = (
     "create", "send", "take", "append", "owner_set", "suspend", "stop", "cancel", "expire",
     "claim", "requeue", "turn_start", "marker", "hook_done", "recover", "renew", "end",
-    "slot_acquire", "slot_release", "call_send", "tool_record", "steer_take",
+    "slot_acquire", "slot_release", "call_send", "tool_record", "steer_take", "append_batch",
 )
 
 _registered: dict[int, dict[str, Script]] = {}
