@@ -82,8 +82,9 @@ def check_resume(client: redis.Redis[str], run_id: str, after: str) -> None:
 
 
 def _xadd(key: str, body: str, maxlen: int) -> Command:
-    """The ``XADD`` of one entry, the stream trimmed approximately to ``maxlen``."""
-    return ("XADD", key, "MAXLEN", "~", maxlen, "*", "c", body)
+    """The unfenced append of one entry, the stream trimmed approximately to ``maxlen``: the
+    ``append`` script given no lease, so that the entry is published like every other."""
+    return ("EVALSHA", _APPEND_SHA, 1, key, "", 0, maxlen, body)
 
 
 class OutputStream:
