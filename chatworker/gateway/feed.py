@@ -4,7 +4,8 @@ streams the hub follows arrive as they are appended.
 Every append to an output stream publishes the entry on the stream's channel
 (:mod:`chatworker.store.published`). The feed keeps this process's connection subscribed to the
 channels the hub wants, reads it in one thread (a greenlet under gevent), and hands the hub each
-batch of messages: whatever had arrived by the time it read.
+batch of messages: whatever had arrived by the time it read, at most ``max_batch`` (the hub
+keeps one batch within a quarter of a mailbox, so a burst alone drops no one).
 
 Only the reader touches the connection: it reads, and it sends the ``SUBSCRIBE`` and
 ``UNSUBSCRIBE`` commands the wanted channels call for, so no two commands or replies ever
@@ -43,8 +44,6 @@ log = logging.getLogger("chatworker.hub")
 IDLE_SECONDS = 5.0
 #: Channels per ``SUBSCRIBE`` / ``UNSUBSCRIBE`` command.
 CHANNELS_PER_COMMAND = 1000
-#: Most messages read before the hub is handed a batch.
-MAX_BATCH = 1000
 
 #: One published message: ``(channel, data)``.
 Message = tuple[str, str]
@@ -68,8 +67,12 @@ class Listener(Protocol):
 class Feed:
     """This process's Pub/Sub connection: subscribed to the wanted channels, read by one thread."""
 
-    def __init__(self, listener: Listener, *, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self, listener: Listener, *, max_batch: int, idle_seconds: float = IDLE_SECONDS
+    ) -> None:
         self.listener = listener
+        #: Most messages read before the hub is handed a batch.
+        self.max_batch = max_batch
         self.idle_seconds = idle_seconds
         self.wake_channel = published.wake_channel(uuid.uuid4().hex)
         #: Since when the connection fails (None while it works).
@@ -223,7 +226,8 @@ class Feed:
                 continue
             pinged = False
             messages: list[Message] = []
-            for _ in range(MAX_BATCH):
+            more = False
+            for _ in range(self.max_batch):
                 reply = conn.read_response()
                 kind = reply[0]
                 if kind == "message":
@@ -233,7 +237,10 @@ class Feed:
                     left = self._pending.pop(reply[1], 1) - 1
                     if left > 0:
                         self._pending[reply[1]] = left
-                if not conn.can_read(timeout=0):
+                more = conn.can_read(timeout=0)
+                if not more:
                     break
             self._sync()
             self.listener._feed_batch(messages)
+            if more:  # a burst: let the subscribers drain their mailboxes before the next batch
+                time.sleep(0)

@@ -95,14 +95,14 @@ class Hub:
     ) -> None:
         self.mailbox_limit = mailbox_limit or int(env_float("CHATWORKER_SSE_QUEUE", 4096))
         self.check_seconds = check_seconds
-        # One catch-up read never brings more than a quarter of a mailbox, so a burst alone
-        # drops no one.
+        # One catch-up read or batch of messages never brings more than a quarter of a mailbox,
+        # so a burst alone drops no one.
         self._count = max(1, min(PAGE, self.mailbox_limit // 4))
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._streams: dict[str, _Tracked] = {}  # by channel
         self._behind: dict[str, _Tracked] = {}  # those not live yet, by channel
-        self._feed = Feed(self, idle_seconds=idle_seconds)
+        self._feed = Feed(self, max_batch=self._count, idle_seconds=idle_seconds)
         self._check_now = threading.Event()
         self._stopped = False
         self._threads: list[threading.Thread] = []
