@@ -42,6 +42,8 @@ log = logging.getLogger("chatworker.hub")
 
 #: Seconds without a message before the reader checks the connection with ``PING``.
 IDLE_SECONDS = 5.0
+#: The connection's name in ``CLIENT LIST``.
+CLIENT_NAME = "chatworker-hub"
 #: Channels per ``SUBSCRIBE`` / ``UNSUBSCRIBE`` command.
 CHANNELS_PER_COMMAND = 1000
 
@@ -158,7 +160,9 @@ class Feed:
             for key, value in pool.connection_kwargs.items()
             if not key.startswith("maint_notifications")  # RESP3 only, and the pool's own
         }
-        options.update(protocol=2, health_check_interval=0, socket_timeout=None)
+        options.update(
+            protocol=2, health_check_interval=0, socket_timeout=None, client_name=CLIENT_NAME
+        )
         conn = pool.connection_class(**options)
         conn.connect()
         self._conn = conn
