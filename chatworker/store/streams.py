@@ -18,7 +18,7 @@ from ..errors import StreamIdAhead, StreamTrimmed
 from . import keys
 from .entry_ids import Entry, is_stream_id, key_before, order_key
 from .scripts import raise_if_lease_lost
-from .stream_writer import Append, Command, Fence, writer_for
+from .stream_writer import Append, Command, Fence, unfenced_append, writer_for
 
 
 def encode(chunk: dict[str, Any]) -> str:
@@ -82,9 +82,8 @@ def check_resume(client: redis.Redis[str], run_id: str, after: str) -> None:
 
 
 def _xadd(key: str, body: str, maxlen: int) -> Command:
-    """The unfenced append of one entry, the stream trimmed approximately to ``maxlen``: the
-    ``append`` script given no lease, so that the entry is published like every other."""
-    return ("EVALSHA", _APPEND_SHA, 1, key, "", 0, maxlen, body)
+    """The unfenced append of one entry, the stream trimmed approximately to ``maxlen``."""
+    return unfenced_append(key, body, maxlen)
 
 
 class OutputStream:
