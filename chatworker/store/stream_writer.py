@@ -58,8 +58,14 @@ class Fence:
                 self.lease_ms, maxlen, body)
 
 
+def unfenced_append(key: str, body: str, maxlen: int) -> Command:
+    """An append with no lease to check (the ``append`` script given the stream alone): a write
+    outside a run's turns, published like every other entry."""
+    return ("EVALSHA", _APPEND_SHA, 1, key, "", 0, maxlen, body)
+
+
 def _fenced(command: Command) -> bool:
-    return bool(command[0] == "EVALSHA" and command[1] == _APPEND_SHA)
+    return bool(command[0] == "EVALSHA" and command[1] == _APPEND_SHA and command[2] == 3)
 
 
 def _batch_command(commands: list[Command]) -> Command:

@@ -18,7 +18,7 @@ from ..errors import StreamIdAhead, StreamTrimmed
 from . import keys
 from .entry_ids import Entry, is_stream_id, key_before, order_key
 from .scripts import raise_if_lease_lost
-from .stream_writer import Append, Command, Fence, writer_for
+from .stream_writer import Append, Command, Fence, unfenced_append, writer_for
 
 
 def encode(chunk: dict[str, Any]) -> str:
@@ -82,8 +82,8 @@ def check_resume(client: redis.Redis[str], run_id: str, after: str) -> None:
 
 
 def _xadd(key: str, body: str, maxlen: int) -> Command:
-    """The ``XADD`` of one entry, the stream trimmed approximately to ``maxlen``."""
-    return ("XADD", key, "MAXLEN", "~", maxlen, "*", "c", body)
+    """The unfenced append of one entry, the stream trimmed approximately to ``maxlen``."""
+    return unfenced_append(key, body, maxlen)
 
 
 class OutputStream:
