@@ -13,8 +13,6 @@ from typing import Any
 
 from kombu.utils.url import maybe_sanitize_url
 
-from ..config import env
-
 #: URL schemes served by Celery's Redis transport (the ones its transport options apply to).
 REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "sentinel"})
 
@@ -32,13 +30,14 @@ def is_redis(url: str) -> bool:
 def transport_options(url: str) -> dict[str, Any]:
     """Celery's ``broker_transport_options`` for the broker at ``url``.
 
-    Redis: ``visibility_timeout`` (``CHATWORKER_VISIBILITY_TIMEOUT``, default 3600 s), how long
-    a message fetched but not acknowledged stays hidden before Redis hands it out again. Other
-    brokers get none (RabbitMQ gives an unacknowledged message back when its consumer's
-    connection closes).
+    Redis: no ack emulation. Chat runs are acknowledged as they start and never redelivered by
+    the broker (a run whose start message was lost is sent again by chatworker's own sweep), so
+    the transport's bookkeeping of unacknowledged messages (an ``unacked`` hash written and
+    cleared in two round trips per start, and a visibility timeout that could hand a message out
+    twice) buys nothing and delays every start and resume. Other brokers get none.
     """
     if is_redis(url):
-        return {"visibility_timeout": int(env("CHATWORKER_VISIBILITY_TIMEOUT", "3600"))}
+        return {"ack_emulation": False}
     return {}
 
 

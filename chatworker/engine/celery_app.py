@@ -40,8 +40,9 @@ SETTINGS: dict[str, Any] = {
 def broker_settings(url: str) -> dict[str, Any]:
     """The settings that depend on the broker's transport.
 
-    A Redis broker gets its visibility timeout and ``worker_disable_prefetch`` (a worker fetches
-    a message only when it has a free slot); Celery supports both for Redis only.
+    A Redis broker gets no ack emulation (see :func:`~.broker.transport_options`) and
+    ``worker_disable_prefetch`` (a worker fetches a message only when it has a free slot);
+    Celery supports both for Redis only.
     """
     if not is_redis(url):
         return {}

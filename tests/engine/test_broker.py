@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import amqp
 import pytest
@@ -34,8 +36,7 @@ AMQP = "amqp://someone:secret@rabbit.example:5672/chat"
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("CHATWORKER_BROKER_URL", "CHATWORKER_REDIS_CLUSTER",
-                 "CHATWORKER_VISIBILITY_TIMEOUT"):
+    for name in ("CHATWORKER_BROKER_URL", "CHATWORKER_REDIS_CLUSTER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CHATWORKER_REDIS_URL", "redis://127.0.0.1:6390/3")
     return monkeypatch
@@ -44,7 +45,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_the_broker_defaults_to_the_redis_of_the_run_state(clean_env: pytest.MonkeyPatch) -> None:
     app = create_app()
     assert app.conf.broker_url == "redis://127.0.0.1:6390/3"
-    assert app.conf.broker_transport_options == {"visibility_timeout": 3600}
+    assert app.conf.broker_transport_options == {"ack_emulation": False}
     assert app.conf.worker_disable_prefetch is True
 
 
@@ -54,7 +55,7 @@ def test_a_rabbitmq_broker_gets_no_redis_transport_settings(
     clean_env.setenv("CHATWORKER_BROKER_URL", AMQP)
     app = create_app()
     assert app.conf.broker_url == AMQP
-    assert "visibility_timeout" not in app.conf.broker_transport_options
+    assert "ack_emulation" not in app.conf.broker_transport_options
     assert not app.conf.worker_disable_prefetch  # Celery supports it on Redis only
     # What keeps a long-lived run from being delivered twice holds on every broker.
     assert app.conf.task_acks_late is False
@@ -116,3 +117,31 @@ def test_a_start_message_waits_in_rabbitmq_until_a_worker_comes(
             r = redis.Redis.from_url(url, decode_responses=True)
             assert text_of(read_turn(r, started.run_id, timeout=30)).strip() == (
                 "echo: early (turn 0)")
+
+
+def test_a_redis_broker_keeps_no_unacknowledged_message_bookkeeping(
+    redis_url: str, chat_id: str
+) -> None:
+    """Starts and resumes do not pay kombu's ack emulation: no command touches its ``unacked``
+    hash between a worker taking a start message and the run's claim (watched with MONITOR)."""
+    with isolated_db(redis_url, 14) as url, running_worker(worker_env(url), name="noack"):
+        r = redis.Redis.from_url(url, decode_responses=True)
+        seen: list[str] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(url, seen, stop), daemon=True)
+        watcher.start()
+        time.sleep(0.3)  # MONITOR is on
+        started = runs.trigger("echo", payload(chat_id, user_message("hello")))
+        assert text_of(read_turn(r, started.run_id)).strip() == "echo: hello (turn 0)"
+        stop.set()
+        watcher.join(5)
+        assert any("LPUSH" in c for c in seen)  # the watch saw the start message go out
+        assert [c for c in seen if "unacked" in c] == []
+
+
+def _watch(url: str, seen: list[str], stop: threading.Event) -> None:
+    with redis.Redis.from_url(url, decode_responses=True).monitor() as m:
+        for event in m.listen():
+            seen.append(str(event.get("command", "")))
+            if stop.is_set():
+                return

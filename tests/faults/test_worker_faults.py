@@ -124,10 +124,10 @@ def test_sigterm_suspends_warm_runs_at_once(redis_url: str, chat_id: str) -> Non
 
 
 def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_id: str) -> None:
-    """A visibility timeout shorter than the turn: the broker may hand the task out again."""
+    """Start messages sent twice (a requeue racing a slow claim): one owner, one answer."""
     with isolated_db(redis_url, 9) as url:
         r = redis.Redis.from_url(url, decode_responses=True)
-        env = worker_env(url, CHATWORKER_VISIBILITY_TIMEOUT="2")
+        env = worker_env(url)
         with running_worker(env, name="vis-a"), running_worker(env, name="vis-b"):
             started = runs.trigger("echo", payload(chat_id, user_message("long"),
                                                    metadata={"words": 80, "delay": 0.06}))
@@ -135,7 +135,8 @@ def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_i
             assert types_of(entries).count("start") == 1
             assert types_of(entries).count("__turn_start") == 1
             assert text_of(entries).count("echo: long") == 1
-            time.sleep(3)  # longer than the visibility timeout
+            runs.enqueue(started.run_id)  # a second start message for a running run
+            time.sleep(3)
             assert len(completes_for(r, chat_id)) == 1
             # Two resumes racing for the same suspended run: one owner, one answer.
             runs.send_message(started.run_id, payload(chat_id, user_message("next")))
