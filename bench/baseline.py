@@ -1,13 +1,23 @@
-"""The baseline: a hand-rolled Flask streaming route, no Celery, no Redis.
+"""The baseline: a hand-rolled Flask streaming relay, no Celery, no Redis.
 
 ``POST /baseline`` with ``{"messages": [UIMessage...]}`` calls the model through the same
-``openai`` client against the same scripted server, reads it with the same reader the worker
-uses (``ChunkStream``: the SDK's SSE decoder, chunks as dicts, so the comparison isolates what
-durability adds), and writes the AI SDK UI message chunks as SSE straight from the request's
-greenlet — what an app without durability would do. It sends the
-same chunk sequence a chatworker turn does (``start`` before the model call, as ``streamText``
-does, then ``start-step``, ``text-start``, the deltas, ``text-end``, ``finish-step``,
-``finish``). Serve it with ``gunicorn -k gevent 'bench.baseline:create_app()'``.
+``openai`` client against the same scripted server and writes the AI SDK UI message chunks as
+SSE straight from the request's greenlet: what an app without durability would do.
+
+It reads the model with the same reader as the worker, on purpose: both call
+``chatworker.ai.providers.OpenAIChatModel.open_stream`` (the worker through ``stream_text`` in
+``bench/tasks.py``), which today returns a ``ChunkStream``: the SDK's request and SSE decoder,
+each chunk ``json.loads``-ed into a plain dict, no SDK models built. So the relay is the "raw
+reader, no SDK models" relay the goals compare against, and whatever reader the worker gets,
+the baseline gets too: the comparison isolates what durability adds (Redis, the gateway, the
+run's bookkeeping), never a difference in parsing. Keep it that way: do not give the baseline a
+reader of its own. ("Reading one model chunk" in the bench's output prices the readers
+separately.)
+
+It sends the same chunk sequence a chatworker turn does (``start`` before the model call, as
+``streamText`` does, then ``start-step``, ``text-start``, the deltas, ``text-end``,
+``finish-step``, ``finish``), and is served by the same gunicorn worker class as the gateway:
+``gunicorn -k gevent -w 1 'bench.baseline:create_app()'``.
 """
 
 from __future__ import annotations

@@ -6,14 +6,20 @@ over stdin/stdout:
 - mode ``runs`` (chatworker): open every run's SSE stream (``GET /runs/<id>/stream`` after its
   last entry), print ``open <n>``, wait for ``go`` on stdin, then post one message to each run,
   staggered evenly over ``stagger`` seconds, and read each stream to the turn's marker;
+- mode ``fresh`` (chatworker, whole turns): on ``go``, for each of ``count`` chats, staggered
+  the same way, trigger a new run (``POST /tasks/<task>/runs`` with the message, as a chat
+  app's first message does), open its SSE stream and read it to the turn's marker;
 - mode ``baseline``: on ``go``, ``POST /baseline`` for each chat, staggered the same way, and
   read each response to its end.
+
+Any line other than ``go`` on stdin closes every stream without sending anything (the runner
+uses it to hold streams open while it measures what they cost).
 
 It prints ``started <monotonic time>`` when the first message goes out and, at the end, writes
 ``out``: for every model token received, its receive time and its latency from the model's emit
 timestamp (the token's text; a worker under load may merge queued tokens into one text delta),
-plus counts of failures. It is bounded: ``deadline`` seconds after
-``go`` every stream is abandoned.
+plus counts of failures and the time the last turn ended (``last``). It is bounded:
+``deadline`` seconds after ``go`` every stream is abandoned.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Recorder:
         self.completed = 0
         self.failed = 0
         self.errors: list[str] = []
+        self.last = 0.0
 
     def feed(self, events: list[Any], turn: Turn) -> str:
         """Record the deltas of ``events``; ``"done"`` or ``"failed"`` once the turn is over
@@ -93,6 +100,7 @@ def _read_turn(conn: Connection, recorder: Recorder) -> None:
         outcome = recorder.feed(events, turn)
         if outcome == "done":
             recorder.completed += 1
+            recorder.last = max(recorder.last, time.monotonic())
             return
         if outcome:
             raise ConnectionError("the turn was cut off (abort, or the run ended)")
@@ -129,6 +137,38 @@ def run_chat(
             post.json(202)
         finally:
             post.close()
+        _read_turn(stream, rec)
+    except Exception as exc:
+        rec.fail(exc)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def run_fresh(spec: dict[str, Any], go: GEvent, at: float, rec: Recorder) -> None:
+    """One whole turn of a new chat: trigger a run with the message, then read its stream."""
+    host, port, prefix = spec["host"], spec["port"], spec["prefix"]
+    stream = None
+    try:
+        go.wait()
+        gevent.sleep(max(0.0, spec["_t0"] + at - time.monotonic()))
+        post = Connection(host, port, timeout=60)
+        try:
+            chat_id = f"bench-{time.monotonic_ns()}"
+            body = {"chatId": chat_id, "messages": [message(spec["message"])]}
+            auth = {"Authorization": f"Bearer {spec['trigger_token']}"}
+            post.request("POST", f"{prefix}/tasks/{spec['task']}/runs", body=body, headers=auth)
+            created = post.json(201)
+        finally:
+            post.close()
+        stream = Connection(host, port, timeout=None)
+        stream.request(
+            "GET",
+            f"{prefix}/runs/{created['runId']}/stream?timeout=600",
+            headers={"Authorization": f"Bearer {created['publicAccessToken']}"},
+        )
+        if stream.head() != 200:
+            raise ConnectionError(f"stream: HTTP {stream.status}")
         _read_turn(stream, rec)
     except Exception as exc:
         rec.fail(exc)
@@ -183,7 +223,8 @@ def main(path: str) -> None:
         spec["_all_open"].wait(timeout=spec["open_timeout"])
         print(f"open {spec['_opened']}", flush=True)
     else:
-        greenlets = [gevent.spawn(run_baseline, spec, go, i * step, rec) for i in range(count)]
+        target = run_fresh if spec["mode"] == "fresh" else run_baseline
+        greenlets = [gevent.spawn(target, spec, go, i * step, rec) for i in range(count)]
         print("open 0", flush=True)
     command = sys.stdin.readline().strip()
     if command == "go":
@@ -200,6 +241,7 @@ def main(path: str) -> None:
                 "completed": rec.completed,
                 "failed": rec.failed,
                 "errors": rec.errors,
+                "last": rec.last,
             },
             f,
         )

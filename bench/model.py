@@ -8,6 +8,9 @@ The reply is chosen by the last user message:
 - ``bench:stream:<tokens>:<rate>`` — ``tokens`` words at ``rate`` tokens/s, each word being the
   server's ``time.monotonic()`` at the moment it is written, so a client can compute the
   latency from model emit to its own receipt (``CLOCK_MONOTONIC`` is shared by all processes);
+- ``bench:bursty:<tokens>:<rate>`` — the same timestamped words, but in bursts as real models
+  send them: bursts of 10-30 tokens at 50-100 tokens/s, each followed by a pause long enough
+  that the reply averages ``rate`` tokens/s (:func:`bursts`);
 - anything else — ``ok`` at once.
 
 gevent makes the server's one-thread-per-connection design cheap enough for 1,000 concurrent
@@ -22,6 +25,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -45,7 +49,28 @@ def reply(body: dict[str, Any]) -> list[Step]:
     if text.startswith("bench:stream:"):
         _, _, tokens, rate = text.split(":")
         return [Text(" ".join([STAMP] * int(tokens)), tokens_per_second=float(rate))]
+    if text.startswith("bench:bursty:"):
+        _, _, tokens, rate = text.split(":")
+        return bursts(int(tokens), float(rate))
     return [Text("ok", tokens_per_second=1000)]
+
+
+def bursts(tokens: int, rate: float, rng: random.Random | None = None) -> list[Step]:
+    """``tokens`` timestamped words in bursts of 10-30 tokens at 50-100 tokens/s, each burst
+    followed by a pause so that burst plus pause lasts ``size / rate``: the reply averages
+    ``rate`` tokens/s (the pause is skipped if a burst is already slower than that)."""
+    rng = rng or random.Random()
+    steps: list[Step] = []
+    left = tokens
+    while left > 0:
+        size = min(left, rng.randint(10, 30))
+        speed = rng.uniform(50.0, 100.0)
+        steps.append(Text(" ".join([STAMP] * size) + " ", tokens_per_second=speed))
+        left -= size
+        pause = size / rate - size / speed
+        if left > 0 and pause > 0:
+            steps.append(Silence(pause))
+    return steps
 
 
 def _install_stamps() -> None:

@@ -42,6 +42,8 @@ def bench_env(redis_url: str, model_url: str, **extra: str) -> dict[str, str]:
     env.update(
         {
             "CHATWORKER_REDIS_URL": redis_url,
+            # The benchmark's own Redis is its broker too, whatever the shell names.
+            "CHATWORKER_BROKER_URL": redis_url,
             "CHATWORKER_SECRET_KEY": os.environ.get("CHATWORKER_SECRET_KEY")
             or "bench-" + uuid.uuid4().hex,
             "CHATWORKER_TASKS": "bench.tasks",

@@ -9,9 +9,15 @@ run:
 1. time to first chunk: (a) the baseline route, (b) a warm run, (c) a cold trigger, (d) a run
    resumed from suspension, interleaved round by round; and stop latency;
 2. streaming at scale: N concurrent chats at a fixed token rate through chatworker and through
-   the baseline, driven by a separate gevent load generator process;
+   the baseline, driven by a separate gevent load generator process; one size again with a
+   bursty model (bursts of 50-100 tokens/s with pauses, same average rate); then whole turns
+   (``bench/turns.py``): every chat a fresh run, CPU counted from trigger to marker;
 3. the cost of waiting: worker memory, Redis memory and Redis connections of waiting runs and
    open streams.
+
+At the end it prints the capacity model of docs/capacity.md computed from the run's figures
+(``bench/capacity.py``) and each performance goal with its measured figure, ``met`` or
+``missed`` (``bench/goals.py``).
 
 It prints Markdown tables. Figures are medians and 99th percentiles over repeated samples
 (rounds, 1-second intervals, or every chunk, as each table says). Nothing here passes or fails.
@@ -49,6 +55,8 @@ if __package__ in (None, ""):  # ``python bench/run.py``: import as the ``bench`
 
 import redis
 
+from bench.capacity import report_capacity
+from bench.goals import report_goals
 from bench.procs import (
     ROOT,
     App,
@@ -61,6 +69,7 @@ from bench.procs import (
     stop_process,
 )
 from bench.stats import fmt, p50_p99, percentile, table
+from bench.turns import redis_counters, report_redis_io, report_turns, whole_turns
 
 if TYPE_CHECKING:
     from bench.probe import Prober
@@ -80,6 +89,10 @@ class Config:
     settle: float = 2.0
     stagger: float = 1.0
     waiting: int = 1000
+    #: Chat counts of the whole-turns phases (each chat a fresh run).
+    turns: tuple[int, ...] = (50, 200, 1000)
+    #: Chat count of the bursty scale phase.
+    bursty: int = 200
     margin: float = 30.0  # seconds a phase may overrun its replies before it is cut off
     profile: bool = False
     profile_dir: str | None = None
@@ -88,8 +101,9 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """Under two minutes."""
-        return cls(rounds=40, warmup=5, sizes=(50, 200), window=4.0, waiting=200, margin=10.0)
+        """About three minutes."""
+        return cls(rounds=40, warmup=5, sizes=(50, 200), window=4.0, waiting=200, margin=10.0,
+                   turns=(50, 200))
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -155,6 +169,8 @@ class Phase:
     system: str
     chats: int
     expected: float
+    #: ``steady`` (every chat at ``rate`` tokens/s) or ``bursty`` (bursts with pauses).
+    profile: str = "steady"
     rates: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     cpu_per_chunk: dict[str, list[float]] = field(default_factory=dict)
@@ -162,6 +178,20 @@ class Phase:
     completed: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Redis commands per delivered token over the window, by command (``INFO commandstats``).
+    commands: dict[str, float] = field(default_factory=dict)
+    #: Redis's own CPU µs per token by command (``usec`` of ``INFO commandstats``).
+    command_usec: dict[str, float] = field(default_factory=dict)
+    #: Redis per delivered token over the window: commands, network bytes, memory kept.
+    redis: dict[str, float] = field(default_factory=dict)
+
+
+def command_counts(r: redis.Redis[str]) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` as ``{command: (calls, usec)}``."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, stats in r.info("commandstats").items():
+        out[name.removeprefix("cmdstat_")] = (int(stats["calls"]), int(stats["usec"]))
+    return out
 
 
 # -- the bench ----------------------------------------------------------------------------------
@@ -225,10 +255,12 @@ class Bench:
         self.model = ModelProcess(dict(os.environ)).start()
         self.exit.callback(self.model.stop)
         os.environ.setdefault("CHATWORKER_SECRET_KEY", "bench-" + uuid.uuid4().hex)
-        main = self._start_stack("chatworker", ROOT, max(max(cfg.sizes), cfg.waiting) + 100)
+        # slots: the warm runs of the scale phases stay while the whole turns' fresh runs go
+        warm = max(max(cfg.sizes), cfg.waiting, cfg.bursty)
+        main = self._start_stack("chatworker", ROOT, warm + max(cfg.turns, default=0) + 100)
         env = bench_env(main.redis_server.url, self.model.url)
-        for key in ("CHATWORKER_REDIS_URL", "CHATWORKER_TASKS", "OPENAI_BASE_URL",
-                    "OPENAI_API_KEY"):  # fmt: skip
+        for key in ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL", "CHATWORKER_TASKS",
+                    "OPENAI_BASE_URL", "OPENAI_API_KEY"):  # fmt: skip
             os.environ[key] = env[key]
         from chatworker import config
 
@@ -241,7 +273,8 @@ class Bench:
         for stack in self.stacks:
             stack.prober = Prober("127.0.0.1", stack.gateway.port, self.baseline.port, stack.r)
         for label, root in cfg.refs:
-            stack = self._start_stack(label, root, max(cfg.sizes) + 100)
+            slots = max(max(cfg.sizes), cfg.bursty) + max(cfg.turns, default=0) + 100
+            stack = self._start_stack(label, root, slots)
             stack.prober = Prober("127.0.0.1", stack.gateway.port, self.baseline.port, stack.r)
 
     def _start_stack(self, label: str, root: Path, slots: int) -> Stack:
@@ -442,19 +475,60 @@ class Bench:
         out["rss_per_warm"] = (out["rss_warm"] - out["rss_suspended"]) / len(stack.warm)
         out["active_warm"] = self.active_runs(stack)
         out["conn_warm"] = self.connections(stack)
+        self.ready_warm(stack, stack.warm)
+        self.hold_streams(stack, stack.warm)
+
+    def hold_streams(self, stack: Stack, chats: list[dict[str, str]]) -> None:
+        """Open an SSE stream to each of ``chats`` (idle, between turns) from the load
+        generator: the gateway's RSS per open stream and the Redis connections it then holds."""
+        gateway = stack.pids["gateway"]
+        spec: dict[str, Any] = {
+            "mode": "runs", "host": "127.0.0.1", "port": stack.gateway.port,
+            "prefix": "/api/chat", "chats": chats, "count": len(chats), "message": "",
+            "stagger": 0.0, "deadline": 1.0, "open_timeout": 120,
+            "out": str(self.tmp / "hold.json"),
+        }  # fmt: skip
+        spec_path = self.tmp / "hold.spec.json"
+        spec_path.write_text(json.dumps(spec))
+        time.sleep(0.5)
+        rss0 = rss_bytes(gateway)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.load", str(spec_path)], cwd=ROOT, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line = proc.stdout.readline().split()
+            if not line or line[0] != "open":
+                raise RuntimeError(f"load generator failed to open its streams: {line}")
+            streams = int(line[1])
+            time.sleep(1.0)  # every stream's first read parked in the hub
+            rss1 = rss_bytes(gateway)
+            self.results["conn_sse"] = {"streams": streams, **self.connections(stack)}
+            self.results["waiting"].update(
+                sse_streams=streams, gateway_rss_idle=rss0, gateway_rss_streams=rss1,
+                gateway_rss_per_stream=(rss1 - rss0) / max(1, streams),
+            )  # fmt: skip
+            proc.stdin.write("close\n")
+            proc.stdin.flush()
+            proc.stdout.readline()  # "done"
+            proc.wait(30)
+        finally:
+            stop_process(proc)
 
     def warm_up(self, stack: Stack) -> None:
         """Give the stack its warm runs for the scale phases (once)."""
         cfg = self.config
         if not stack.warm:
-            count = max(max(cfg.sizes), cfg.waiting if stack is self.main else 0)
+            count = max(max(cfg.sizes), cfg.bursty, cfg.waiting if stack is self.main else 0)
             stack.warm = self.start_runs(stack, "bench-warm", count, "waiting")
             time.sleep(1.5)
 
     # -- 2. streaming at scale ------------------------------------------------------------------
-    def scale(self, stack: Stack | None, n: int) -> Phase:
+    def scale(self, stack: Stack | None, n: int, profile: str = "steady") -> Phase:
         """One phase: ``n`` chats streaming at ``rate`` tokens/s through ``stack`` (None: the
-        baseline app)."""
+        baseline app); ``profile`` ``bursty``: in bursts of 50-100 tokens/s with pauses,
+        averaging ``rate`` (``bench.model.bursts``)."""
         cfg = self.config
         system = stack.label if stack is not None else "baseline"
         chats: list[dict[str, str]] = []
@@ -464,7 +538,8 @@ class Bench:
             self.ready_warm(stack, chats)
             stack.warm[:n] = chats
         tokens = int(cfg.rate * (cfg.stagger + cfg.settle + cfg.window + 2))
-        out_path = self.tmp / f"{system}-{n}.json"
+        kind = "bursty" if profile == "bursty" else "stream"
+        out_path = self.tmp / f"{system}-{n}-{profile}.json"
         spec: dict[str, Any] = {
             "mode": "runs" if stack is not None else "baseline",
             "host": "127.0.0.1",
@@ -472,13 +547,13 @@ class Bench:
             "prefix": "/api/chat",
             "chats": chats,
             "count": n,
-            "message": f"bench:stream:{tokens}:{cfg.rate:g}",
+            "message": f"bench:{kind}:{tokens}:{cfg.rate:g}",
             "stagger": cfg.stagger,
             "deadline": cfg.stagger + tokens / cfg.rate + cfg.margin,
             "open_timeout": 120,
             "out": str(out_path),
         }
-        spec_path = self.tmp / f"{system}-{n}.spec.json"
+        spec_path = self.tmp / f"{system}-{n}-{profile}.spec.json"
         spec_path.write_text(json.dumps(spec))
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.load", str(spec_path)], cwd=ROOT, text=True,
@@ -490,8 +565,6 @@ class Bench:
             line = proc.stdout.readline().split()
             if not line or line[0] != "open":
                 raise RuntimeError(f"load generator failed to open its streams: {line}")
-            if stack is self.main and n == max(cfg.sizes):
-                self.results["conn_sse"] = {"streams": int(line[1]), **self.connections(stack)}
             proc.stdin.write("go\n")
             proc.stdin.flush()
             line = proc.stdout.readline().split()
@@ -499,16 +572,21 @@ class Bench:
             cpu = Cpu({**measured, "model": self.pids["model"], "client": proc.pid})
             start = t0 + cfg.stagger + cfg.settle
             samples = []
+            stats: list[dict[str, tuple[int, int]]] = []
+            counters: list[dict[str, float]] = []
             for k in range(int(cfg.window) + 1):
                 time.sleep(max(0.0, start + k - time.monotonic()))
                 samples.append(cpu.sample())
+                if stack is not None and k in (0, int(cfg.window)):
+                    stats.append(command_counts(stack.r))
+                    counters.append(redis_counters(stack.r))
             proc.stdout.readline()  # "done"
             proc.wait(30)
         finally:
             stop_process(proc)
         data = json.loads(out_path.read_text())
         phase = Phase(
-            system, n, n * cfg.rate, completed=data["completed"], failed=data["failed"],
+            system, n, n * cfg.rate, profile, completed=data["completed"], failed=data["failed"],
             errors=data["errors"],
         )  # fmt: skip
         order = sorted(range(len(data["received"])), key=data["received"].__getitem__)
@@ -528,6 +606,18 @@ class Bench:
             if chunks:
                 total = sum(cb[k] - ca[k] for k in measured)
                 phase.cpu_per_chunk.setdefault("total", []).append(total / chunks * 1e6)
+        window_tokens = bisect_left(received, samples[-1][0]) - lo
+        if len(stats) == 2 and window_tokens:
+            before, after = stats
+            for name, (calls, usec) in after.items():
+                c0, u0 = before.get(name, (0, 0))
+                if calls > c0:
+                    phase.commands[name] = (calls - c0) / window_tokens
+                    phase.command_usec[name] = (usec - u0) / window_tokens
+            phase.redis = {
+                key: (value - counters[0][key]) / window_tokens
+                for key, value in counters[1].items()
+            }
         self.results.setdefault("scale", []).append(phase)
         return phase
 
@@ -613,11 +703,11 @@ def report_parse(parse: dict[str, list[float]]) -> str:
 def report_scale(phases: list[Phase], window: float, rate: float) -> str:
     """The streaming-at-scale table."""
     rows = []
-    base: dict[int, Phase] = {p.chats: p for p in phases if p.system == "baseline"}
+    base = {(p.chats, p.profile): p for p in phases if p.system == "baseline"}
     for phase in phases:
         r50, r99 = percentile(phase.rates, 50), percentile(phase.rates, 1)
         l50, l99 = p50_p99(phase.latency)
-        ref = base.get(phase.chats)
+        ref = base.get((phase.chats, phase.profile))
         if ref is not None and phase.system != "baseline":
             b50, b99 = p50_p99(ref.latency)
             added = f"{fmt(l50 - b50)} / {fmt(l99 - b99)}"
@@ -635,7 +725,7 @@ def report_scale(phases: list[Phase], window: float, rate: float) -> str:
         ratio = fmt(total50 / c_ref, 2) + "x" if c_ref == c_ref and c_ref else ""
         cores = " ".join(f"{name[0]}{percentile(v, 50):.2f}" for name, v in phase.cores.items())
         rows.append([
-            f"{phase.chats} {phase.system}", f"{fmt(r50, 0)} / {fmt(r99, 0)}",
+            phase_name(phase), f"{fmt(r50, 0)} / {fmt(r99, 0)}",
             fmt(phase.expected, 0), f"{fmt(l50)} / {fmt(l99)}", added,
             cell("worker"), cell("gateway"), cell("redis"), cell("baseline"), cell("total"),
             ratio, cores, f"{phase.completed}/{phase.chats}" + (
@@ -663,9 +753,43 @@ def report_scale(phases: list[Phase], window: float, rate: float) -> str:
         + "\n\nA token is one streamed model chunk (one word here): under load a worker merges "
         "tokens already queued into one `text-delta`, so rates and CPU are counted per token, "
         "the unit the baseline and chatworker both deliver.\n\n"
+        "bursty: the model sends bursts of 10-30 tokens at 50-100 tokens/s with pauses, "
+        f"averaging {rate:g} tokens/s per chat.\n\n"
         "cores: w worker, g gateway, r redis, b baseline, m model server, c load "
         "generator (CPU seconds per second). turns done: answers complete before the phase's "
         "deadline; cut off: ended by `abort` or `__run_end`, or the stream broke."
+    )
+
+
+def phase_name(phase: Phase) -> str:
+    """``"200 chatworker"``, ``"200 chatworker, bursty"``."""
+    extra = f", {phase.profile}" if phase.profile != "steady" else ""
+    return f"{phase.chats} {phase.system}{extra}"
+
+
+def report_commands(phases: list[Phase]) -> str:
+    """Redis commands per delivered token, by command, from ``INFO commandstats``."""
+    rows = []
+    for phase in phases:
+        if not phase.commands:
+            continue
+        total_calls = sum(phase.commands.values())
+        total_usec = sum(phase.command_usec.values())
+        top = sorted(phase.commands, key=phase.commands.__getitem__, reverse=True)
+        detail = ", ".join(
+            f"{name} {phase.commands[name]:.2f} ({phase.command_usec[name]:.1f} µs)"
+            for name in top if phase.commands[name] >= 0.01
+        )
+        rows.append([phase_name(phase), fmt(total_calls, 2), fmt(total_usec, 1),
+                     detail])  # fmt: skip
+    if not rows:
+        return ""
+    head = ["chats, system", "commands / token", "command µs / token", "by command (µs / token)"]
+    return (
+        "### Redis commands per delivered token (INFO commandstats over the window)\n\n"
+        + table(head, rows)
+        + "\n\ncommand µs is the time Redis reports spending inside the commands; its CPU per "
+        "token in the table above also counts reading and writing the sockets."
     )
 
 
@@ -685,6 +809,18 @@ def report_waiting(w: dict[str, Any], sse: dict[str, Any] | None) -> str:
             f"runs holding a worker slot: {w['active_warm']}",
         ],
         ["worker RSS per warm-waiting run", f"{w['rss_per_warm'] / 1024:,.1f} KiB", ""],
+    ]
+    if "sse_streams" in w:
+        rows += [
+            [
+                f"gateway RSS with {w['sse_streams']} SSE streams open",
+                f"{w['gateway_rss_streams'] / mib:,.1f} MiB",
+                f"before: {w['gateway_rss_idle'] / mib:,.1f} MiB",
+            ],
+            ["gateway RSS per open SSE stream", f"{w['gateway_rss_per_stream'] / 1024:,.1f} KiB",
+             "streams idle between turns"],
+        ]  # fmt: skip
+    rows += [
         [
             "Redis memory per suspended run",
             f"{w['redis_per_suspended']:,.0f} B",
@@ -731,13 +867,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (under 2 min)")
+    parser.add_argument("--quick", action="store_true", help="a short run (about 3 min)")
     parser.add_argument("--rounds", type=int, help="time-to-first-chunk rounds")
     parser.add_argument("--sizes", help="comma-separated chat counts, e.g. 100,500,1000")
     parser.add_argument("--window", type=float, help="seconds measured per scale phase")
     parser.add_argument(
-        "--only", default="latency,waiting,scale", help="sections to run: latency, waiting, scale"
+        "--only",
+        default="latency,waiting,scale,bursty,turns",
+        help="sections to run: latency, waiting, scale, bursty, turns",
     )
+    parser.add_argument("--turns", help="comma-separated chat counts of the whole-turns phases")
     parser.add_argument(
         "--profile", action="store_true", help="also py-spy the processes under the largest load"
     )
@@ -767,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.sizes = tuple(int(s) for s in args.sizes.split(","))
     if args.window:
         cfg.window = args.window
+    if args.turns:
+        cfg.turns = tuple(int(s) for s in args.turns.split(","))
     cfg.profile = args.profile
     cfg.profile_dir = args.profile_dir
     for ref in args.ref:
@@ -812,7 +953,26 @@ def main(argv: list[str] | None = None) -> int:
                 for stack in bench.stacks:
                     bench.scale(stack, n)
                 print(f"  … {n} chats measured ({time.monotonic() - started:.0f} s)", flush=True)
+        if "bursty" in only:
+            bench.scale(None, cfg.bursty, "bursty")
+            for stack in bench.stacks:
+                bench.scale(stack, cfg.bursty, "bursty")
+            print(f"  … {cfg.bursty} bursty chats measured ({time.monotonic() - started:.0f} s)",
+                  flush=True)  # fmt: skip
+        if bench.results.get("scale"):
             print("\n" + report_scale(bench.results["scale"], cfg.window, cfg.rate), flush=True)
+            print("\n" + report_commands(bench.results["scale"]), flush=True)
+        if "turns" in only:
+            for n in cfg.turns:
+                whole_turns(bench, None, n)
+                for stack in bench.stacks:
+                    whole_turns(bench, stack, n)
+                print(f"  … {n} whole turns measured ({time.monotonic() - started:.0f} s)",
+                      flush=True)  # fmt: skip
+            print("\n" + report_turns(bench.results["turns"]), flush=True)
+        io = report_redis_io(bench.results.get("turns", []), bench.results.get("scale", []))
+        if io:
+            print("\n" + io, flush=True)
         if "waiting" in only:
             print(
                 "\n" + report_waiting(bench.results["waiting"], bench.results.get("conn_sse")),
@@ -821,9 +981,16 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.profile:
             bench.profile()
             print("\n" + report_profile(bench.results["profile"]), flush=True)
+        capacity = report_capacity(bench.results)
+        if capacity:
+            print("\n" + capacity, flush=True)
+        goals = report_goals(bench.results)
+        if goals:
+            print("\n" + goals, flush=True)
         if args.json:
             raw = dict(bench.results)
             raw["scale"] = [vars(p) for p in raw.get("scale", [])]
+            raw["turns"] = [vars(p) for p in raw.get("turns", [])]
             Path(args.json).write_text(json.dumps(raw, default=str))
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
     return 0

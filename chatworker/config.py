@@ -81,6 +81,12 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def stream_linger_seconds() -> float:
+    """``CHATWORKER_STREAM_LINGER_MS``: the most a chunk waits so that it shares a Redis round
+    trip with others (default 5 ms; 0 sends every append as soon as none is in flight)."""
+    return max(0.0, env_float("CHATWORKER_STREAM_LINGER_MS", 5.0)) / 1000
+
+
 def stream_maxlen() -> int:
     """``CHATWORKER_STREAM_MAXLEN``: entries kept per output stream (approximate trim)."""
     return int(env_float("CHATWORKER_STREAM_MAXLEN", 20000))

@@ -72,9 +72,16 @@ def first_chunk(task: str, seconds: float) -> None:
         FIRST_CHUNK.labels(task).observe(max(seconds, 0.0))
 
 
+_token_counters: dict[str, Any] = {}
+
+
 def tokens(task: str, count: int = 1) -> None:
     if _prom is not None:
-        TOKENS.labels(task).inc(count)
+        # Called for every streamed chunk: the labelled child is looked up once per task.
+        counter = _token_counters.get(task)
+        if counter is None:
+            counter = _token_counters[task] = TOKENS.labels(task)
+        counter.inc(count)
 
 
 def recovered() -> None:

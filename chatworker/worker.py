@@ -20,6 +20,7 @@ from celery.signals import (
 from . import logs
 from .ai._compat import hide_trio_under_gevent
 from .config import redis_url, tune_gc
+from .engine.broker import describe
 from .engine.celery_app import get_app
 from .engine.mailbox import get_mailbox
 from .engine.registry import load_tasks
@@ -37,7 +38,11 @@ except SecretMissing as exc:
     raise SystemExit(2) from None
 
 hide_trio_under_gevent()  # before any task module imports the openai client
-app = get_app()
+try:
+    app = get_app()
+except ValueError as exc:  # a setting it cannot work with, e.g. no broker for a cluster
+    sys.stderr.write(f"chatworker worker: refusing to start: {exc}\n")
+    raise SystemExit(2) from None
 tasks = load_tasks()
 if not tasks:
     log.warning("no chat tasks loaded: set CHATWORKER_TASKS to the modules that define them")
@@ -51,8 +56,9 @@ def _announce(**_: object) -> None:
     get_mailbox().start()
     serve_worker_metrics()  # CHATWORKER_METRICS_PORT, when set
     warn_dev_secret("chatworker worker")
-    log.info("chatworker worker ready: tasks %s, redis %s", ", ".join(sorted(tasks)) or "none",
-             redis_url())
+    log.info("chatworker worker ready: tasks %s, redis %s, broker %s",
+             ", ".join(sorted(tasks)) or "none", describe(redis_url()),
+             describe(str(app.conf.broker_url)))
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -374,13 +374,18 @@ def pointed_at_backend(backend: Backend, *, flush_broker: bool = False) -> Itera
 
 
 @contextmanager
-def isolated(backend: Backend, db: int) -> Iterator[Backend]:
+def isolated(backend: Backend, db: int, *, rabbitmq: Any = None) -> Iterator[Backend]:
     """:func:`isolated_db` on either backend: on a cluster (one database), run state stays on
-    the cluster and the broker moves to database ``db`` of the single server (flushed), so
-    only the workers started in the block take this test's runs."""
+    the cluster and the broker moves to database ``db`` of the single server (flushed), or to
+    ``rabbitmq``'s virtual host for ``db``, so only the workers started in the block take this
+    test's runs."""
     if not backend.cluster:
-        with isolated_db(backend.url, db) as url:
-            yield Backend("server", url, url)
+        with isolated_db(backend.url, db, rabbitmq=rabbitmq) as url:
+            yield Backend("server", url, os.environ.get("CHATWORKER_BROKER_URL") or url)
+        return
+    if rabbitmq is not None:
+        with pointed_at_backend(Backend("cluster", backend.url, rabbitmq.url_for_db(db))) as on:
+            yield on
         return
     broker = backend.broker.rsplit("/", 1)[0] + f"/{db}"
     with pointed_at_backend(Backend("cluster", backend.url, broker), flush_broker=True) as on:
@@ -388,22 +393,42 @@ def isolated(backend: Backend, db: int) -> Iterator[Backend]:
 
 
 @contextmanager
-def isolated_db(redis_url: str, db: int) -> Iterator[str]:
+def isolated_db(
+    redis_url: str, db: int, *, rabbitmq: Any = None, broker: str | None = None,
+    flush: bool = True,
+) -> Iterator[str]:
     """Point this process (Redis state and Celery broker) at another database of the server,
-    so a dedicated worker there sees only this test's runs."""
+    so a dedicated worker there sees only this test's runs.
+
+    The broker is that database too, unless ``rabbitmq`` (a ``RabbitMQServer``: its virtual
+    host kept for ``db``) or ``broker`` (a URL) names another; ``CHATWORKER_BROKER_URL`` is set
+    accordingly for the block, so workers started with ``worker_env()`` in it use it too.
+    """
     from chatworker import config
     from chatworker.engine import celery_app as app_module
 
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    if rabbitmq is not None:
+        broker = rabbitmq.url_for_db(db)
     old_app = app_module.get_app()
-    previous = os.environ["CHATWORKER_REDIS_URL"]
+    names = ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL")
+    previous = {name: os.environ.get(name) for name in names}
     os.environ["CHATWORKER_REDIS_URL"] = url
+    if broker:
+        os.environ["CHATWORKER_BROKER_URL"] = broker
+    else:
+        os.environ.pop("CHATWORKER_BROKER_URL", None)
     config.reset_redis()
-    redis.Redis.from_url(url).flushdb()
-    app_module.configure(app_module.create_app(broker=url))
+    if flush:
+        redis.Redis.from_url(url).flushdb()
+    app_module.configure(app_module.create_app(broker=broker or url))
     try:
         yield url
     finally:
-        os.environ["CHATWORKER_REDIS_URL"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         config.reset_redis()
         app_module.configure(old_app)

@@ -1,6 +1,7 @@
 """The demo chat task ``demo-openai-agents``: an OpenAI Agents SDK agent answering in a chat run.
 
-Needs the ``openai-agents`` extra. Load it next to the demo task with
+Needs the ``openai-agents`` extra. ``web.demo_frameworks`` loads it when the Agents SDK is
+installed (as ``chatworker dev`` does); alone, load it next to the demo task with
 ``CHATWORKER_TASKS=web.demo_tasks,web.demo_openai_agents`` (worker and gateway). The agent uses
 the same model as ``demo-chat`` (OpenAI with ``OPENAI_API_KEY``, else the offline demo model at
 ``CHATWORKER_DEMO_MODEL_URL``) and the demo's weather and time tools.
@@ -24,7 +25,7 @@ from chatworker import chat
 from chatworker.integrations.openai_agents import stream
 from chatworker.testing import demo
 
-from .demo_tasks import DEFAULT_DEMO_MODEL_URL, model_name, uses_demo_model
+from .demo_tasks import DEFAULT_DEMO_MODEL_URL, model_name, persist_turns, uses_demo_model
 
 __all__ = ["DEMO_OPENAI_AGENTS_TASK_ID", "demo_agent", "demo_openai_agents"]
 
@@ -64,6 +65,7 @@ def demo_agent() -> Agent[Any]:
                  model_settings=ModelSettings(include_usage=True), tools=tools)
 
 
+@persist_turns
 @chat.task(id=DEMO_OPENAI_AGENTS_TASK_ID, warm_timeout_in_seconds=30, turn_timeout="1h")
 def demo_openai_agents(run: Any) -> Any:
     """Answer with the Agents SDK agent."""

@@ -1,6 +1,7 @@
 """The demo chat task ``demo-pydantic-ai``: a pydantic-ai agent answering inside a chat run.
 
-Needs the ``pydantic-ai`` extra. Load it next to the demo task with
+Needs the ``pydantic-ai`` extra. ``web.demo_frameworks`` loads it when pydantic-ai is installed
+(as ``chatworker dev`` does); alone, load it next to the demo task with
 ``CHATWORKER_TASKS=web.demo_tasks,web.demo_pydantic_ai`` (worker and gateway). The agent uses
 the same model as ``demo-chat`` (OpenAI with ``OPENAI_API_KEY``, else the offline demo model at
 ``CHATWORKER_DEMO_MODEL_URL``) and the demo's weather and time tools.
@@ -19,7 +20,7 @@ from chatworker import chat
 from chatworker.integrations.pydantic_ai import PydanticAIStream, stream
 from chatworker.testing import demo
 
-from .demo_tasks import DEFAULT_DEMO_MODEL_URL, model_name, uses_demo_model
+from .demo_tasks import DEFAULT_DEMO_MODEL_URL, model_name, persist_turns, uses_demo_model
 
 __all__ = ["DEMO_PYDANTIC_AI_TASK_ID", "demo_agent", "demo_pydantic_ai"]
 
@@ -58,6 +59,7 @@ def demo_agent() -> Agent[None, str]:
 _AGENT: Agent[None, str] | None = None
 
 
+@persist_turns
 @chat.task(id=DEMO_PYDANTIC_AI_TASK_ID, warm_timeout_in_seconds=30, turn_timeout="1h",
            ui_message_stream_options={"send_reasoning": True})
 def demo_pydantic_ai(run: Any) -> PydanticAIStream:

@@ -1,6 +1,6 @@
-"""SQLite persistence for the demo chat: chats, their messages, and each chat's run session.
+"""SQLite persistence for the demo chat: chats, their task, messages, and each chat's run session.
 
-The demo task writes here from its ``on_turn_start`` / ``on_turn_complete`` hooks (in the
+The demo tasks write here from its ``on_turn_start`` / ``on_turn_complete`` hooks (in the
 worker) and the demo API reads here (in the gateway), so a reloaded page gets its conversation
 and the session ``{runId, publicAccessToken, lastEventId}`` it needs to resume a reply in flight.
 The file is ``CHATWORKER_DEMO_DB`` (default ``.chatworker/demo.sqlite3``).
@@ -24,6 +24,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL DEFAULT '',
+    task_id TEXT NOT NULL DEFAULT '',
     messages TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -62,10 +63,12 @@ class Session:
 
 @dataclass(frozen=True)
 class ChatRecord:
-    """A stored chat: its title, UI messages (AI SDK JSON) and session, if any."""
+    """A stored chat: its title, the task answering it ('' in a database older than the column),
+    UI messages (AI SDK JSON) and session, if any."""
 
     id: str
     title: str
+    task_id: str
     messages: list[dict[str, Any]]
     created_at: float
     updated_at: float
@@ -76,6 +79,7 @@ class ChatRecord:
         return {
             "id": self.id,
             "title": self.title,
+            "taskId": self.task_id or None,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "session": self.session.to_json() if self.session else None,
@@ -111,6 +115,9 @@ class DemoStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(chats)")}
+            if "task_id" not in columns:  # a database from before chats had a task
+                db.execute("ALTER TABLE chats ADD COLUMN task_id TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -128,12 +135,14 @@ class DemoStore:
         chat_id: str,
         messages: list[dict[str, Any]],
         *,
+        task_id: str,
         run_id: str,
         token: str,
         last_event_id: str | None,
         keep_last_event_id: bool = False,
     ) -> None:
-        """Store the conversation and the session of ``run_id``.
+        """Store the conversation and the session of ``run_id``; a new chat is ``task_id``'s
+        (a chat keeps the task it was created with).
 
         With ``keep_last_event_id`` (a turn starting) the stored position is kept when it belongs
         to the same run, since the turn's own marker does not exist yet.
@@ -141,11 +150,11 @@ class DemoStore:
         now = time.time()
         with self._connect() as db:
             db.execute(
-                "INSERT INTO chats (id, title, messages, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO chats (id, title, task_id, messages, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                 "title = CASE WHEN chats.title = '' THEN excluded.title ELSE chats.title END, "
                 "messages = excluded.messages, updated_at = excluded.updated_at",
-                (chat_id, title_of(messages), json.dumps(messages), now, now),
+                (chat_id, title_of(messages), task_id, json.dumps(messages), now, now),
             )
             if keep_last_event_id:
                 row = db.execute(
@@ -197,6 +206,7 @@ def _record(row: sqlite3.Row) -> ChatRecord:
     return ChatRecord(
         id=row["id"],
         title=row["title"],
+        task_id=row["task_id"],
         messages=json.loads(row["messages"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],

@@ -19,7 +19,7 @@ import logging
 import os
 from typing import Any
 
-from chatworker import chat
+from chatworker import ChatTask, chat
 from chatworker.ai import OpenAIChatModel, StreamTextResult, openai, stream_text
 from chatworker.protocol.messages import dump
 from chatworker.testing.demo import DEMO_TOOLS
@@ -27,7 +27,9 @@ from chatworker.testing.demo import DEMO_TOOLS
 from .demo_report import write_report_tool
 from .demo_store import get_store
 
-__all__ = ["DEMO_TASK_ID", "demo_chat", "demo_model", "model_name", "uses_demo_model"]
+__all__ = [
+    "DEMO_TASK_ID", "demo_chat", "demo_model", "model_name", "persist_turns", "uses_demo_model",
+]
 
 log = logging.getLogger("chatworker.demo")
 
@@ -123,13 +125,21 @@ def _is_stopped(message: dict[str, Any]) -> bool:
     return isinstance(metadata, dict) and metadata.get("stopped") is True
 
 
-@demo_chat.on_turn_start
-def _persist_turn_start(event: Any) -> None:
+def persist_turns(task: ChatTask) -> ChatTask:
+    """Store the chats of ``task`` in the demo's database (``demo-chat`` and the framework demo
+    tasks do): the sidebar lists them, and a reloaded page shows them and resumes their reply."""
+    task.on_turn_start(lambda event: _persist_turn_start(task.id, event))
+    task.on_turn_complete(lambda event: _persist_turn_complete(task.id, event))
+    return task
+
+
+def _persist_turn_start(task_id: str, event: Any) -> None:
     # The user's message is saved before the answer starts, with the run's session: a page
     # reloaded mid-reply shows the question and resumes the answer from the run.
     get_store().save_turn(
         event.chat_id,
         _stopped_marks(event.chat_id, [dump(m) for m in event.ui_messages]),
+        task_id=task_id,
         run_id=event.run_id,
         token=event.chat_access_token,
         last_event_id=None,
@@ -137,8 +147,7 @@ def _persist_turn_start(event: Any) -> None:
     )
 
 
-@demo_chat.on_turn_complete
-def _persist_turn_complete(event: Any) -> None:
+def _persist_turn_complete(task_id: str, event: Any) -> None:
     # The answer is saved with the marker's id: resuming after it waits for the next turn. A
     # reply the user stopped is saved marked so (``metadata.stopped``): the page labels it.
     response = event.response_message
@@ -146,7 +155,11 @@ def _persist_turn_complete(event: Any) -> None:
     get_store().save_turn(
         event.chat_id,
         _stopped_marks(event.chat_id, [dump(m) for m in event.ui_messages], stopped_id),
+        task_id=task_id,
         run_id=event.run_id,
         token=event.chat_access_token,
         last_event_id=event.last_event_id,
     )
+
+
+persist_turns(demo_chat)

@@ -26,6 +26,7 @@ from pathlib import Path
 import redis
 
 from ..config import connect, redis_cluster
+from ..engine.broker import describe
 from ..store.credentials import dev_secret
 from ..store.run_store import RunStore
 from . import devstate
@@ -285,7 +286,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     data_dir = (ROOT / data).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.setdefault("CHATWORKER_TASKS", "web.demo_tasks")
+    # The demo chat, and an agent per installed framework (the page offers each).
+    env.setdefault("CHATWORKER_TASKS", "web.demo_tasks,web.demo_frameworks")
     env.setdefault("CHATWORKER_DEMO_DB", str(data_dir / "demo.sqlite3"))
     env["PYTHONUNBUFFERED"] = "1"
     # The worker serves its Prometheus metrics on the first free port of this range.
@@ -304,6 +306,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
     signal.signal(signal.SIGINT, interrupt)  # even when started with SIGINT ignored (`cmd &`)
     try:
         lines.append(start_redis(stack, data_dir))
+        if env.get("CHATWORKER_BROKER_URL"):
+            lines.append(f"broker:  {describe(env['CHATWORKER_BROKER_URL'])} "
+                         "(CHATWORKER_BROKER_URL)")
         lines.append(start_model(stack))
         if build:
             try:

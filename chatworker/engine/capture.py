@@ -39,7 +39,6 @@ class TurnOutput:
         self.finish: dict[str, Any] | None = None
         self.aborted = False
         self.closed = False
-        self.last_id: str | None = None
         # For the metrics: the task, and when the turn took its input (set by the driver).
         self.task = ""
         self.taken_at = time.monotonic()
@@ -77,7 +76,9 @@ class TurnOutput:
 
     def _emit(self, data: dict[str, Any]) -> None:
         self.assembler.feed(data)
-        self.last_id = self.stream.write(data)
+        # Queued, not awaited: the writer batches a reply's chunks, and the turn reads on.
+        # ``close`` (and the driver before its marker) waits until they are all in Redis.
+        self.stream.send(data)
         kind = str(data.get("type"))
         if kind in _DELTAS:
             metrics.tokens(self.task)
@@ -99,6 +100,7 @@ class TurnOutput:
         else:
             self._emit(self.finish or {"type": "finish", "finishReason": "stop"})
         self.closed = True
+        self.stream.flush()
 
     @property
     def response(self) -> UIMessage | None:

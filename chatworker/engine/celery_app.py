@@ -2,7 +2,8 @@
 
 The settings keep a long-lived task from being delivered twice (early acks, no prefetch; see
 docs/architecture.md): recovery from a dead worker is chatworker's own lease and checkpoint,
-never broker redelivery.
+never broker redelivery. The broker is ``CHATWORKER_BROKER_URL`` (see :mod:`.broker`); the
+settings that only Celery's Redis transport knows are given only to a Redis broker.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from celery import Celery
 
 from ..config import Duration, broker_url, env
 from ..types import TaskDefinition
+from .broker import is_redis, transport_options
 from .start import TriggerResult, start_run
 
 log = logging.getLogger("chatworker.app")
@@ -25,18 +27,26 @@ CHAT_QUEUE = env("CHATWORKER_QUEUE", "chat")
 SETTINGS: dict[str, Any] = {
     "task_acks_late": False,
     "worker_prefetch_multiplier": 1,
-    "worker_disable_prefetch": True,
     "task_default_queue": CHAT_QUEUE,
     "task_ignore_result": True,
     "task_serializer": "json",
     "accept_content": ["json"],
     "broker_connection_retry_on_startup": True,
     "worker_cancel_long_running_tasks_on_connection_loss": True,
-    "broker_transport_options": {
-        "visibility_timeout": int(env("CHATWORKER_VISIBILITY_TIMEOUT", "3600")),
-    },
     "worker_hijack_root_logger": False,
 }
+
+
+def broker_settings(url: str) -> dict[str, Any]:
+    """The settings that depend on the broker's transport.
+
+    A Redis broker gets no ack emulation (see :func:`~.broker.transport_options`) and
+    ``worker_disable_prefetch`` (a worker fetches a message only when it has a free slot);
+    Celery supports both for Redis only.
+    """
+    if not is_redis(url):
+        return {}
+    return {"worker_disable_prefetch": True, "broker_transport_options": transport_options(url)}
 
 _app: Celery | None = None
 _bound: list[TaskDefinition] = []
@@ -97,10 +107,12 @@ class CeleryBacked:
 
 
 def create_app(name: str = "chatworker", broker: str | None = None) -> Celery:
-    """A Celery app with chatworker's settings, using ``CHATWORKER_BROKER_URL`` as broker
-    (default ``CHATWORKER_REDIS_URL`` on a single server)."""
-    app = Celery(name, broker=broker or broker_url())
+    """A Celery app with chatworker's settings, using ``broker`` or ``CHATWORKER_BROKER_URL``
+    (default ``CHATWORKER_REDIS_URL``) as its broker."""
+    url = broker or broker_url()
+    app = Celery(name, broker=url)
     app.conf.update(SETTINGS)
+    app.conf.update(broker_settings(url))
     return app
 
 
@@ -118,7 +130,8 @@ def configure(app: Celery | None = None) -> Celery:
     """Use ``app`` (your own Celery app) for every chat task that was not given one."""
     global _app
     if app is not None:
-        app.conf.update({k: v for k, v in SETTINGS.items() if k not in app.conf.changes})
+        defaults = {**SETTINGS, **broker_settings(str(app.conf.broker_url or ""))}
+        app.conf.update({k: v for k, v in defaults.items() if k not in app.conf.changes})
     _app = app or create_app()
     for task in _bound:
         task.bind(_app)

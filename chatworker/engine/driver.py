@@ -348,6 +348,7 @@ class RunDriver:
             marker["inputId"] = input_id
         if token:
             marker["publicAccessToken"] = token
+        self.stream.flush()  # the turn's chunks go before its marker
         marker_id = self.store.marker(
             self.run_id, self.local.token, marker=json.dumps(marker, separators=(",", ":")),
             checkpoint=self.checkpoint(), input_id=input_id, hook_pending=hook_pending,
@@ -411,6 +412,10 @@ class RunDriver:
         if self.ended:
             return
         self.ended = True
+        try:
+            self.stream.flush()  # chunks still queued go before ``__run_end``
+        except (LeaseLost, redis.RedisError) as exc:
+            log.debug("run %s: queued chunks were not written (%s)", self.run_id, exc)
         if not self.store.end(self.run_id, self.local.token, status, reason):
             # Already ended, or no longer ours (recovered by another worker): touch nothing.
             log.info("run %s: not ended here (it ended already or has another owner)", self.run_id)

@@ -296,9 +296,11 @@ def cooperative_broker_reconnects() -> None:
 
     ``celery -P gevent`` monkey-patches ``time`` only after ``kombu.utils.functional`` was
     imported (through ``celery.concurrency``), so that module's ``from time import sleep`` keeps
-    the blocking sleep. While the broker (Redis) was down, every reconnect back-off (2 s, 4 s,
-    ... up to 30 s) froze the whole worker: streaming turns, lease renewals, this mailbox. So a
-    Redis restart stalled every run and made all their leases lapse.
+    the blocking sleep. While the broker was down, every reconnect back-off (2 s, 4 s, ... up
+    to 30 s) froze the whole worker: streaming turns, lease renewals, this mailbox. So a Redis
+    restart (when Redis is the broker) stalled every run and made all their leases lapse. The
+    back-off is kombu's own, shared by every transport, so a RabbitMQ broker's outage is made
+    cooperative the same way.
     """
     try:
         from gevent import monkey

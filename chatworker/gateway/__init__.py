@@ -14,7 +14,8 @@ Modules, each importing only those after it:
 - :mod:`.http`: what both route sets share: JSON errors, bearer tokens, path ids, request
   reading (:class:`~.http.Gateway`), one-time token spending, ``Last-Event-ID``.
 - :mod:`.sse`: SSE framing and :class:`~.sse.Follow`, the loop every streaming route shares.
-- :mod:`.hub`: one blocking ``XREAD`` per process, fanned out to every open stream.
+- :mod:`.hub`: the entries published to every followed stream, fanned out to its subscribers.
+- :mod:`.feed`: the hub's one Pub/Sub connection per process.
 - :mod:`.subscription`: one client's view of one run's stream (catch-up, then the hub's).
-- :mod:`.wire`: stream ids, and entries as they cross the Redis wire.
+- :mod:`.wire`: entries as the gateway reads them from Redis.
 """

@@ -1,8 +1,9 @@
 """A subscription: one client's view of one run's output stream, fed by the hub.
 
 It catches up with ``XRANGE`` on the shared non-blocking client, joins the hub's live fan-out,
-reads the gap between the two, then takes entries from a bounded mailbox the hub's reader
-fills: every entry once, in order. See :mod:`chatworker.gateway.hub` for the reader side.
+reads the gap between the two, then takes entries from a bounded mailbox the hub fills with the
+entries published to the stream: every entry once, in order. See :mod:`chatworker.gateway.hub`
+for the other side.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from collections import deque
 from typing import Protocol
 
 from ..config import get_redis
-from ..store import streams
+from ..store import published, streams
 from ..store.entry_ids import RawEntry, order_key, parse_id
 from ..store.streams import check_after
 from .wire import decode
 
 __all__ = ["PAGE", "FanOut", "Subscription"]
 
-#: Entries per catch-up page (and the most one hub read brings per stream).
+#: Entries per catch-up page (and the most one catch-up read of the hub brings per stream).
 PAGE = 500
 
 
@@ -48,6 +49,7 @@ class Subscription:
         self.hub = hub
         self.run_id = run_id
         self.key = streams.key_of(run_id)
+        self.channel = published.channel_of(run_id)
         self.last: str | None = after
         self.limit = limit
         self.watch_run = watch_run
@@ -133,7 +135,7 @@ class Subscription:
         return self._advance(items)
 
     def _offer(self, entries: list[RawEntry]) -> bool:
-        """Called by the hub reader: queue entries, or return False when the mailbox is full."""
+        """Called by the hub: queue entries, or return False when the mailbox is full."""
         with self._lock:
             if len(self._mailbox) + len(entries) > self.limit:
                 self.dropped = True
@@ -145,13 +147,13 @@ class Subscription:
             return True
 
     def _lose(self) -> None:
-        """Called by the hub reader: the run's record is gone from Redis."""
+        """Called by the hub: the run's record is gone from Redis."""
         with self._lock:
             self.lost = True
             self._ready.set()
 
     def _set_stalled(self, stalled: bool) -> None:
-        """Called by the hub reader: the run's turn lost its worker, or has one again."""
+        """Called by the hub: the run's turn lost its worker, or has one again."""
         with self._lock:
             self.stalled = stalled
             self._ready.set()

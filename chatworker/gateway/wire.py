@@ -1,9 +1,9 @@
-"""Output stream entries as they cross the Redis wire to the hub.
+"""Output stream entries as the gateway reads them from Redis.
 
-The hub reads with hand-packed ``XREAD`` commands (:func:`bulk` encodes one RESP bulk string)
-and decodes the raw replies itself (:func:`decode_raw`); catch-up pages come through redis-py
-(:func:`decode`). Either way an entry is a :data:`~chatworker.store.entry_ids.RawEntry`:
-``(id, chunk JSON text)``. Stream ids are parsed by :mod:`chatworker.store.entry_ids`.
+Catch-up pages come through redis-py (:func:`decode`); published entries are parsed by
+:mod:`chatworker.store.published`. Either way an entry is a
+:data:`~chatworker.store.entry_ids.RawEntry`: ``(id, chunk JSON text)``. Stream ids are parsed by
+:mod:`chatworker.store.entry_ids`.
 """
 
 from __future__ import annotations
@@ -12,31 +12,7 @@ from typing import Any
 
 from ..store.entry_ids import RawEntry
 
-__all__ = ["bulk", "decode", "decode_raw"]
-
-
-def bulk(value: str) -> bytes:
-    """One RESP bulk string."""
-    data = value.encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def decode_raw(entries: Any) -> list[RawEntry]:
-    """Entries of a raw ``XREAD`` reply (``[id, [field, value, ...]]`` each) → ``(id, c)``."""
-    out: list[RawEntry] = []
-    for entry_id, fields in entries or ():
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        raw: Any = None
-        if fields:
-            if fields[0] in ("c", b"c"):
-                raw = fields[1]
-            else:
-                pairs = dict(zip(fields[::2], fields[1::2], strict=False))
-                raw = pairs.get("c", pairs.get(b"c"))
-        if raw is None:
-            raw = "{}"
-        out.append((eid, raw.decode() if isinstance(raw, bytes) else raw))
-    return out
+__all__ = ["decode"]
 
 
 def decode(entries: Any) -> list[RawEntry]:

@@ -6,7 +6,9 @@ streams (``stream_mode=["messages", "updates"]``) into AI SDK UI message chunks:
 tool input streamed from the model's tool call chunks, tool outputs and errors, one step per
 model call, the token usage in the message metadata and a complete ``start … finish``. A stop
 (``run.signal``) cancels the graph run and its model request at once; an error becomes an
-``error`` chunk. Needs ``pip install 'chatworker[langgraph]'``.
+``error`` chunk. A tool wrapped with :func:`require_approval` asks the user first, through the
+AI SDK tool approval chunks; the answer is acted on at the next turn. Needs
+``pip install 'chatworker[langgraph]'``.
 """
 
 from __future__ import annotations
@@ -19,20 +21,26 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from chatworker.ai import default_error_text
-from chatworker.protocol.messages import UIMessage
+from chatworker.protocol.messages import UIMessage, parse_ui_message
 from chatworker.signals import AbortSignal
 
 try:
     from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
     from langchain_core.runnables import RunnableConfig
 
+    from .langgraph_approvals import (
+        answer_approvals,
+        approval_call,
+        require_approval,
+        with_results,
+    )
     from .langgraph_history import to_langchain_messages
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "chatworker.integrations.langgraph needs LangGraph: pip install 'chatworker[langgraph]'"
     ) from exc
 
-__all__ = ["stream", "to_langchain_messages"]
+__all__ = ["require_approval", "stream", "to_langchain_messages"]
 
 log = logging.getLogger("chatworker.integrations")
 
@@ -252,15 +260,36 @@ class _Chunks:
         return []
 
     def interrupted(self, interrupts: Any) -> list[dict[str, Any]]:
-        """The graph paused for a human (``interrupt()``): the turn ends here, with the
-        interrupt's value as a ``data-langgraph-interrupt`` part."""
+        """The graph paused for a human (``interrupt()``): the turn ends here. A tool of
+        :func:`require_approval` asks with a ``tool-approval-request``; any other interrupt's
+        value is sent as a ``data-langgraph-interrupt`` part."""
         self.finish_reason = "other"
         out = self.close_parts()
         for item in interrupts or ():
             value = getattr(item, "value", item)
+            call = approval_call(value)
+            if call is not None:
+                out += self.approval_request(call)
+                continue
             out.append({"type": "data-langgraph-interrupt",
                         "id": str(getattr(item, "id", "") or uuid.uuid4().hex),
                         "data": value if _is_json(value) else str(value)})
+        return out
+
+    def approval_request(self, call: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``tool-approval-request`` (its id is the call's id) for a call waiting to run."""
+        call_id = str(call["toolCallId"])
+        self.finish_reason = "tool-calls"
+        self.outputs_done.add(call_id)  # it has no output this turn, and that is no failure
+        out = []
+        if call_id not in self.inputs_done:  # a call this stream did not show
+            self.inputs_done.add(call_id)
+            data = call.get("input")
+            out.append({"type": "tool-input-available", "toolCallId": call_id,
+                        "toolName": str(call.get("toolName") or self.names.get(call_id, "")),
+                        "input": data if _is_json(data) else str(data)})
+        out.append({"type": "tool-approval-request", "approvalId": call_id,
+                    "toolCallId": call_id})
         return out
 
     def finish(self, send_usage: bool) -> list[dict[str, Any]]:
@@ -306,12 +335,11 @@ def stream(
     in the ``finish`` chunk's message metadata (``{"usage": {inputTokens, outputTokens,
     totalTokens}}``). Return the result from a chat task or pass it to ``chat.pipe``.
     """
-    history = to_langchain_messages(run.ui_messages)
-    return _run(graph, {"messages": history}, run.signal, config, on_error, send_reasoning,
-                send_usage)
+    messages = [parse_ui_message(m) for m in run.ui_messages]
+    return _run(graph, messages, run.signal, config, on_error, send_reasoning, send_usage)
 
 
-async def _run(graph: Any, state: dict[str, Any], signal: AbortSignal,
+async def _run(graph: Any, messages: list[UIMessage], signal: AbortSignal,
                config: RunnableConfig | None, on_error: ErrorHandler | None,
                send_reasoning: bool, send_usage: bool) -> AsyncIterator[dict[str, Any]]:
     chunks = _Chunks(send_reasoning)
@@ -319,6 +347,16 @@ async def _run(graph: Any, state: dict[str, Any], signal: AbortSignal,
     if signal.aborted:
         yield _abort(signal)
         return
+    # The answers to approval requests of the last turn (the assistant message sent back) are
+    # acted on first: approved calls run, and the graph sees their results or the denials.
+    last = messages[-1] if messages and messages[-1].role == "assistant" else None
+    results, answered = await answer_approvals(graph, last, config)
+    for chunk in answered:
+        yield chunk
+    if signal.aborted:
+        yield _abort(signal)
+        return
+    state = {"messages": with_results(to_langchain_messages(messages), results)}
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     remove = signal.add_listener(lambda _reason: loop.call_soon_threadsafe(stopped.set))

@@ -12,129 +12,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from ..ai.ui_stream import UIMessageStreamFinishEvent, UIStreamOptions, ui_message_chunks
 from ..protocol.messages import (
     DynamicToolUIPart,
-    FileUIPart,
-    TextUIPart,
     ToolUIPart,
     UIMessage,
     parse_ui_message,
 )
-from ..signals import AbortSignal
+from ..signals import AbortController, AbortSignal
+from .openai_agents_history import DENIED_OUTPUT, output_text, to_input_items, tool_name
+from .sync_chunks import sync_chunks
 
 if TYPE_CHECKING:
     from agents import Agent, TResponseInputItem
 
-__all__ = ["DENIED_OUTPUT", "stream", "to_input_items"]
+__all__ = ["DENIED_OUTPUT", "AgentsStream", "stream", "to_input_items"]
 
 log = logging.getLogger("chatworker.integrations")
-
-DENIED_OUTPUT = "Tool execution denied."
-"""What the model is told a denied tool call returned (when the user gave no reason)."""
 
 ErrorHandler = Callable[[BaseException], str]
 
 
 def _default_error_text(error: BaseException) -> str:
     return "The agent run failed."
-
-
-# ---------------------------------------------------------------- history
-
-
-def _tool_name(part: ToolUIPart | DynamicToolUIPart) -> str:
-    if isinstance(part, DynamicToolUIPart):
-        return part.tool_name
-    return part.type.removeprefix("tool-")
-
-
-def _output_text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output)
-
-
-def _user_content(message: UIMessage) -> list[dict[str, Any]]:
-    content: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextUIPart):
-            content.append({"type": "input_text", "text": part.text})
-        elif isinstance(part, FileUIPart):
-            if part.media_type.startswith("image/"):
-                content.append({"type": "input_image", "image_url": part.url, "detail": "auto"})
-            else:
-                item: dict[str, Any] = {"type": "input_file"}
-                if part.url.startswith("data:"):
-                    item["file_data"] = part.url
-                else:
-                    item["file_url"] = part.url
-                if part.filename:
-                    item["filename"] = part.filename
-                content.append(item)
-    return content
-
-
-def _tool_items(part: ToolUIPart | DynamicToolUIPart,
-                results: dict[str, str]) -> list[dict[str, Any]]:
-    """The function call of a tool part and its result; a call without one is left out (the
-    model API refuses a call without its result)."""
-    call = {"type": "function_call", "call_id": part.tool_call_id, "name": _tool_name(part),
-            "arguments": json.dumps(part.input if part.input is not None else {})}
-    if part.state == "output-available":
-        output = _output_text(part.output)
-    elif part.state == "output-error":
-        output = part.error_text or "The tool failed."
-    elif part.state == "output-denied" or (
-        part.state == "approval-responded" and part.approval
-        and part.approval.get("approved") is False
-    ):
-        reason = (part.approval or {}).get("reason")
-        output = reason if isinstance(reason, str) and reason else DENIED_OUTPUT
-    elif part.tool_call_id in results:
-        output = results[part.tool_call_id]
-    else:
-        return []
-    return [call, {"type": "function_call_output", "call_id": part.tool_call_id,
-                   "output": output}]
-
-
-def to_input_items(messages: Sequence[UIMessage | dict[str, Any]],
-                   results: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """UI messages as the Agents SDK's input items (Responses API shapes), in order.
-
-    User text and files (images as ``input_image``, other files as ``input_file``), system
-    text, assistant text, and each tool call with its result (an error's text, or the denial)
-    are kept; reasoning, sources and data parts are not (see docs/integrations.md).
-    ``results`` gives the output of calls whose part has none yet (approved calls just run).
-    """
-    results = results or {}
-    items: list[dict[str, Any]] = []
-    for raw in messages:
-        message = parse_ui_message(raw)
-        if message.role == "system":
-            if message.text:
-                items.append({"role": "system", "content": message.text})
-        elif message.role == "user":
-            content = _user_content(message)
-            if content:
-                items.append({"role": "user", "content": content})
-        else:
-            text: list[str] = []
-
-            def flush(text: list[str] = text) -> None:
-                if text:
-                    items.append({"role": "assistant", "content": "".join(text)})
-                    text.clear()
-
-            for part in message.parts:
-                if isinstance(part, TextUIPart):
-                    text.append(part.text)
-                elif isinstance(part, ToolUIPart | DynamicToolUIPart):
-                    flush()
-                    items.extend(_tool_items(part, results))
-            flush()
-    return items
 
 
 # ---------------------------------------------------------------- events -> chunks
@@ -321,7 +224,7 @@ async def _answered_calls(agent: Agent[Any], message: UIMessage | None,
     tools = {t.name: t for t in await agent.get_all_tools(RunContextWrapper(context=context))
              if isinstance(t, FunctionTool)}
     for part in parts:
-        call_id, name = part.tool_call_id, _tool_name(part)
+        call_id, name = part.tool_call_id, tool_name(part)
         if (part.approval or {}).get("approved") is not True:
             denied.append({"type": "tool-output-denied", "toolCallId": call_id})
             continue
@@ -339,7 +242,7 @@ async def _answered_calls(agent: Agent[Any], message: UIMessage | None,
             ran.append({"type": "tool-output-error", "toolCallId": call_id,
                         "errorText": f"The tool '{name}' failed."})
             continue
-        results[call_id] = _output_text(_json_ready(output))
+        results[call_id] = output_text(_json_ready(output))
         ran.append({"type": "tool-output-available", "toolCallId": call_id,
                     "output": _json_ready(output)})
     return results, denied + ran
@@ -371,43 +274,142 @@ def stream(
     run: Any,
     *,
     on_error: ErrorHandler | None = None,
-    send_reasoning: bool = True,
+    send_reasoning: bool | None = None,
     signal: AbortSignal | None = None,
     **runner_options: Any,
-) -> AsyncIterator[dict[str, Any]]:
-    """Run ``agent`` on the turn's conversation and yield its reply as UI message chunks.
+) -> AgentsStream:
+    """Run ``agent`` on the turn's conversation and stream its reply as UI message chunks.
 
     ``run`` is the turn's context (``run.ui_messages``, ``run.signal``; ``signal`` overrides
     the latter). ``on_error(exc)`` gives the ``errorText`` of the error chunk (default: a
-    generic message; details go to the ``chatworker.integrations`` log).  Other keyword arguments go
-    to ``Runner.run_streamed`` (``context``, ``max_turns``, ``run_config``, ``hooks``...). The
-    usage of the whole run rides on ``finish`` as ``messageMetadata.usage``.
+    generic message; details go to the ``chatworker.integrations`` log). Other keyword arguments
+    go to ``Runner.run_streamed`` (``context``, ``max_turns``, ``run_config``, ``hooks``...).
+    The usage of the whole run rides on ``finish`` as ``messageMetadata.usage``.
+
+    The result is a chunk source: return it from a chat task or pass it to ``chat.pipe``, where
+    the task's ``ui_message_stream_options`` apply (``on_error`` and ``send_reasoning`` given
+    here win over them); or read its chunks with ``async for``.
     """
-    return _stream(agent, run, on_error, send_reasoning, signal, runner_options)
+    return AgentsStream(agent, run, on_error, send_reasoning, signal, runner_options)
+
+
+class AgentsStream:
+    """An agent run as AI SDK UI message chunks, read once: through
+    :meth:`to_ui_message_stream` (what a chat task's pipe does) or with ``async for``."""
+
+    def __init__(self, agent: Agent[Any], run: Any, on_error: ErrorHandler | None,
+                 send_reasoning: bool | None, signal: AbortSignal | None,
+                 runner_options: dict[str, Any]) -> None:
+        self.agent = agent
+        self.run = run
+        self.on_error = on_error
+        self.send_reasoning = send_reasoning
+        self.signal: AbortSignal = signal if signal is not None else run.signal
+        self.runner_options = runner_options
+        self._closed = AbortController()  # the reader went away: end the agent run
+
+    def _parts(self) -> AsyncGenerator[dict[str, Any], None]:
+        return _stream(self.agent, self.run, self.signal, self._closed.signal,
+                       self.runner_options)
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        send_reasoning = self.send_reasoning is not False
+        parts = self._parts()
+        try:
+            async for part in parts:
+                if part["type"].startswith("reasoning-") and not send_reasoning:
+                    continue
+                if "error" in part:
+                    part = {"type": "error",
+                            "errorText": _error_text(self.on_error, part["error"])}
+                yield part
+        finally:
+            await parts.aclose()
+
+    def to_ui_message_stream(
+        self,
+        message_id: str | None = None,
+        *,
+        on_error: ErrorHandler | None = None,
+        send_reasoning: bool = True,
+        send_sources: bool = False,
+        send_start: bool = True,
+        send_finish: bool = True,
+        message_metadata: Callable[[dict[str, Any]], Any] | None = None,
+        original_messages: Sequence[UIMessage | dict[str, Any]] | None = None,
+        generate_message_id: Callable[[], str] | None = None,
+        on_finish: Callable[[UIMessageStreamFinishEvent], Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The chunks, with the options of a ``stream_text`` result's ``to_ui_message_stream``
+        applied (``message_metadata`` is merged into the adapter's own ``agent``/``usage``)."""
+        options = UIStreamOptions(
+            message_id=message_id,
+            send_reasoning=(self.send_reasoning if self.send_reasoning is not None
+                            else send_reasoning),
+            send_sources=send_sources,
+            on_error=self.on_error or on_error,
+            send_start=send_start,
+            send_finish=send_finish,
+            message_metadata=_merged(message_metadata) if message_metadata else None,
+            original_messages=original_messages,
+            generate_message_id=generate_message_id,
+            on_finish=on_finish,
+        )
+        parts = sync_chunks(self._parts(), self._stop)
+        close = getattr(parts, "close", None)
+        return ui_message_chunks(parts, options, _default_error_text,
+                                 close if close is not None else lambda: None)
+
+    def _stop(self) -> None:
+        self._closed.abort("closed")
+
+
+def _merged(message_metadata: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """``message_metadata``, keeping the metadata a chunk already carries (``finish``'s usage)."""
+
+    def metadata(part: dict[str, Any]) -> Any:
+        value = message_metadata(part)
+        own = part.get("messageMetadata")
+        if isinstance(own, dict) and isinstance(value, dict):
+            return {**own, **value}
+        return own if value is None else value
+
+    return metadata
+
+
+def _error_text(on_error: ErrorHandler | None, error: BaseException) -> str:
+    if on_error is None:
+        return _default_error_text(error)
+    try:
+        text = on_error(error)
+    except Exception:
+        log.exception("on_error callback failed")
+        return _default_error_text(error)
+    return text if isinstance(text, str) else str(text)
 
 
 async def _stream(
     agent: Agent[Any],
     run: Any,
-    on_error: ErrorHandler | None,
-    send_reasoning: bool,
-    signal: AbortSignal | None,
+    signal: AbortSignal,
+    closed: AbortSignal,
     runner_options: dict[str, Any],
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The run's chunks, reasoning included; a failure is ``{"type": "error", "error": exc}``
+    (its text is the reader's to choose)."""
     try:
         from agents import Runner
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("chatworker.integrations.openai_agents needs the OpenAI Agents SDK: "
                           "pip install 'chatworker[openai-agents]'") from exc
 
-    signal = signal if signal is not None else run.signal
     messages = [parse_ui_message(m) for m in run.ui_messages]
-    chunks = _Chunks(send_reasoning)
+    chunks = _Chunks(send_reasoning=True)
     yield {"type": "start"}
     if signal.aborted:
         yield _abort_chunk(signal.reason)
         return
-    unlisten: Callable[[], None] | None = None
+    unlisten: list[Callable[[], None]] = []
     result: Any = None
     try:
         last = messages[-1] if messages and messages[-1].role == "assistant" else None
@@ -417,7 +419,7 @@ async def _stream(
             yield chunk
         items = cast("list[TResponseInputItem]", to_input_items(messages, results))
         result = Runner.run_streamed(agent, items, **runner_options)
-        unlisten = _cancel_on(signal, result)
+        unlisten += [_cancel_on(signal, result), _cancel_on(closed, result)]
         # One consumer in this task, as the SDK expects; a stop reaches the run through
         # result.cancel() (see _cancel_on), which also ends this loop at once.
         events = result.stream_events()
@@ -449,11 +451,10 @@ async def _stream(
         log.warning("the agent run failed", exc_info=True)
         for chunk in chunks.end_step():
             yield chunk
-        yield {"type": "error",
-               "errorText": (on_error or _default_error_text)(exc)}
+        yield {"type": "error", "error": exc}
         yield {"type": "finish", "finishReason": "error"}
     finally:
-        if unlisten is not None:
-            unlisten()
+        for remove in unlisten:
+            remove()
         if result is not None and not result.is_complete:
             result.cancel()

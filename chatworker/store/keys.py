@@ -50,6 +50,19 @@ def output(run_id: str) -> str:
     return f"{_tag(run_id)}:out"
 
 
+def output_channel(run_id: str) -> str:
+    """Pub/Sub channel: every entry appended to the run's output stream, published as
+    ``<entry id>\n<chunk json>`` by the append itself (``xadd()`` in ``lua/prelude.lua``, which
+    publishes on the name of the stream it appends to).
+
+    Named exactly like the stream: channels are a namespace of their own (not keys, and shared
+    by every database of a server; the run id in the name keeps runs apart), and in a Redis
+    Cluster a sharded channel (``SPUBLISH``) of this name lands in the stream key's slot. This is
+    the one place the Python side derives it; the scripts use the stream key they were given.
+    """
+    return output(run_id)
+
+
 def inbox(run_id: str) -> str:
     """List: wire payloads sent to the run and not yet taken by a turn."""
     return f"{_tag(run_id)}:in"
@@ -90,6 +103,12 @@ def token_use(jti: str) -> str:
 def wake_channel(worker_id: str) -> str:
     """Pub/Sub channel: tells one worker process that a run it owns has news."""
     return f"{PREFIX}:wake:{worker_id}"
+
+
+def hub_wake(hub_id: str) -> str:
+    """Pub/Sub channel: wakes one gateway process's hub reader (``hub_id`` is random per
+    process), which listens on the same connection as for :func:`output_channel`."""
+    return f"{PREFIX}:hub:{hub_id}"
 
 
 def _index(name: str, member: str) -> str:

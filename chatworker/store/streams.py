@@ -2,38 +2,23 @@
 
 Entry ids are made by Redis, are monotonic, and are the SSE event ids clients resume from.
 
-Appends are group-committed per process and Redis client: an append made while no other is in
-flight goes out at once, alone, from the caller; appends made while one is in flight (from any
-run of the process) are queued and sent together, in one pipeline, by a writer thread (a
-greenlet under gevent). An append still returns only once its entry is in Redis, with its id,
-so a turn's chunks are in the stream, in order, before anything that follows them (the turn
-marker, ``__run_end``). Idle, nothing changes; under load hundreds of runs share each round trip
-instead of each queueing for a pooled connection of its own.
+Appends are group-committed across the runs of a process (:mod:`.stream_writer`).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import os
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 import redis
 
-from ..config import lease_seconds, stream_maxlen
+from ..config import stream_maxlen
 from ..errors import StreamIdAhead, StreamTrimmed
 from . import keys
 from .entry_ids import Entry, is_stream_id, key_before, order_key
-from .scripts import raise_if_lease_lost, source
-
-#: Most appends sent in one round trip (a bound on a pipeline's size, not a delay).
-MAX_BATCH = 512
-#: A writer thread with nothing to send for this long ends (the next append starts one).
-IDLE_SECONDS = 30.0
-
+from .scripts import raise_if_lease_lost
+from .stream_writer import Append, Command, Fence, unfenced_append, writer_for
 
 
 def encode(chunk: dict[str, Any]) -> str:
@@ -96,192 +81,9 @@ def check_resume(client: redis.Redis[str], run_id: str, after: str) -> None:
     check_after(info, after)
 
 
-APPEND = source("append")
-_APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()
-
-Command = tuple[Any, ...]
-
-
 def _xadd(key: str, body: str, maxlen: int) -> Command:
-    """The ``XADD`` of one entry, the stream trimmed approximately to ``maxlen``."""
-    return ("XADD", key, "MAXLEN", "~", maxlen, "*", "c", body)
-
-
-class Fence:
-    """The lease a run's owner writes under: an append is refused once the lease is another's."""
-
-    __slots__ = ("lease_key", "lease_ms", "run_key", "token")
-
-    def __init__(self, run_id: str, token: str) -> None:
-        self.lease_key = keys.lease(run_id)
-        self.run_key = keys.run(run_id)
-        self.token = token
-        self.lease_ms = int(lease_seconds() * 1000)
-
-    def append(self, key: str, body: str, maxlen: int) -> Command:
-        """The fenced append of one entry (the ``append`` script, by its SHA)."""
-        return ("EVALSHA", _APPEND_SHA, 3, key, self.lease_key, self.run_key, self.token,
-                self.lease_ms, maxlen, body)
-
-
-def _no_script(exc: BaseException) -> bool:
-    return isinstance(exc, redis.exceptions.NoScriptError)
-
-
-class _Append:
-    """One queued append: filled in by the writer thread, then ``done`` is set."""
-
-    __slots__ = ("command", "done", "error", "id")
-
-    def __init__(self, command: Command) -> None:
-        self.command = command
-        self.done = threading.Event()
-        self.id: str | None = None
-        self.error: BaseException | None = None
-
-    def result(self, writer: _Writer) -> str:
-        while not self.done.wait(5.0):
-            writer.ensure_running()  # its thread died (killed at shutdown): start another
-        if self.error is not None:
-            raise self.error
-        assert self.id is not None
-        return self.id
-
-
-class _Writer:
-    """The appends of one Redis client: sent directly when none is in flight, else queued and
-    sent in batches by one background thread, in the order they were queued."""
-
-    def __init__(self, client: redis.Redis[str]) -> None:
-        self.client = client
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Append] = []
-        self._inflight = 0
-        self._thread: threading.Thread | None = None
-
-    def append(self, command: Command) -> str:
-        """Append one entry (now, or with the next batch); returns its id."""
-        item: _Append | None = None
-        with self._cond:
-            if self._inflight or self._queue:
-                item = _Append(command)
-                self._queue.append(item)
-                self._start()
-                self._cond.notify()
-            else:
-                self._inflight += 1
-        if item is not None:
-            return item.result(self)
-        try:
-            return str(self._execute(command))
-        finally:
-            with self._cond:
-                self._inflight -= 1
-
-    def submit(self, items: list[_Append]) -> None:
-        """Queue ``items`` (in order) for the next round trip."""
-        with self._cond:
-            self._queue.extend(items)
-            self._start()
-            self._cond.notify()
-
-    def ensure_running(self) -> None:
-        """Start the thread again if it is gone while appends wait."""
-        with self._cond:
-            self._start()
-
-    def _start(self) -> None:
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            thread = self._thread = threading.Thread(
-                target=self._run, name="chatworker-stream-writer", daemon=True
-            )
-            thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait(IDLE_SECONDS)
-                if not self._queue:  # idle: end; the next append starts a thread again
-                    self._thread = None
-                    return
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                self._inflight += 1
-            try:
-                self._send(batch)
-            except BaseException as exc:  # the thread is being killed: fail, don't strand
-                for item in batch:
-                    if item.id is None and item.error is None:
-                        item.error = redis.ConnectionError(f"stream write interrupted ({exc!r})")
-                raise
-            finally:
-                with self._cond:
-                    self._inflight -= 1
-                for item in batch:
-                    item.done.set()
-
-    def _execute(self, command: Command) -> Any:
-        """One command; a fenced append whose script Redis forgot (a restart) loads it again."""
-        try:
-            return self.client.execute_command(*command)
-        except redis.exceptions.NoScriptError:
-            self.client.script_load(APPEND)  # type: ignore[no-untyped-call]
-            return self.client.execute_command(*command)
-
-    def _send(self, batch: list[_Append]) -> None:
-        try:
-            if len(batch) == 1:
-                item = batch[0]
-                item.id = str(self._execute(item.command))
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for item in batch:
-                pipe.execute_command(*item.command)  # type: ignore[no-untyped-call]
-            replies = pipe.execute(raise_on_error=False)
-            if any(_no_script(reply) for reply in replies):
-                self.client.script_load(APPEND)  # type: ignore[no-untyped-call]
-                for i, (item, reply) in enumerate(zip(batch, replies, strict=True)):
-                    if _no_script(reply):
-                        replies[i] = self._execute(item.command)
-        except Exception as exc:
-            for item in batch:
-                if item.id is None:
-                    item.error = _own(exc) if len(batch) > 1 else exc
-            return
-        for item, reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                item.error = reply
-            else:
-                item.id = str(reply)
-
-
-def _own(exc: Exception) -> Exception:
-    """A copy of ``exc`` for one waiting writer (one exception object is not raised in several
-    greenlets at once: each raise rewrites its traceback)."""
-    try:
-        clone = copy.copy(exc)
-    except Exception:
-        return exc
-    clone.__cause__ = exc
-    return clone
-
-
-_writers: dict[tuple[int, int], _Writer] = {}
-_writers_lock = threading.Lock()
-
-
-def _writer(client: redis.Redis[str]) -> _Writer:
-    """This process's writer for ``client`` (a forked child makes its own)."""
-    key = (os.getpid(), id(client))
-    writer = _writers.get(key)
-    if writer is None or writer.client is not client:
-        with _writers_lock:
-            writer = _writers.get(key)
-            if writer is None or writer.client is not client:
-                writer = _writers[key] = _Writer(client)
-    return writer
+    """The unfenced append of one entry, the stream trimmed approximately to ``maxlen``."""
+    return unfenced_append(key, body, maxlen)
 
 
 class OutputStream:
@@ -293,6 +95,8 @@ class OutputStream:
         self.key = keys.output(run_id)
         self.maxlen = stream_maxlen()
         self.fence = Fence(run_id, token) if token else None
+        #: Appends sent with :meth:`send` whose outcome nobody has checked yet.
+        self._pending: list[Append] = []
 
     def _command(self, chunk: dict[str, Any]) -> Command:
         body = encode(chunk)
@@ -300,22 +104,62 @@ class OutputStream:
             return _xadd(self.key, body, self.maxlen)
         return self.fence.append(self.key, body, self.maxlen)
 
+    def send(self, chunk: dict[str, Any]) -> None:
+        """Queue ``chunk`` for the process's writer and return at once, without its id.
+
+        The chunk reaches Redis within the writer's linger, in order with this stream's other
+        appends; :meth:`write` and :meth:`flush` wait for it and raise what it met (say
+        :class:`~chatworker.store.scripts.LeaseLost`). For the many small chunks of a reply:
+        the caller goes on reading the model while the writer batches them.
+        """
+        item = Append(self._command(chunk))
+        self._pending.append(item)
+        writer_for(self.client).submit([item])
+        if len(self._pending) >= 64:
+            self._settle(wait=False)
+
+    def flush(self) -> None:
+        """Wait until every chunk :meth:`send` queued is in Redis (raise what one met)."""
+        self._settle(wait=True)
+
+    def _settle(self, *, wait: bool) -> None:
+        pending, writer = self._pending, writer_for(self.client)
+        while pending:
+            item = pending[0]
+            if not wait and not item.done.is_set():
+                return
+            del pending[0]
+            try:
+                item.result(writer)
+            except redis.ResponseError as exc:
+                raise_if_lease_lost(exc)
+                raise
+
     def write(self, chunk: dict[str, Any]) -> str:
-        """Append ``chunk``; returns its entry id once it is in Redis."""
+        """Append ``chunk``; returns its entry id once it (and every chunk sent before it) is
+        in Redis."""
         try:
-            return _writer(self.client).append(self._command(chunk))
+            if self._pending:
+                item = Append(self._command(chunk))
+                writer = writer_for(self.client)
+                writer.submit([item])
+                self.flush()
+                return item.result(writer)
+            return writer_for(self.client).append(self._command(chunk))
         except redis.ResponseError as exc:
             raise_if_lease_lost(exc)
             raise
 
     def write_many(self, chunks: Iterable[dict[str, Any]]) -> list[str]:
         """Append several chunks in one round trip; returns their ids."""
-        items = [_Append(self._command(chunk)) for chunk in chunks]
+        items = [Append(self._command(chunk)) for chunk in chunks]
         if not items:
+            self.flush()
             return []
-        writer = _writer(self.client)
+        writer = writer_for(self.client)
         writer.submit(items)
         try:
+            self.flush()
             return [item.result(writer) for item in items]
         except redis.ResponseError as exc:
             raise_if_lease_lost(exc)

@@ -10,16 +10,16 @@ import redis
 from chatworker import RunEnded, runs
 from chatworker.store import keys
 
-from ..conftest import Stack
 from ..support import events, payload, read_turn, text_of, types_of, user_message, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_multi_turn_accumulates_and_streams_complete_messages(
-    stack: Stack, chat_id: str
+    engine: redis.Redis, chat_id: str
 ) -> None:
-    r = stack.r  # on one redis-server, then on a Redis Cluster
+    """(Also on a RabbitMQ broker and on a Redis Cluster: see the ``engine`` fixture.)"""
+    r = engine
     first = user_message("hello there")
     started = runs.trigger("echo", payload(chat_id, first))
     turn0 = read_turn(r, started.run_id)
@@ -110,8 +110,9 @@ def test_hook_order_and_fields(worker: object, r: redis.Redis, chat_id: str) -> 
     assert complete["messages"][-1]["role"] == "assistant"
 
 
-def test_stop_mid_turn_then_next_turn(stack: Stack, chat_id: str) -> None:
-    r = stack.r  # on one redis-server, then on a Redis Cluster
+def test_stop_mid_turn_then_next_turn(engine: redis.Redis, chat_id: str) -> None:
+    """(Also on a RabbitMQ broker and on a Redis Cluster: see the ``engine`` fixture.)"""
+    r = engine
     started = runs.trigger(
         "echo", payload(chat_id, user_message("slow"), metadata={"words": 200, "delay": 0.05})
     )

@@ -12,6 +12,7 @@ import redis
 from chatworker import RunEnded, runs
 
 from ..conftest import Stack, worker_env
+from ..rabbitmq_support import RabbitMQServer
 from ..support import (
     events,
     isolated_db,
@@ -26,9 +27,12 @@ from ..support import (
 pytestmark = pytest.mark.integration
 
 
-def test_suspended_run_frees_its_slot_and_resumes(redis_url: str, chat_id: str) -> None:
+def test_suspended_run_frees_its_slot_and_resumes(
+    redis_url: str, chat_id: str, broker: RabbitMQServer | None
+) -> None:
+    """(On both brokers: a worker with one slot takes a message only when that slot is free.)"""
     with (
-        isolated_db(redis_url, 3) as url,
+        isolated_db(redis_url, 3, rabbitmq=broker) as url,
         running_worker(worker_env(url), pool="gevent", concurrency=1, name="solo"),
     ):
         r = redis.Redis.from_url(url, decode_responses=True)

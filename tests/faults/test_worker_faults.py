@@ -13,6 +13,7 @@ from chatworker import runs
 
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
+from ..rabbitmq_support import RabbitMQServer
 from ..support import (
     Backend,
     Worker,
@@ -35,8 +36,12 @@ def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
     return [e for e in events(r, chat_id) if e["hook"] == "on_turn_complete"]
 
 
-def test_sigkill_mid_turn_restarts_the_turn_elsewhere(backend: Backend, chat_id: str) -> None:
-    with isolated(backend, 6) as on:  # on one redis-server, then on a Redis Cluster
+def test_sigkill_mid_turn_restarts_the_turn_elsewhere(
+    backend: Backend, chat_id: str, broker: RabbitMQServer | None
+) -> None:
+    """(On one redis-server and on a Redis Cluster, on both brokers: the turn is recovered from
+    its lease, never redelivered.)"""
+    with isolated(backend, 6, rabbitmq=broker) as on:
         r = on.client()
         # Both workers are up before the turn starts (a worker slow to start on a loaded
         # machine must not let the turn finish before the kill); the one streaming is killed.
@@ -122,10 +127,10 @@ def test_sigterm_suspends_warm_runs_at_once(redis_url: str, chat_id: str) -> Non
 
 
 def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_id: str) -> None:
-    """A visibility timeout shorter than the turn: the broker may hand the task out again."""
+    """Start messages sent twice (a requeue racing a slow claim): one owner, one answer."""
     with isolated_db(redis_url, 9) as url:
         r = redis.Redis.from_url(url, decode_responses=True)
-        env = worker_env(url, CHATWORKER_VISIBILITY_TIMEOUT="2")
+        env = worker_env(url)
         with running_worker(env, name="vis-a"), running_worker(env, name="vis-b"):
             started = runs.trigger("echo", payload(chat_id, user_message("long"),
                                                    metadata={"words": 80, "delay": 0.06}))
@@ -133,7 +138,8 @@ def test_redelivered_message_never_gives_a_run_two_owners(redis_url: str, chat_i
             assert types_of(entries).count("start") == 1
             assert types_of(entries).count("__turn_start") == 1
             assert text_of(entries).count("echo: long") == 1
-            time.sleep(3)  # longer than the visibility timeout
+            runs.enqueue(started.run_id)  # a second start message for a running run
+            time.sleep(3)
             assert len(completes_for(r, chat_id)) == 1
             # Two resumes racing for the same suspended run: one owner, one answer.
             runs.send_message(started.run_id, payload(chat_id, user_message("next")))

@@ -23,7 +23,7 @@ import redis
 
 from chatworker import config
 from chatworker.gateway.hub import reset_hub
-from chatworker.store import keys
+from chatworker.store.streams import OutputStream
 
 from ..support import ARTIFACTS, ROOT, Backend, free_port
 
@@ -234,11 +234,9 @@ class SSEClient:
 
 
 def xadd_chunks(client: redis.Redis, run_id: str, chunks: list[dict[str, Any]]) -> list[str]:
-    """Append chunks to a run's output stream as the engine does; returns their ids."""
-    pipe = client.pipeline(transaction=False)
-    for chunk in chunks:
-        pipe.xadd(keys.output(run_id), {"c": json.dumps(chunk, separators=(",", ":"))})
-    return [str(i) for i in pipe.execute()]
+    """Append chunks to a run's output stream as the engine does (each entry published too);
+    returns their ids."""
+    return OutputStream(client, run_id).write_many(chunks)
 
 
 def finished_turn(

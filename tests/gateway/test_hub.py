@@ -19,6 +19,7 @@ from chatworker.gateway.subscription import Subscription
 from chatworker.store import keys
 from chatworker.store.entry_ids import RawEntry as Entry
 from chatworker.store.entry_ids import parse_id, previous_id
+from chatworker.store.streams import OutputStream
 
 from ..support import Backend, RedisServer, pointed_at_backend
 from .conftest_helpers import gateway_db
@@ -65,10 +66,8 @@ def new_run() -> str:
 
 
 def add(r: redis.Redis, run_id: str, n: int, tag: str = "x") -> list[str]:
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd(keys.output(run_id), {"c": f'{{"type":"data-{tag}","data":{i}}}'})
-    return [str(x) for x in pipe.execute()]
+    """Append ``n`` entries as the engine does (each published too)."""
+    return OutputStream(r, run_id).write_many({"type": f"data-{tag}", "data": i} for i in range(n))
 
 
 def all_ids(r: redis.Redis, run_id: str) -> list[str]:
@@ -183,7 +182,7 @@ def test_slow_subscriber_is_dropped_without_slowing_others(
 
 
 def test_a_new_stream_wakes_the_reader(gateway_db: str, gateway_redis: redis.Redis) -> None:
-    hub = Hub(block_ms=10_000)  # without a wake-up, a new stream would wait up to 10 s
+    hub = Hub(idle_seconds=10)  # without a wake-up, a new stream would wait up to 10 s
     try:
         a, b = new_run(), new_run()
         with hub.subscribe(a) as sub_a:
@@ -255,8 +254,7 @@ def test_reader_reconnects_after_redis_restarts(gateway_db: str) -> None:
             server.stop()
             time.sleep(1.5)
             server.start()
-            ms = parse_id(first[-1])[0] + 1000
-            later = [str(r.xadd(keys.output(run_id), {"c": "{}"}, id=f"{ms}-{n}")) for n in (1, 2)]
+            later = add(r, run_id, 2)  # the restarted Redis has forgotten the scripts too
             assert collect(sub, later[-1], timeout=15) == later
     finally:
         hub.stop()

@@ -41,3 +41,14 @@ def agent_trouble(error: BaseException) -> str:
 @chat.task(id="openai-agents", warm_timeout_in_seconds=5)
 def agents_chat(run: Any) -> Any:
     return stream(make_agent(), run, on_error=agent_trouble)
+
+
+def model_name(part: dict[str, Any]) -> dict[str, Any] | None:
+    return {"model": "scripted-model"} if part["type"] in ("start", "finish") else None
+
+
+@chat.task(id="openai-agents-options", warm_timeout_in_seconds=5,
+           ui_message_stream_options={"message_metadata": model_name, "send_reasoning": False,
+                                      "on_error": lambda error: "the task's error text"})
+def agents_with_options(run: Any) -> Any:
+    return stream(make_agent(), run)

@@ -12,7 +12,7 @@ from langchain_openai import ChatOpenAI
 from langgraph.prebuilt import create_react_agent
 
 from chatworker import chat
-from chatworker.integrations.langgraph import stream
+from chatworker.integrations.langgraph import require_approval, stream
 
 
 @tool
@@ -21,9 +21,16 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
+@tool
+def book_table(place: str) -> str:
+    """Book a table (the user must agree)."""
+    return f"booked at {place}"
+
+
 @chat.task(id="langgraph-agent", warm_timeout_in_seconds=5)
 def langgraph_agent(ctx: Any) -> Any:
     model = ChatOpenAI(model="scripted-model", base_url=os.environ["OPENAI_BASE_URL"],
                        api_key="k", max_retries=0, stream_usage=True,
                        http_async_client=openai.DefaultAsyncHttpxClient())
-    return stream(create_react_agent(model, [get_weather]), ctx)
+    tools = [get_weather, require_approval(book_table)]
+    return stream(create_react_agent(model, tools), ctx)

@@ -274,7 +274,7 @@ def test_on_error_names_the_error(server: ModelServer) -> None:
 
 
 def test_an_interrupt_ends_the_turn_with_its_value_as_a_data_part() -> None:
-    """Human in the loop is not mapped to approvals: the interrupt's value reaches the client."""
+    """An interrupt that is no tool approval reaches the client as its value, in a data part."""
 
     def ask(state: MessagesState) -> dict[str, Any]:
         answer = interrupt({"question": "Book the flight?"})

@@ -11,9 +11,10 @@ pytest.importorskip("langgraph", reason="LangGraph is not installed (extra 'lang
 pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
 
 from chatworker import runs
-from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
+from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall, call_then_report
 from chatworker.testing.checks import assert_valid_ui_stream
 
+from ..approval_support import answer, assistant_of
 from ..conftest import worker_env
 from ..faults.helpers import pointed_at
 from ..support import (
@@ -110,3 +111,27 @@ def test_model_failure_is_an_error_chunk_and_the_run_lives(
     errors = [c for c in chunks(entries) if c["type"] == "error"]
     assert len(errors) == 1 and "exploded" not in errors[0]["errorText"]
     assert runs.status(started.run_id).status in {"waiting", "running"}
+
+
+def test_an_approval_ends_the_turn_and_the_answer_runs_the_tool(
+    lg_worker: Worker, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    call_id = f"b-{chat_id}"
+    model_server.on(f"book {chat_id}", call_then_report(
+        ToolCall("book_table", {"place": "Nora"}, id=call_id)))
+    user = user_message(f"book {chat_id}")
+    started = runs.trigger("langgraph-agent", payload(chat_id, user))
+    first = read_turn(r, started.run_id)
+    assert_valid_ui_stream(chunks(first))
+    assert types_of(first)[-4:] == ["tool-approval-request", "finish-step", "finish",
+                                    "__turn_complete"]
+    message = assistant_of(chunks(first), message_id=chunks(first)[0]["messageId"])
+    assert message["parts"][-1]["state"] == "approval-requested"
+
+    runs.send_message(started.run_id, payload(chat_id, user, answer(message, approved=True)))
+    second = chunks(read_turn(r, started.run_id, after=first[-1][0]))
+    assert_valid_ui_stream(second, [call_id])
+    assert second[0] == {"type": "start", "messageId": message["id"]}
+    assert second[1] == {"type": "tool-output-available", "toolCallId": call_id,
+                         "output": "booked at Nora"}
+    assert text_of([("", c) for c in second]) == "Got book_table: booked at Nora"

@@ -17,13 +17,14 @@ pytest.importorskip("langchain_openai", reason="langchain-openai is not installe
 
 from langgraph.prebuilt import ToolNode
 
-from chatworker.integrations.langgraph import stream
+from chatworker.integrations.langgraph import require_approval, stream
 from chatworker.protocol.assemble import MessageAssembler
 from chatworker.signals import AbortController
-from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall
+from chatworker.testing import Error, ModelServer, Silence, Text, ToolCall, call_then_report
 
 from ..ai.test_conformance import HERE, SCRIPT, _node, _normalise
 from .test_langgraph import Turn, agent, broken, collect, get_weather, user
+from .test_langgraph_approvals import book_table
 
 
 def _scenarios(server: ModelServer) -> dict[str, list[dict[str, Any]]]:
@@ -35,6 +36,7 @@ def _scenarios(server: ModelServer) -> dict[str, list[dict[str, Any]]]:
     server.on("bad json", [Text("Sorry.")], once=True)
     server.on("fail", [Error(500, "boom")])
     server.on("stop", [Text("Partial answer that"), Silence(10)])
+    server.on("book", call_then_report(ToolCall("book_table", {"place": "Nora"})))
     out = {
         "text": collect(stream(agent(server), Turn([user("hello")]))),
         "tool": collect(stream(agent(server), Turn([user("weather")]))),
@@ -42,6 +44,8 @@ def _scenarios(server: ModelServer) -> dict[str, list[dict[str, Any]]]:
             agent(server, ToolNode([broken], handle_tool_errors=True)), Turn([user("broken")]))),
         "bad_tool_input": collect(stream(agent(server, [get_weather]), Turn([user("bad json")]))),
         "model_error": collect(stream(agent(server), Turn([user("fail")]))),
+        "approval": collect(stream(agent(server, [require_approval(book_table)]),
+                                   Turn([user("book")]))),
     }
     controller = AbortController()
 
@@ -93,3 +97,5 @@ def test_sdk_parses_and_assembles_the_langgraph_streams(tmp_path: Path) -> None:
     assert "tool-input-error" in kinds["bad_tool_input"]
     assert "error" in kinds["model_error"]
     assert produced["aborted"][-1]["type"] == "abort"
+    assert "tool-approval-request" in kinds["approval"]
+    assert report["approval"]["message"]["parts"][-1]["state"] == "approval-requested"

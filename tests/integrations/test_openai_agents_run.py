@@ -17,6 +17,7 @@ from chatworker.engine.registry import load_tasks
 from chatworker.testing import (
     Error,
     ModelServer,
+    Reasoning,
     Seen,
     Silence,
     Text,
@@ -121,3 +122,25 @@ def test_a_model_failure_is_an_error_chunk_and_the_run_goes_on(
     model_server.on(f"again {chat_id}", [Text("fine now")])
     runs.send_message(started.run_id, payload(chat_id, user_message(f"again {chat_id}")))
     assert text_of(read_turn(r, started.run_id, after=entries[-1][0])) == "fine now"
+
+
+def test_the_tasks_stream_options_apply(agents_worker: Worker, model_server: ModelServer,
+                                        r: redis.Redis, chat_id: str) -> None:
+    model_server.on(f"think {chat_id}", [Reasoning("pondering"), Text("An answer.")])
+    started = runs.trigger("openai-agents-options",
+                           payload(chat_id, user_message(f"think {chat_id}")))
+    turn = chunks(read_turn(r, started.run_id))
+    assert_valid_ui_stream(turn)
+    # message_metadata: on start, and on finish next to the adapter's own agent and usage
+    assert turn[0]["messageMetadata"] == {"model": "scripted-model"}
+    finish = turn[-1]["messageMetadata"]
+    assert finish["model"] == "scripted-model" and finish["agent"] == "assistant"
+    assert finish["usage"]["outputTokens"] > 0
+    # send_reasoning=False
+    assert not [c for c in turn if c["type"].startswith("reasoning")]
+    assert text_of([("", c) for c in turn]) == "An answer."
+    # on_error
+    model_server.on(f"fail {chat_id}", [Error(500)])
+    runs.send_message(started.run_id, payload(chat_id, user_message(f"fail {chat_id}")))
+    failed = chunks(read_turn(r, started.run_id, turn=1))
+    assert [c["errorText"] for c in failed if c["type"] == "error"] == ["the task's error text"]

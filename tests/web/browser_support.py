@@ -8,6 +8,7 @@ Redis database, with the demo model pointed at a scripted model server.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ def create_demo_app() -> Flask:
     if "chatworker_demo" not in app.blueprints:
         app.register_blueprint(demo_blueprint())
     return app
+
+
+def create_demo_app_without(*packages: str) -> Flask:
+    """:func:`create_demo_app` on a machine where ``packages`` are not installed: importing
+    them fails as it does for a missing package (for the demo's optional framework agents)."""
+    for name in packages:
+        sys.modules[name] = None  # type: ignore[assignment]
+    return create_demo_app()
 
 
 def DemoGateway(env: dict[str, str], *, name: str) -> Gunicorn:
@@ -75,15 +84,17 @@ class DemoStack:
 
 @contextmanager
 def demo_stack(
-    redis_url: str, db: int, model_url: str, db_path: Path, **env: str
+    redis_url: str, db: int, model_url: str, db_path: Path, *, tasks: str = "web.demo_tasks",
+    **env: str,
 ) -> Iterator[DemoStack]:
-    """Start the demo's worker and gateway on Redis database ``db`` (flushed first)."""
+    """Start the demo's worker and gateway on Redis database ``db`` (flushed first), both
+    loading ``tasks`` (``CHATWORKER_TASKS``)."""
     url = db_url(redis_url, db)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     environment = gateway_env(
         url,
-        CHATWORKER_TASKS="web.demo_tasks",
+        CHATWORKER_TASKS=tasks,
         CHATWORKER_DEMO_MODEL_URL=model_url,
         CHATWORKER_DEMO_DB=str(db_path),
         CHATWORKER_SSE_HEARTBEAT="2",

@@ -1,12 +1,19 @@
 /** The demo page: a sidebar of chats and the open conversation, over ChatWorkerTransport. */
 
 import type { Chat } from "@ai-sdk/react";
-import type { ChatSession, ChatWorkerTransport } from "@chatworker/transport";
-import { useChatWorkerTransport } from "@chatworker/transport/react";
+import { ChatWorkerTransport, type ChatSession } from "@chatworker/transport";
 import type { UIMessage } from "ai";
 import { useCallback, useEffect, useRef, useState } from "react";
 
-import { deleteChat, fetchChat, fetchChats, fetchConfig, type ChatSummary, type DemoConfig } from "./api";
+import {
+  deleteChat,
+  fetchChat,
+  fetchChats,
+  fetchConfig,
+  fetchTaskToken,
+  type ChatSummary,
+  type DemoConfig,
+} from "./api";
 import { chatFor, forgetChat, newChatId } from "./chats";
 import { Conversation } from "./Conversation";
 import { Sidebar } from "./Sidebar";
@@ -51,6 +58,8 @@ function sessionsOf(chats: ChatSummary[]): Record<string, ChatSession> {
 function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: ChatSummary[] }) {
   const [chats, setChats] = useState(initialChats);
   const [selected, setSelected] = useState(() => chatFromUrl() ?? newChatId());
+  // Who answers a new chat; a chat keeps the task it was created with.
+  const [agent, setAgent] = useState(config.taskId);
   // Chats the server has stored: only those are fetched (a new chat has nothing to fetch yet).
   const stored = useRef(new Set(initialChats.map((chat) => chat.id)));
   const refresh = useCallback(() => {
@@ -64,27 +73,45 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
       300,
     );
   }, []);
-  const transport = useChatWorkerTransport({
-    task: config.taskId,
-    baseURL: config.chatApi,
-    // Asked only to start a run or renew a run's token; fetched fresh each time.
-    accessToken: async () => (await fetchConfig()).accessToken,
-    sessions: sessionsOf(initialChats),
-    // Watches each reply's stream, so the page can say when it stalls.
-    fetch: watchingFetch(),
-  });
+  // One transport per task (a transport talks to one task), made when a chat first needs it.
+  const transports = useRef(new Map<string, ChatWorkerTransport>());
+  const transportFor = (taskId: string): ChatWorkerTransport => {
+    let transport = transports.current.get(taskId);
+    if (transport === undefined) {
+      transport = new ChatWorkerTransport({
+        task: taskId,
+        baseURL: config.chatApi,
+        // Asked only to start a run or renew a run's token; fetched fresh each time.
+        accessToken: () => fetchTaskToken(taskId),
+        sessions: sessionsOf(initialChats.filter((chat) => (chat.taskId ?? config.taskId) === taskId)),
+        // Watches each reply's stream, so the page can say when it stalls.
+        fetch: watchingFetch(),
+      });
+      transports.current.set(taskId, transport);
+    }
+    return transport;
+  };
+  const current = chats.find((chat) => chat.id === selected);
+  const task = current ? (current.taskId ?? config.taskId) : agent;
+  const transport = transportFor(task);
 
   useEffect(() => showInUrl(selected), [selected]);
 
   const addDraft = useCallback(
-    (id: string, text: string) =>
+    (id: string, text: string, taskId: string) =>
       setChats((list) =>
         list.some((chat) => chat.id === id)
           ? list
-          : [{ id, title: text.slice(0, 60), updatedAt: Date.now() / 1000, session: null }, ...list],
+          : [{ id, title: text.slice(0, 60), taskId, updatedAt: Date.now() / 1000, session: null }, ...list],
       ),
     [],
   );
+
+  function pickAgent(taskId: string): void {
+    setAgent(taskId);
+    forgetChat(selected); // an untouched new chat: start it again with the agent picked
+    setSelected(newChatId());
+  }
 
   async function remove(id: string): Promise<void> {
     forgetChat(id);
@@ -109,6 +136,25 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
           <span className="model" data-testid="model">
             {config.model}
           </span>
+          {config.tasks.length > 1 && (
+            <label className="agent">
+              Agent{" "}
+              <select
+                data-testid="agent"
+                value={task}
+                disabled={current !== undefined}
+                title={current ? "A chat keeps the agent it started with" : "Who answers this new chat"}
+                onChange={(event) => pickAgent(event.target.value)}
+              >
+                {config.tasks.map((choice) => (
+                  <option key={choice.id} value={choice.id}>
+                    {choice.label}
+                  </option>
+                ))}
+                {!config.tasks.some((choice) => choice.id === task) && <option value={task}>{task}</option>}
+              </select>
+            </label>
+          )}
           {config.demoModel && (
             <div className="demo-note" data-testid="demo-note">
               Offline demo model (no OPENAI_API_KEY set)
@@ -121,7 +167,7 @@ function ChatApp({ config, initialChats }: { config: DemoConfig; initialChats: C
           stored={stored.current.has(selected)}
           transport={transport}
           heartbeatSeconds={config.heartbeatSeconds}
-          onSend={(text) => addDraft(selected, text)}
+          onSend={(text) => addDraft(selected, text, task)}
           onFinish={refresh}
         />
       </main>

@@ -3,8 +3,17 @@
 import type { ChatSession } from "@chatworker/transport";
 import type { UIMessage } from "ai";
 
+/** A demo task a new chat may be answered by (`demo-chat`, or a framework's agent). */
+export interface Agent {
+  id: string;
+  label: string;
+}
+
 export interface DemoConfig {
+  /** The default task (`demo-chat`). */
   taskId: string;
+  /** The agents a new chat may pick, the default first. */
+  tasks: Agent[];
   demoModel: boolean;
   model: string;
   chatApi: string;
@@ -16,6 +25,8 @@ export interface DemoConfig {
 export interface ChatSummary {
   id: string;
   title: string;
+  /** The task the chat was created with (null in a database older than this field). */
+  taskId: string | null;
   updatedAt: number;
   session: ChatSession | null;
 }
@@ -33,6 +44,12 @@ async function getJson<T>(path: string): Promise<T> {
 }
 
 export const fetchConfig = (): Promise<DemoConfig> => getJson<DemoConfig>("/config");
+
+/** A trigger token for one of the demo's agents. */
+export async function fetchTaskToken(taskId: string): Promise<string> {
+  const body = await getJson<{ accessToken: string }>(`/tasks/${encodeURIComponent(taskId)}/token`);
+  return body.accessToken;
+}
 
 export const fetchChats = (): Promise<ChatSummary[]> => getJson<ChatSummary[]>("/chats");
 

@@ -3,8 +3,13 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- Every append to an output stream also publishes the entry, `<id>\n<chunk json>`, on the
+-- channel named like the stream (keys.output_channel): readers are told of it (the gateway's
+-- hub) instead of polling. It is in the stream before it is published, by the same script.
 local function xadd(stream, maxlen, chunk)
-  return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'c', chunk)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'c', chunk)
+  redis.call('PUBLISH', stream, id .. '\n' .. chunk)
+  return id
 end
 local function is_ended(st)
   return st == 'completed' or st == 'canceled' or st == 'failed'
