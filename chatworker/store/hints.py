@@ -17,25 +17,38 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis
 
 from . import keys
-from .scripts import registered
+from .scripts import registered, run_many
 
 #: The score bound of a drop that takes the hint whatever its score.
 ANY = 2**53
 
 
-def add(client: redis.Redis[str], index: str, run_ids: Iterable[str], delay_ms: int) -> int:
-    """Hint ``run_ids`` in ``index`` at Redis's time plus ``delay_ms``; returns that score
-    (of the last bucket written; buckets written in one call differ by microseconds)."""
+def add(client: redis.Redis[str], index: str, run_ids: Iterable[str], delay_ms: int, *,
+        only_new: bool = False) -> int:
+    """Hint ``run_ids`` in ``index`` at Redis's time plus ``delay_ms`` (one script call per
+    bucket, in one pipeline); returns that score (of the last bucket written: buckets written in
+    one call differ by microseconds). ``only_new`` keeps the hints that exist and returns 0 when
+    none was added."""
     by_bucket: dict[str, list[str]] = {}
     for run_id in run_ids:
         by_bucket.setdefault(keys.index(index, run_id), []).append(run_id)
+    flag = "1" if only_new else "0"
+    calls = [([key], [delay_ms, flag, *members]) for key, members in by_bucket.items()]
+    if len(calls) == 1:
+        replies: list[Any] = [registered(client)["hint"](keys=calls[0][0], args=calls[0][1])]
+    else:
+        replies = run_many(client, "hint", calls)
     score = 0
-    for key, members in by_bucket.items():
-        score = int(registered(client)["hint"](keys=[key], args=[delay_ms, *members]))
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+        if int(reply[1]) or not only_new:
+            score = int(reply[0])
     return score
 
 

@@ -28,6 +28,8 @@ __all__ = ["LeaseLost", "RunStore"]
 REQUEUE_MAX_MS = 60_000
 #: How long a chat's recorded tool results are kept after the last one was written.
 TOOL_RECORD_SECONDS = 30 * 86_400
+#: The statuses of a run waiting for a worker to start it (the start hint keeps them found).
+STARTING = ("queued", "resuming")
 #: How long an ``Idempotency-Key`` remembers the run it created.
 IDEMPOTENCY_SECONDS = 86_400
 
@@ -127,13 +129,17 @@ class RunStore:
         """
         requeue_ms = _ms(requeue_seconds())
         # Before the send: if it resumes a suspended run, that run is found even should this
-        # process die before the resume is enqueued (the sweep drops the hint otherwise).
-        hints.add(self.client, RESUMING, [run_id], requeue_ms)
+        # process die before the resume is enqueued. A hint the run already has is kept (a queued
+        # run's), and the one added here is dropped again unless the send resumed the run.
+        hinted = hints.add(self.client, RESUMING, [run_id], requeue_ms, only_new=True)
         result = self._run("send", [keys.run(run_id), keys.inbox(run_id)],
                            [item, run_id, requeue_ms, policy, stop_reason])
         values = [str(v) for v in result] + ["", ""]
+        starting = values[0] == "resume" or (values[0] == "ok" and values[4] in STARTING)
+        if hinted and not starting and values[0] != "full":
+            hints.drop(self.client, RESUMING, run_id, hinted)
         if values[0] == "ok":
-            self._notify(values[3], values[4:-2])
+            self._notify(values[3], values[5:-2])
         return values[0], values[1], values[2] or "queue"
 
     def stop(self, run_id: str, reason: str, input_id: str | None) -> str:

@@ -166,3 +166,21 @@ def test_renewing_keeps_the_leases_still_owned_and_names_the_lost_ones(
     assert store.renew(WORKER, [(kept, kept_token), (lost, lost_token)]) == {lost}
     assert client.pttl(keys.lease(kept)) > 1000
     assert client.zscore(keys.index(keys.ACTIVE, kept), kept) is not None
+
+
+def test_only_a_run_waiting_to_start_has_a_start_hint(store: RunStore, client: redis.Redis) -> None:
+    run_id = new_run(store)
+    hint = keys.index(keys.RESUMING, run_id)
+    queued_at = client.zscore(hint, run_id)
+    assert store.send(run_id, "{}")[0] == "ok"  # still queued: its hint stays as it was
+    assert client.zscore(hint, run_id) == queued_at
+    token = owned(store, run_id)
+    assert client.zscore(hint, run_id) is None  # claimed
+    store.take(run_id, 0, token)
+    assert store.send(run_id, "{}")[0] == "ok"  # a live run: no start hint left behind
+    assert client.zscore(hint, run_id) is None
+    store.take(run_id, 1, token)
+    store.take(run_id, 2, token)  # the inbox is empty again
+    assert store.suspend(run_id, token, 60, "{}") == 1
+    assert store.send(run_id, "{}")[0] == "resume"  # found by the sweep should its start be lost
+    assert client.zscore(hint, run_id) is not None

@@ -8,8 +8,8 @@
 --              the turn takes it at its next step boundary (steer_take), or, if the turn ends
 --              first, it is answered as a turn of its own (take marks it `turn`);
 --   reject:    nothing is written: {'busy', streaming input}.
--- Accepted: {'ok', input id, policy, owner, notices...}: the caller publishes the notices to the
--- owner's wake channel (a channel is in another slot); or {'resume', input id, 'queue'} when a
+-- Accepted: {'ok', input id, policy, owner, status, notices...}: the caller publishes the
+-- notices to the owner's wake channel (a channel is in another slot); or {'resume', input id, 'queue'} when a
 -- suspended run flips to resuming (its start deadline `start_due` set: the caller enqueues it).
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing'} end
@@ -37,7 +37,7 @@ if st == 'suspended' then
   return {'resume', input_id, 'queue'}
 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
-local result = {'ok', input_id, policy, owner}
+local result = {'ok', input_id, policy, owner, st}
 if policy == 'steer' then
   redis.call('HSET', KEYS[1], 'steer:' .. input_id, current)
 elseif policy == 'interrupt' then
