@@ -97,14 +97,13 @@ class RunDriver:
     # -- state -----------------------------------------------------------------------------
     def restore(self) -> bool:
         """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
-        record = self.store.record(self.run_id)
+        record, state = self.store.record_and_checkpoint(self.run_id)
         self.chat_id = record.get("chat_id", "")
         logs.bind(chat_id=self.chat_id)
         self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
         self.continuation = record.get("continuation") == "1"
         self.previous_run_id = record.get("previous_run_id") or None
         self.preloaded = self.initial.trigger == "preload"
-        state = self.store.checkpoint(self.run_id)
         if state:
             self.turn_number = state["turn"]
             self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
