@@ -84,7 +84,7 @@ class Config:
 
     rounds: int = 200
     warmup: int = 10
-    sizes: tuple[int, ...] = (100, 500, 1000)
+    sizes: tuple[int, ...] = (50, 200, 1000)
     rate: float = 20.0
     window: float = 8.0
     settle: float = 2.0
