@@ -1,5 +1,6 @@
 """The benchmark suite: ``python -m bench`` (or ``python bench/run.py``), ``--quick`` for short;
-``python -m bench soak`` runs the reliability soak instead (``bench/soak.py``).
+``python -m bench soak`` runs the reliability soak instead (``bench/soak.py``), and
+``python -m bench timeline`` shows where a turn's start goes (``bench/timeline.py``).
 
 It starts a throwaway redis-server, the scripted model server (its own gevent process), one
 celery worker process (gevent pool), one chatworker gateway process and one baseline process
@@ -83,7 +84,7 @@ class Config:
 
     rounds: int = 200
     warmup: int = 10
-    sizes: tuple[int, ...] = (100, 500, 1000)
+    sizes: tuple[int, ...] = (50, 200, 1000)
     rate: float = 20.0
     window: float = 8.0
     settle: float = 2.0
@@ -856,12 +857,17 @@ def report_profile(profile: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the suite and print the tables (``soak`` as the first argument: the soak)."""
+    """Run the suite and print the tables (``soak`` as the first argument: the soak;
+    ``timeline``: where a turn's start goes)."""
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["soak"]:
         from bench.soak import main as soak
 
         return soak(args_in[1:])
+    if args_in[:1] == ["timeline"]:
+        from bench.timeline import main as timeline
+
+        return timeline(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,

@@ -76,9 +76,14 @@ class TurnOutput:
 
     def _emit(self, data: dict[str, Any]) -> None:
         self.assembler.feed(data)
-        # Queued, not awaited: the writer batches a reply's chunks, and the turn reads on.
-        # ``close`` (and the driver before its marker) waits until they are all in Redis.
-        self.stream.send(data)
+        if data.get("type") == "start":
+            # Written at once: the turn goes on to build its model request, and a queued
+            # ``start`` would wait behind that work for the writer's turn.
+            self.stream.write(data)
+        else:
+            # Queued, not awaited: the writer batches a reply's chunks, and the turn reads on.
+            # ``close`` (and the driver before its marker) waits until they are all in Redis.
+            self.stream.send(data)
         kind = str(data.get("type"))
         if kind in _DELTAS:
             metrics.tokens(self.task)

@@ -75,6 +75,7 @@ class RunDriver:
         self.stream = OutputStream(self.redis, run_id, token=local.token)
         self.accumulator = MessageAccumulator()
         self.turn_number = 0
+        self.news_at_take = 0  # the run's message notices heard when the turn was taken
         self.warm_override: float | None = None
         self.turn_timeout_override: float | None = None
         self.max_duration_override: float | None = None
@@ -96,14 +97,13 @@ class RunDriver:
     # -- state -----------------------------------------------------------------------------
     def restore(self) -> bool:
         """Load the run record and, when resuming, the checkpoint; True if it was resumed."""
-        record = self.store.record(self.run_id)
+        record, state = self.store.record_and_checkpoint(self.run_id)
         self.chat_id = record.get("chat_id", "")
         logs.bind(chat_id=self.chat_id)
         self.initial = ChatWirePayload.model_validate(json.loads(record["initial"]))
         self.continuation = record.get("continuation") == "1"
         self.previous_run_id = record.get("previous_run_id") or None
         self.preloaded = self.initial.trigger == "preload"
-        state = self.store.checkpoint(self.run_id)
         if state:
             self.turn_number = state["turn"]
             self.accumulator = MessageAccumulator.from_state(state["ui_messages"])
@@ -155,6 +155,7 @@ class RunDriver:
     def take(self) -> Input | None:
         """Move the oldest waiting message into this run's processing list and start a turn."""
         self.local.wake.clear()
+        self.news_at_take = self.local.news  # before __turn_start: see RunSteering
         while True:
             result = self.store.take(self.run_id, self.turn_number, self.local.token)
             if result is None:
@@ -332,7 +333,8 @@ class RunDriver:
         log.info("run %s: turn %d started (%s)", self.run_id, self.turn_number, item.input_id)
         scope = TurnScope(self, item.input_id, output, stop, signal)
         if can_steer(self.task):  # messages steered into this turn reach its stream_text
-            scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id)
+            scope.steering = RunSteering(self.store, self.run_id, self.local.token, item.input_id,
+                                         news=lambda: self.local.news, seen=self.news_at_take)
         return scope
 
     def write_turn_complete(self, number: int, input_id: str, stopped: bool, token: str,

@@ -60,6 +60,9 @@ class LocalRun:
     slot: str | None = None  # the concurrency-limited queue whose slot this run holds
     last_stop: tuple[str, str] | None = None  # the latest stop notice: (input id, reason)
     deadline: float | None = None  # monotonic time its max_duration runs out on this worker
+    #: Messages announced for this run so far (every accepted message publishes one notice):
+    #: a turn that heard none since it began has nothing steered into it to take.
+    news: int = 0
 
     def overdue(self, now: float) -> bool:
         """Its max_duration ran out (see :meth:`Mailbox.enforce_deadlines`)."""
@@ -161,6 +164,7 @@ class Mailbox:
         if local is None:
             return
         if kind == "m":
+            local.news += 1
             local.wake.set()
         elif kind == "s":
             input_id, _, reason = rest.partition(" ")

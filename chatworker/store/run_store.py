@@ -178,6 +178,15 @@ class RunStore:
         raw = self.client.get(keys.checkpoint(run_id))
         return json.loads(raw) if raw else None
 
+    def record_and_checkpoint(self, run_id: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """:meth:`record` and :meth:`checkpoint` in one round trip (a run starting or resuming
+        reads both before its first turn)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.run(run_id))
+        pipe.get(keys.checkpoint(run_id))
+        record, raw = pipe.execute()
+        return dict(record), (json.loads(raw) if raw else None)
+
     def chat_run(self, task_id: str, chat_id: str) -> str | None:
         """The latest run started for a chat of a task, if Redis still remembers it."""
         value = self.client.get(keys.chat_run(task_id, chat_id))

@@ -4,6 +4,9 @@ tests/policy_tasks.py), on a real worker against the scripted model server."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import redis
 from chatworker import runs
 from chatworker.errors import InvalidPayload, RunBusy
 from chatworker.store import keys
+from chatworker.store.scripts import source
 from chatworker.testing import ModelServer, Seen, Silence, Text, ToolLoop
 
 from ..support import (
@@ -230,3 +234,33 @@ def test_a_steer_waiting_when_the_turn_is_stopped_is_answered_next(
     second = read_turn(r, run_id, after=first[-1][0])
     assert second[0][1]["inputId"] == sent.input_id
     assert text_of(second) == f"saw: silent {chat_id} | one more thing"
+
+
+def test_a_turn_nobody_steers_never_checks_for_steered_messages(
+    worker: object, model_server: ModelServer, r: redis.Redis, chat_id: str
+) -> None:
+    """The steering check is skipped at every step boundary of a turn no message was announced
+    to (it sat between a turn's start and its first chunk); a steered turn still takes its
+    message (the tests above). Watched with MONITOR: no ``steer_take`` call names the run."""
+    steer_sha = hashlib.sha1(source("steer_take").encode()).hexdigest()
+    model_server.on(_for_chat(chat_id), ToolLoop("lookup", {"topic": "tides"}, calls=2))
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(r, seen, stop), daemon=True)
+    watcher.start()
+    time.sleep(0.3)  # MONITOR is on
+    run_id = runs.trigger("policy-steer", payload(chat_id, user_message(f"plan {chat_id}"))).run_id
+    entries = read_turn(r, run_id, timeout=30)
+    stop.set()
+    watcher.join(5)
+    assert types_of(entries).count("tool-output-available") == 2  # three step boundaries
+    assert any(run_id in c for c in seen)  # the watch saw the run's commands
+    assert [c for c in seen if steer_sha in c and run_id in c] == []
+
+
+def _watch(r: redis.Redis, seen: list[str], stop: threading.Event) -> None:
+    with redis.Redis(connection_pool=r.connection_pool).monitor() as m:
+        for event in m.listen():
+            seen.append(str(event.get("command", "")))
+            if stop.is_set():
+                return

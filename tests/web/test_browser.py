@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +156,16 @@ def chat_id_of(page: Page) -> str:
     return match.group(1)
 
 
-def wait_run_idle(demo: DemoStack, chat_id: str, timeout: float = 10) -> dict[str, Any]:
-    """Wait until the chat's run has no turn in flight; returns the stored chat."""
+def wait_run_idle(demo: DemoStack, chat_id: str, timeout: float = 10,
+                  until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Wait until the chat's run has no turn in flight (and, with ``until``, the stored chat
+    satisfies it: the demo stores a turn in ``on_turn_complete``, a moment after its marker);
+    returns the stored chat."""
     deadline = time.monotonic() + timeout
     while True:
         stored = demo.stored_chat(chat_id)
         session = (stored or {}).get("session")
-        if session:
+        if session and (until is None or until(dict(stored or {}))):
             info = demo.run_info(session["runId"], session["publicAccessToken"])
             if not info["isStreaming"]:
                 return dict(stored or {})

@@ -110,7 +110,7 @@ def test_approve_runs_the_tool_and_continues_the_same_bubble(
     )
     assert reply(page).get_attribute("data-id") == bubble, "the answer is a new bubble"
     shot(page, "21-approved")
-    stored = wait_run_idle(demo, chat_id_of(page))
+    stored = wait_run_idle(demo, chat_id_of(page), until=_settled)
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
     [part] = booking_parts(stored)
     assert part["state"] == "output-available"
@@ -139,7 +139,7 @@ def test_deny_after_a_reload_while_waiting(page: Page, demo: DemoStack) -> None:
         "You did not approve the booking, so I did not book the table."
     )
     shot(page, "22-denied-after-reload")
-    stored = wait_run_idle(demo, chat_id_of(page))
+    stored = wait_run_idle(demo, chat_id_of(page), until=_settled)
     [part] = booking_parts(stored)
     assert part["state"] == "output-denied"
 
@@ -211,3 +211,9 @@ def test_a_request_left_unanswered_when_the_user_moves_on(page: Page, demo: Demo
     expect(tool.get_by_test_id("approve")).to_be_disabled()
     expect(tool.get_by_test_id("deny")).to_be_disabled()
     expect(tool.get_by_test_id("approval")).to_contain_text("the conversation moved on")
+
+
+def _settled(stored: dict[str, Any]) -> bool:
+    """The stored chat holds the booking's answered state (no longer waiting on the user)."""
+    parts = booking_parts(stored)
+    return bool(parts) and parts[0]["state"] not in ("approval-requested", "approval-responded")
