@@ -436,7 +436,7 @@ class Bench:
         """Runs that hold a worker slot right now (a live owner lease)."""
         from chatworker.store import keys
 
-        return int(stack.r.zcard(keys.ACTIVE))
+        return sum(int(stack.r.zcard(key)) for key in keys.index_buckets(keys.ACTIVE))
 
     # -- 3. the cost of waiting ---------------------------------------------------------------
     def waiting_costs(self) -> None:

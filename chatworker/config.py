@@ -14,6 +14,7 @@ import threading
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -73,6 +74,11 @@ def broker_url() -> str:
             "(a single Redis server or RabbitMQ: Celery's Redis transport does not speak Cluster)"
         )
     return redis_url()
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` (from :func:`get_redis`) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
 
 
 def stream_linger_seconds() -> float:
@@ -150,39 +156,54 @@ def tune_gc() -> None:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, str, bool], redis.Redis[str]] = {}
+_clients: dict[tuple[int, str, bool, bool], redis.Redis[str]] = {}
+
+
+def connect(url: str, *, blocking: bool = False, cluster: bool = False,
+            pool_size: int | None = None) -> redis.Redis[str]:
+    """A new client of ``url`` with chatworker's options: a cluster client (redis-py's
+    ``RedisCluster``, which follows MOVED/ASK redirections and refreshes the slot map after a
+    failover) when ``cluster``; otherwise a client of one server over a blocking pool. Every
+    Redis client chatworker makes comes from here (or :func:`get_redis`)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+        "retry_on_timeout": not blocking,
+        "socket_timeout": None if blocking else 10,
+    }
+    limit = pool_size or max_connections()
+    if cluster:
+        # Commands routed to a node whose slot moved, or that failed over, are retried on the
+        # new owner once the slot map is refreshed (cluster_error_retry_attempts).
+        made_cluster: Any = RedisCluster.from_url(url, max_connections=limit, **options)
+        # The cluster client serves the same commands: chatworker types it as a client of str.
+        return cast("redis.Redis[str]", made_cluster)
+    options["health_check_interval"] = 30
+    # A bounded pool that makes callers wait for a free connection rather than fail: a burst
+    # of requests (every browser reconnecting after a restart) must queue, not turn into 503s.
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=limit, timeout=30,
+                                                 **options)
+    # The pool decodes responses (decode_responses=True): a client of str.
+    return cast("redis.Redis[str]", redis.Redis(connection_pool=pool))
 
 
 def get_redis(*, blocking: bool = False) -> redis.Redis[str]:
-    """The process's shared Redis client for the configured URL.
+    """The process's shared Redis client for the configured URL (a cluster client when
+    ``CHATWORKER_REDIS_CLUSTER=1``).
 
     ``blocking=True`` gives a client without a socket timeout, for ``BLPOP``/``XREAD BLOCK``
     and Pub/Sub (redis-py 8 otherwise times those out after 5 s). Clients are per process, so
     a forked worker child makes its own.
     """
     url = redis_url()
-    key = (os.getpid(), url, blocking)
+    cluster = redis_cluster()
+    key = (os.getpid(), url, blocking, cluster)
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                options: dict[str, Any] = {
-                    "decode_responses": True,
-                    "health_check_interval": 30,
-                    "socket_connect_timeout": 5,
-                    "retry_on_timeout": not blocking,
-                }
-                options["socket_timeout"] = None if blocking else 10
-                # A bounded pool that makes callers wait for a free connection rather than
-                # fail: a burst of requests (every browser reconnecting after a restart) must
-                # queue, not turn into 503s.
-                pool = redis.BlockingConnectionPool.from_url(
-                    url, max_connections=max_connections(), timeout=30, **options
-                )
-                # The pool decodes responses (decode_responses=True): a client of str.
-                made = cast("redis.Redis[str]", redis.Redis(connection_pool=pool))
-                client = _clients[key] = made
+                client = _clients[key] = connect(url, blocking=blocking, cluster=cluster)
     return client
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -16,7 +17,14 @@ from chatworker.engine.registry import load_tasks
 # Gateway fixtures (a gunicorn gateway as in production), usable from any test module.
 from .gateway.conftest_helpers import gateway_db, gateway_redis, live_gateway  # noqa: F401
 from .rabbitmq_support import RabbitMQServer
-from .support import RedisServer, Worker, isolated_db
+from .support import (
+    Backend,
+    RedisClusterServers,
+    RedisServer,
+    Worker,
+    isolated_db,
+    pointed_at_backend,
+)
 
 #: Long enough for every HMAC algorithm a test signs with (HS512 wants 64 bytes or more).
 SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -35,6 +43,14 @@ def redis_server() -> Iterator[RedisServer]:
     load_tasks(TASKS)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real three-master Redis Cluster on loopback, for the tests that run on a cluster too."""
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -118,15 +134,74 @@ def rabbitmq_worker(rabbitmq: RabbitMQServer, redis_server: RedisServer,
     state.stop()
 
 
-@pytest.fixture
-def engine(broker: RabbitMQServer | None, request: pytest.FixtureRequest,
-           redis_url: str) -> Iterator[redis.Redis]:
-    """A worker taking this test's runs from ``broker``, and the Redis holding their state: the
-    shared worker for the Redis broker, :func:`rabbitmq_worker` for RabbitMQ."""
-    if broker is None:
+@pytest.fixture(params=["redis", "rabbitmq", "cluster"])
+def engine(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Redis]:
+    """A worker taking this test's runs, and a client of the Redis holding their state: the
+    shared worker (one Redis for state and broker), :func:`rabbitmq_worker` (RabbitMQ as the
+    broker), or :func:`cluster_worker` (state on a Redis Cluster, this process pointed at it)."""
+    if request.param == "redis":
         request.getfixturevalue("worker")
         yield redis.Redis.from_url(redis_url, decode_responses=True)
         return
+    if request.param == "cluster":
+        cluster: Backend = request.getfixturevalue("cluster_backend")
+        request.getfixturevalue("cluster_worker")
+        with pointed_at_backend(cluster):
+            client = cluster.client()
+            yield client
+            client.close()
+        return
+    rabbitmq: RabbitMQServer = request.getfixturevalue("rabbitmq")
     state_url = request.getfixturevalue("rabbitmq_worker")
-    with isolated_db(state_url, 0, broker=broker.url("engine"), flush=False) as url:
+    with isolated_db(state_url, 0, broker=rabbitmq.url("engine"), flush=False) as url:
         yield redis.Redis.from_url(url, decode_responses=True)
+
+
+# -- the cluster variants: run state on a Redis Cluster, the broker a single redis-server ------
+#: The broker database of the cluster tests' shared worker (on the session's redis-server).
+CLUSTER_BROKER_DB = 9
+
+
+@pytest.fixture(scope="session")
+def cluster_backend(redis_server: RedisServer, redis_cluster: RedisClusterServers) -> Backend:
+    broker = redis_server.url.rsplit("/", 1)[0] + f"/{CLUSTER_BROKER_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    return Backend("cluster", redis_cluster.url, broker)
+
+
+@pytest.fixture(scope="session")
+def cluster_worker(cluster_backend: Backend, model_server: object) -> Iterator[Worker]:
+    """One gevent worker on the cluster, shared by the cluster variants of the tests."""
+    env = worker_env(cluster_backend.url, **cluster_backend.env())
+    w = Worker(env, pool="gevent", concurrency=100, name="cluster").start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(params=["server", "cluster"])
+def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Backend]:
+    """Run state on one redis-server, then on a Redis Cluster (this process pointed at it for
+    the test); no worker. A test taking it runs on both."""
+    if request.param == "server":
+        yield Backend("server", redis_url, redis_url)
+        return
+    cluster: Backend = request.getfixturevalue("cluster_backend")
+    with pointed_at_backend(cluster):
+        yield cluster
+
+
+@dataclass
+class Stack:
+    """A backend with a worker running the test tasks on it, and a client of its run state."""
+
+    backend: Backend
+    r: redis.Redis
+
+
+@pytest.fixture
+def stack(backend: Backend, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """:func:`backend` with the shared worker of that backend running."""
+    request.getfixturevalue("cluster_worker" if backend.cluster else "worker")
+    client = backend.client()
+    yield Stack(backend, client)
+    client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,78 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+
+class RedisClusterServers:
+    """A throwaway three-master Redis Cluster on loopback (no replicas, no persistence)."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cw-cluster-")
+        self.ports = [_cluster_port() for _ in range(masters)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """A URL naming one node (the cluster client discovers the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30) -> RedisClusterServers:
+        for port in self.ports:
+            args = [
+                redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                "--dir", self.dir,
+            ]  # fmt: skip
+            self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+        for port in self.ports:
+            client = redis.Redis(port=port)
+            wait_for(lambda c=client: _pings(c), timeout=10)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout,
+        )  # fmt: skip
+        for port in self.ports:
+            client = redis.Redis(port=port, decode_responses=True)
+            wait_for(lambda c=client: "cluster_state:ok" in c.execute_command("CLUSTER", "INFO"),
+                     timeout=timeout)
+        return self
+
+    def flush(self) -> None:
+        """Empty every node (a cluster has only database 0)."""
+        for port in self.ports:
+            redis.Redis(port=port).flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(10)
+        self.procs = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 class Worker:
@@ -242,6 +316,80 @@ def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any
 def events(client: redis.Redis, chat_id: str) -> list[dict[str, Any]]:
     """Hook events the test tasks recorded for ``chat_id`` (see tests/tasks.py)."""
     return [json.loads(e) for e in client.lrange(f"test:events:{chat_id}", 0, -1)]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where run state lives (``server``: one redis-server; ``cluster``: a Redis Cluster) and
+    the Celery broker (always a single redis-server: Celery's Redis transport has no Cluster)."""
+
+    name: str
+    url: str
+    broker: str
+
+    @property
+    def cluster(self) -> bool:
+        return self.name == "cluster"
+
+    def env(self) -> dict[str, str]:
+        """The environment a worker or gateway process on this backend needs."""
+        return {"CHATWORKER_REDIS_URL": self.url, "CHATWORKER_BROKER_URL": self.broker,
+                "CHATWORKER_REDIS_CLUSTER": "1" if self.cluster else "0"}
+
+    def client(self) -> redis.Redis:
+        """A client of the run state (a cluster client on a cluster)."""
+        from chatworker import config
+
+        return config.connect(self.url, cluster=self.cluster)
+
+
+@contextmanager
+def pointed_at_backend(backend: Backend, *, flush_broker: bool = False) -> Iterator[Backend]:
+    """Point this process (run state, SSE hub and the Celery broker) at ``backend`` for the
+    block."""
+    from chatworker import config
+    from chatworker.engine import celery_app as app_module
+    from chatworker.gateway.hub import reset_hub
+
+    old_app = app_module.get_app()
+    names = ("CHATWORKER_REDIS_URL", "CHATWORKER_BROKER_URL", "CHATWORKER_REDIS_CLUSTER")
+    previous = {name: os.environ.get(name) for name in names}
+    os.environ.update(backend.env())
+    config.reset_redis()
+    reset_hub()
+    if flush_broker:
+        redis.Redis.from_url(backend.broker).flushdb()
+    app_module.configure(app_module.create_app(broker=backend.broker))
+    try:
+        yield backend
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        config.reset_redis()
+        reset_hub()
+        app_module.configure(old_app)
+
+
+@contextmanager
+def isolated(backend: Backend, db: int, *, rabbitmq: Any = None) -> Iterator[Backend]:
+    """:func:`isolated_db` on either backend: on a cluster (one database), run state stays on
+    the cluster and the broker moves to database ``db`` of the single server (flushed), or to
+    ``rabbitmq``'s virtual host for ``db``, so only the workers started in the block take this
+    test's runs."""
+    if not backend.cluster:
+        with isolated_db(backend.url, db, rabbitmq=rabbitmq) as url:
+            yield Backend("server", url, os.environ.get("CHATWORKER_BROKER_URL") or url)
+        return
+    if rabbitmq is not None:
+        with pointed_at_backend(Backend("cluster", backend.url, rabbitmq.url_for_db(db))) as on:
+            yield on
+        return
+    broker = backend.broker.rsplit("/", 1)[0] + f"/{db}"
+    with pointed_at_backend(Backend("cluster", backend.url, broker), flush_broker=True) as on:
+        yield on
 
 
 @contextmanager

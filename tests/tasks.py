@@ -17,7 +17,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 import chatworker
-from chatworker import chat
+from chatworker import chat, config
 from chatworker.ai import openai, stream_text
 from chatworker.engine.payload import ChatWirePayload
 from chatworker.protocol.messages import dump
@@ -28,7 +28,8 @@ _client: redis.Redis | None = None
 def store() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["CHATWORKER_REDIS_URL"], decode_responses=True)
+        # A cluster client when the worker runs on a Redis Cluster (CHATWORKER_REDIS_CLUSTER).
+        _client = config.connect(os.environ["CHATWORKER_REDIS_URL"], cluster=config.redis_cluster())
     return _client
 
 

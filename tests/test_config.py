@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatworker.config import gc_thresholds, tune_gc
+from chatworker.config import broker_url, gc_thresholds, tune_gc
 
 
 @pytest.fixture
@@ -55,3 +55,17 @@ def test_a_bad_setting_is_named_and_python_defaults_kept(
         tune_gc()  # a worker starting with it logs the problem and carries on
     assert gc.get_threshold() == (700, 10, 10)
     assert "expected up to three non-negative integers" in caplog.text
+
+
+def test_the_broker_defaults_to_the_redis_url_and_must_be_named_on_a_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHATWORKER_REDIS_URL", "redis://state:6379/0")
+    monkeypatch.delenv("CHATWORKER_BROKER_URL", raising=False)
+    monkeypatch.delenv("CHATWORKER_REDIS_CLUSTER", raising=False)
+    assert broker_url() == "redis://state:6379/0"
+    monkeypatch.setenv("CHATWORKER_REDIS_CLUSTER", "1")
+    with pytest.raises(ValueError, match="CHATWORKER_BROKER_URL must name the Celery broker"):
+        broker_url()
+    monkeypatch.setenv("CHATWORKER_BROKER_URL", "redis://broker:6379/0")
+    assert broker_url() == "redis://broker:6379/0"

@@ -15,7 +15,7 @@ from flask import Flask, Response, send_from_directory
 from werkzeug.routing import Map, PathConverter
 
 from chatworker import logs, tokens
-from chatworker.config import env, get_redis, redis_url
+from chatworker.config import broker_url, env, get_redis, redis_url
 from chatworker.engine import registry
 from chatworker.gateway.blueprint import chat_blueprint
 from chatworker.gateway.dashboard import dashboard_blueprint
@@ -64,6 +64,7 @@ def create_app(**blueprint_options: Any) -> Flask:
     (unless ``CHATWORKER_DEV=1``). ``blueprint_options`` go to ``chat_blueprint``."""
     logs.configure()  # CHATWORKER_LOG_LEVEL, CHATWORKER_LOG_FORMAT
     tokens.check_secret("chatworker gateway")  # SecretMissing, or the dev-mode warning
+    broker_url()  # ValueError on a Redis Cluster without CHATWORKER_BROKER_URL, at boot
     tasks = registry.load_tasks()
     prefix = blueprint_options.pop("url_prefix", env("CHATWORKER_URL_PREFIX", "/api/chat"))
     app = Flask(__name__, static_folder=None)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from ..config import connect, redis_cluster
 from ..engine.broker import describe
 from ..store.credentials import dev_secret
 from ..store.run_store import RunStore
@@ -266,7 +267,7 @@ def publish_state(env: dict[str, str], url: str) -> str:
     """Write the state file the other commands read; a line for the banner."""
     redis_url = env["CHATWORKER_REDIS_URL"]
     secret = env.get("CHATWORKER_SECRET_KEY") or dev_secret(
-        redis.Redis.from_url(redis_url, decode_responses=True), secrets.token_urlsafe(32))[0]
+        connect(redis_url, cluster=redis_cluster()), secrets.token_urlsafe(32))[0]
     other = devstate.publish(devstate.DevState(url=url, redis_url=redis_url, secret=secret,
                                                pid=os.getpid()))
     if other is not None:
@@ -323,7 +324,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, data: str = ".chatworker",
         gateway = stack.spawn("gateway", [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
             "-b", f"{host}:{port}", "web.app:create_app()"])
-        store = RunStore(redis.Redis.from_url(env["CHATWORKER_REDIS_URL"], decode_responses=True))
+        store = RunStore(connect(env["CHATWORKER_REDIS_URL"], cluster=redis_cluster()))
         wait_for_worker(store, worker)
         wait_for_http(f"http://{host}:{port}/healthz", gateway, "gateway")
         url = f"http://{host}:{port}/api/chat"

@@ -16,11 +16,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from .. import metrics
-from ..config import get_redis, lease_seconds
+from ..config import get_redis, is_cluster, lease_seconds
 from ..signals import AbortController
 from ..store.run_store import RunStore
 from . import concurrency
@@ -85,6 +86,7 @@ class Mailbox:
         self._started = False
         self._stopping = threading.Event()
         self._trim_from = 0
+        self._trim_bucket = 0
         self.draining = False
 
     # -- ownership -----------------------------------------------------------------------
@@ -130,14 +132,22 @@ class Mailbox:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                pubsub = get_redis(blocking=True).pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
+                client = get_redis(blocking=True)
+                pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+                sharded = is_cluster(client)  # a cluster: sharded Pub/Sub (SSUBSCRIBE)
+                if sharded:
+                    pubsub.ssubscribe(channel)
+                else:
+                    pubsub.subscribe(channel)
                 backoff = 0.5
                 # A reconnect may have missed notices: re-check everything once.
                 self._check_all()
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
+                    if sharded:
+                        message = pubsub.get_sharded_message(timeout=1.0)
+                    else:
+                        message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") in ("message", "smessage"):
                         self._dispatch(str(message["data"]))
             except redis.RedisError as exc:
                 log.warning("mailbox: Redis unreachable (%s); retrying in %.1fs", exc, backoff)
@@ -243,34 +253,39 @@ class Mailbox:
         whose owner stopped renewing its lease. Deadlines are on Redis's clock."""
         store = RunStore(get_redis())
         now = store.now_ms()
-        for run_id in store.due_deadlines(now, 100):
-            if store.expire(run_id):
+        for run_id, seen in store.due_deadlines(now, 100):
+            if store.expire(run_id, seen):
                 log.info("run %s: completed (turn timeout while suspended)", run_id)
-        for run_id in store.lapsed_leases(now, 50) if recover else []:
+        for run_id, seen in store.lapsed_leases(now, 50) if recover else []:
             task_id, status = store.fields(run_id, "task_id", "status")
-            if store.recover(run_id):
+            if store.recover(run_id, seen):
                 metrics.recovered()
                 if status == "running":  # a turn was interrupted: it starts again elsewhere
                     metrics.turn_ended(task_id or "unknown", "recovered")
                 log.warning("run %s: its worker stopped renewing its lease; resuming it elsewhere",
                             run_id)
                 enqueue_quietly(run_id)
-        for run_id in store.overdue_starts(now, 50):
-            if store.requeue(run_id):
+        for run_id, seen in store.overdue_starts(now, 50):
+            if store.requeue(run_id, seen):
                 log.warning("run %s: no worker started it in time (its message may be lost); "
                             "enqueueing it again", run_id)
                 enqueue_quietly(run_id)
 
     def _trim(self) -> None:
         """Drop from the runs index the runs whose keys expired, a window at a time (the window
-        moves on, so long-lived runs at the old end never stop the walk), and forget workers
-        that stopped beating long ago."""
+        moves on, so long-lived runs at the old end never stop the walk; at a bucket's end it
+        moves to the next bucket), and forget workers that stopped beating long ago."""
         store = RunStore(get_redis())
         store.forget_workers(time.time() - WORKER_FORGET_SECONDS)
-        seen, gone = store.trim_runs(self._trim_from, TRIM_BATCH)
-        self._trim_from += seen - gone
-        if seen < TRIM_BATCH:
-            self._trim_from = 0
+        budget = TRIM_BATCH
+        for _ in range(store.BUCKETS):  # at most one pass over the buckets per trim
+            seen, gone = store.trim_runs(self._trim_bucket, self._trim_from, budget)
+            self._trim_from += seen - gone
+            budget -= seen
+            if budget <= 0:
+                return
+            self._trim_from = 0  # this bucket's end: on to the next
+            self._trim_bucket = (self._trim_bucket + 1) % store.BUCKETS
 
     def drain(self) -> None:
         """Warm shutdown: runs waiting warm suspend at once (streaming turns finish first)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 from ..ai.task_tool import TaskToolCall, install_task_runner
@@ -52,7 +51,7 @@ def run_task_call(call: TaskToolCall, args: Any, options: ToolCallOptions) -> An
     if scope is None:
         raise RuntimeError("a task tool runs only while a chat turn is being answered")
     signal = any_signal([scope.signal, options.abort_signal])
-    channel = TaskCallChannel(get_redis(), uuid.uuid4().hex)
+    channel = TaskCallChannel.new(get_redis(), scope.driver.run_id)
     fence = getattr(scope.output.stream, "fence", None)
     channel.open(scope.driver.run_id, fence.token if fence is not None else "", _ttl())
     send = {"queue": call.queue} if call.queue else {}

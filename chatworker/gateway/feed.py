@@ -35,6 +35,7 @@ import redis
 
 from ..config import get_redis
 from ..store import published
+from . import cluster_reads
 
 __all__ = ["IDLE_SECONDS", "Feed", "Listener", "Message"]
 
@@ -154,7 +155,7 @@ class Feed:
                 self._disconnect()
 
     def _connect(self) -> None:
-        pool = get_redis(blocking=True).connection_pool
+        pool = cluster_reads.pool_of(get_redis(blocking=True))  # on a cluster: one node's
         options = {
             key: value
             for key, value in pool.connection_kwargs.items()

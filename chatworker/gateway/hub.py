@@ -27,6 +27,8 @@ runs of the streams followed still exist: when Redis comes back empty (flushed, 
 without persistence) their subscriptions end as :attr:`~.subscription.Subscription.lost` instead
 of idling until their timeout; and a run whose turn lost its worker (the owner's lease lapsed
 mid-turn) marks them :attr:`~.subscription.Subscription.stalled` until a worker has it again.
+
+On a Redis Cluster (``CHATWORKER_REDIS_CLUSTER=1``) see :mod:`.cluster_reads`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..config import env_float, get_redis
 from ..store import published
 from ..store.entry_ids import RawEntry, order_key, parse_id
 from ..store.run_store import RunStore
+from . import cluster_reads
 from .feed import IDLE_SECONDS, Feed, Message
 from .subscription import PAGE, Subscription
 from .wire import decode
@@ -220,7 +223,7 @@ class Hub:
             if not due:
                 return
             due = due[:CATCH_UP_STREAMS]
-            reply = get_redis().xread({t.key: t.cursor for t in due}, count=self._count)
+            reply = cluster_reads.xread(get_redis(), {t.key: t.cursor for t in due}, self._count)
             read = _entries_by_key(reply)
             with self._lock:
                 for tracked in due:

@@ -16,9 +16,12 @@ __all__ = ["decode"]
 
 
 def decode(entries: Any) -> list[RawEntry]:
-    """Entries of a redis-py ``XRANGE`` reply (``(id, {field: value})`` each) → ``(id, c)``."""
+    """Entries of a redis-py ``XRANGE`` reply (``(id, {field: value})`` each) → ``(id, c)``.
+    A cluster client's transaction leaves the reply raw (``[id, [field, value]]``): read too."""
     out: list[RawEntry] = []
     for entry_id, fields in entries or ():
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=False))
         eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         raw = (fields or {}).get("c")
         if raw is None:

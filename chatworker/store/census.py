@@ -1,5 +1,7 @@
-"""How many runs are in each live state, from the store's indexes (a few ``ZCARD``/``ZCOUNT``
-per call, whatever the number of runs: never a scan over runs).
+"""How many runs are in each live state, from the store's indexes (a ``ZCARD``/``ZCOUNT`` per
+index bucket, in one pipeline, whatever the number of runs: never a scan over runs). The
+indexes are hints repaired by the sweeps (see :mod:`.hints`), so a count may lag a transition
+by a sweep.
 
 Ended runs are not indexed by status (their keys expire), so they are not counted here; the
 workers' ``chatworker_turns_total`` and the run-state log lines count those.
@@ -23,11 +25,13 @@ def run_counts(client: redis.Redis[str]) -> dict[str, int]:
     seconds, micros = client.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     pipe = client.pipeline(transaction=False)
-    pipe.zcard(keys.ACTIVE)
-    pipe.zcount(keys.ACTIVE, "-inf", now_ms)
-    pipe.zcard(keys.RESUMING)
-    pipe.zcard(keys.DEADLINES)
-    pipe.zcard(keys.RUNS)
-    active, lapsed, pending, suspended, known = (int(v) for v in pipe.execute())
+    for index in (keys.ACTIVE, keys.RESUMING, keys.DEADLINES, keys.RUNS):
+        for key in keys.index_buckets(index):
+            pipe.zcard(key)
+    for key in keys.index_buckets(keys.ACTIVE):
+        pipe.zcount(key, "-inf", now_ms)
+    sizes = [int(v) for v in pipe.execute()]
+    n = keys.BUCKETS
+    active, pending, suspended, known, lapsed = (sum(sizes[i * n:(i + 1) * n]) for i in range(5))
     return {"owned": active - lapsed, "lapsed": lapsed, "pending": pending,
             "suspended": suspended, "known": known}

@@ -2,29 +2,52 @@
 
 All keys share the ``cw:`` prefix (``CHATWORKER_KEY_PREFIX`` changes it) so that one Redis
 can serve several deployments and an operator can find everything with ``SCAN cw:*``.
+
+Keys are laid out for Redis Cluster, and the same layout serves a single server:
+
+- every key of one run carries the run id as its hash tag (``cw:{<runId>}:...``), so each
+  run's scripts touch one slot;
+- the global indexes (runs by lease expiry, suspended runs' deadlines, runs waiting to start,
+  the runs list, worker heartbeats, concurrency groups) are split into :data:`BUCKETS` hash-tagged
+  buckets (``cw:{idx:<n>}:...``), the bucket derived from the member (:func:`bucket`); the
+  sweeps walk every bucket. They are hints: the run record holds the truth (see
+  docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 
 PREFIX = os.environ.get("CHATWORKER_KEY_PREFIX", "cw")
+
+#: How many buckets each global index is split into. Fixed: changing it would orphan entries.
+BUCKETS = 16
+
+
+def bucket(member: str) -> int:
+    """The index bucket of ``member`` (a run id, a worker id, a queue name)."""
+    return zlib.crc32(member.encode()) % BUCKETS
+
+
+def _tag(run_id: str) -> str:
+    return f"{PREFIX}:{{{run_id}}}"
 
 
 def run(run_id: str) -> str:
     """Hash: the run record (task, chat, status, turn, owner, overrides...)."""
-    return f"{PREFIX}:run:{run_id}"
+    return f"{_tag(run_id)}:run"
 
 
 def checkpoint(run_id: str) -> str:
     """String (JSON): the state a run needs to resume on another worker."""
-    return f"{PREFIX}:run:{run_id}:state"
+    return f"{_tag(run_id)}:state"
 
 
 def output(run_id: str) -> str:
     """Stream: the UI message chunks and control chunks of the run, one field ``c``."""
-    return f"{PREFIX}:run:{run_id}:out"
+    return f"{_tag(run_id)}:out"
 
 
 def output_channel(run_id: str) -> str:
@@ -42,17 +65,17 @@ def output_channel(run_id: str) -> str:
 
 def inbox(run_id: str) -> str:
     """List: wire payloads sent to the run and not yet taken by a turn."""
-    return f"{PREFIX}:run:{run_id}:in"
+    return f"{_tag(run_id)}:in"
 
 
 def processing(run_id: str) -> str:
     """List: the payload the current turn is answering (reliable-queue move target)."""
-    return f"{PREFIX}:run:{run_id}:processing"
+    return f"{_tag(run_id)}:processing"
 
 
 def lease(run_id: str) -> str:
     """String with TTL: which worker owns the run right now."""
-    return f"{PREFIX}:run:{run_id}:lease"
+    return f"{_tag(run_id)}:lease"
 
 
 def run_keys(run_id: str) -> list[str]:
@@ -88,57 +111,93 @@ def hub_wake(hub_id: str) -> str:
     return f"{PREFIX}:hub:{hub_id}"
 
 
-#: Sorted set: suspended runs scored by the time their turn timeout ends them.
-DEADLINES = f"{PREFIX}:deadlines"
-#: Sorted set: runs ``queued`` or ``resuming`` until a worker claims them, scored by when their
-#: start is overdue (a lost Celery message is then sent again).
-RESUMING = f"{PREFIX}:resuming"
-#: Sorted set: runs with a live owner, scored by when the owner's lease runs out.
-ACTIVE = f"{PREFIX}:active"
-#: Sorted set: every known run scored by creation time (for ``chatworker runs``).
-RUNS = f"{PREFIX}:runs"
-#: Sorted set: live worker processes scored by their last heartbeat.
-WORKERS = f"{PREFIX}:workers"
+def _index(name: str, member: str) -> str:
+    return f"{PREFIX}:{{idx:{bucket(member)}}}:{name}"
+
+
+def _buckets(name: str) -> list[str]:
+    return [f"{PREFIX}:{{idx:{n}}}:{name}" for n in range(BUCKETS)]
+
+
+#: The global indexes (sorted sets, each split into :data:`BUCKETS` buckets; members are run ids
+#: unless said otherwise):
+#: ``deadlines``: suspended runs scored by the time their turn timeout ends them;
+#: ``resuming``: runs ``queued`` or ``resuming`` until a worker claims them, scored by when their
+#: start is overdue (a lost Celery message is then sent again);
+#: ``active``: runs with a live owner, scored by when the owner's lease runs out;
+#: ``runs``: every known run scored by creation time (for ``chatworker runs``);
+#: ``workers``: live worker processes (worker ids) scored by their last heartbeat.
+DEADLINES, RESUMING, ACTIVE, RUNS, WORKERS = "deadlines", "resuming", "active", "runs", "workers"
+INDEXES = (DEADLINES, RESUMING, ACTIVE, RUNS, WORKERS)
+
+
+def index(name: str, member: str) -> str:
+    """The bucket of index ``name`` (one of :data:`INDEXES`) that holds ``member``."""
+    return _index(name, member)
+
+
+def index_buckets(name: str) -> list[str]:
+    """Every bucket of index ``name``, in bucket order."""
+    return _buckets(name)
+
+
 #: String: the signing secret generated in dev mode, shared by workers and gateways.
 DEV_SECRET = f"{PREFIX}:dev-secret"
 
 
 def queue_slots(name: str) -> str:
     """Sorted set: run ids holding a slot of a concurrency-limited queue, scored by lease expiry."""
-    return f"{PREFIX}:queue:{name}:slots"
+    return f"{PREFIX}:{{queue:{name}}}:slots"
 
 
 def queue_waiting(name: str) -> str:
     """List: run ids waiting for a slot of a concurrency-limited queue, oldest first."""
-    return f"{PREFIX}:queue:{name}:waiting"
+    return f"{PREFIX}:{{queue:{name}}}:waiting"
 
 
 def chat_run(task_id: str, chat_id: str) -> str:
     """String: the latest run of a chat (used by the AI SDK compatible ``/ui`` routes)."""
-    return f"{PREFIX}:chat:{task_id}:{chat_id}"
+    return f"{PREFIX}:{{chat:{task_id}:{chat_id}}}:latest"
 
 
 def tool_outputs(task_id: str, chat_id: str) -> str:
     """Hash: approval id → the recorded result of that approved tool call, for one chat of a
     task (kept across its runs, so that no approved call executes twice)."""
-    return f"{PREFIX}:chat:{task_id}:{chat_id}:tools"
+    return f"{PREFIX}:{{chat:{task_id}:{chat_id}}}:tools"
 
 
-#: Hash: concurrency-limited queue name → its limit.
-QUEUES = f"{PREFIX}:queues"
+def queues(name: str) -> str:
+    """Hash: concurrency-limited queue name → its limit (the bucket holding ``name``)."""
+    return f"{PREFIX}:{{idx:{bucket(name)}}}:queues"
+
+
+def queue_buckets() -> list[str]:
+    """Every bucket of the concurrency-limited queues' hash."""
+    return _buckets("queues")
 
 
 def queue_kick(name: str) -> str:
     """String with a short TTL: debounces re-enqueueing the head of a queue's waiting line."""
-    return f"{PREFIX}:queue:{name}:kick"
+    return f"{PREFIX}:{{queue:{name}}}:kick"
+
+
+def new_call_id(run_id: str, nonce: str) -> str:
+    """A task tool call's id: its run's id and a nonce, so that its keys share the run's slot
+    (the ``call_send`` script checks the call and the run's lease together)."""
+    return f"{run_id}.{nonce}"
+
+
+def _call_tag(call_id: str) -> str:
+    run_id, dot, _ = call_id.rpartition(".")
+    return _tag(run_id if dot else call_id)
 
 
 def task_call(call_id: str) -> str:
     """Hash with TTL: one task tool call: its run, the run's lease token, its state
     (``open`` while the turn waits for it, then ``done`` or ``cancelled``)."""
-    return f"{PREFIX}:call:{call_id}"
+    return f"{_call_tag(call_id)}:call:{call_id}"
 
 
 def task_call_output(call_id: str) -> str:
     """Stream with TTL: what a task tool call's task sent back: progress chunks, its result."""
-    return f"{PREFIX}:call:{call_id}:out"
+    return f"{_call_tag(call_id)}:call:{call_id}:out"

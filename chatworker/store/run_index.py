@@ -3,8 +3,9 @@
 Every read here costs work in proportion to what it returns, never to how many runs Redis
 holds: a page walks the runs index (newest first) a window at a time, reading only the fields it
 shows in one pipeline per window, and gives up after a fixed budget of runs examined (a filtered
-page that found too few runs says where to go on); the counts are the sizes of the sorted sets
-the engine keeps anyway.
+page that found too few runs says where to go on; the index is split into buckets, each read down
+to the page's position and merged); the counts are the sizes of the sorted sets the engine keeps
+anyway.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import hints, keys
 
 #: Runs examined at most by one page request (so a rare filter cannot make a request slow).
 SCAN_BUDGET = 2000
@@ -80,10 +81,9 @@ class RunIndex:
     def counts(self) -> dict[str, int]:
         """Runs indexed, owned by a live worker, suspended, waiting for a worker to start them,
         and workers that have beaten — five sizes in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for name in (keys.RUNS, keys.ACTIVE, keys.DEADLINES, keys.RESUMING, keys.WORKERS):
-            pipe.zcard(name)
-        total, owned, suspended, starting, workers = (int(n) for n in pipe.execute())
+        total, owned, suspended, starting, workers = (
+            hints.sizes(self.client, name)
+            for name in (keys.RUNS, keys.ACTIVE, keys.DEADLINES, keys.RESUMING, keys.WORKERS))
         return {"total": total, "owned": owned, "suspended": suspended, "starting": starting,
                 "workers": workers}
 
@@ -98,10 +98,17 @@ class RunIndex:
             wanted.update(s for s in ("queued", "running", "waiting", "suspended", "resuming"))
         rows: list[dict[str, Any]] = []
         position = offset
+        # The merged index down to the page's depth: one read per bucket, read again deeper
+        # only if expired runs left an unfiltered page short.
+        newest: list[str] = []
+        depth = offset + (budget if (wanted or task_id) else limit)
         while len(rows) < limit and position - offset < budget:
             size = min(WINDOW if (wanted or task_id) else limit - len(rows),
                        budget - (position - offset))
-            ids = [str(v) for v in self.client.zrevrange(keys.RUNS, position, position + size - 1)]
+            if position + size > len(newest) and (not newest or len(newest) >= depth):
+                depth = max(depth, position + size)
+                newest = self._newest(0, depth)
+            ids = newest[position:position + size]
             if not ids:
                 return RunsPage(rows, None, position - offset)
             pipe = self.client.pipeline(transaction=False)
@@ -119,17 +126,22 @@ class RunIndex:
                     break
             else:
                 position += len(ids)
-        more = position < int(self.client.zcard(keys.RUNS))
+        more = position < hints.sizes(self.client, keys.RUNS)
         return RunsPage(rows, position if more else None, position - offset)
+
+    def _newest(self, position: int, size: int) -> list[str]:
+        """Run ids at positions ``position`` .. ``position + size - 1`` of the runs index, newest
+        first, merged over its buckets (each bucket read up to that depth)."""
+        merged = hints.first(self.client, keys.RUNS, position + size, newest=True)
+        return [run_id for run_id, _ in merged[position:position + size]]
 
     def workers(self) -> list[tuple[str, float]]:
         """``(worker id, last heartbeat as a Unix time)``, most recent beat first."""
-        return [(str(w), float(s))
-                for w, s in self.client.zrevrange(keys.WORKERS, 0, -1, withscores=True)]
+        return hints.first(self.client, keys.WORKERS, 2**31, newest=True)
 
     def owned(self, limit: int) -> list[tuple[str, str, str]]:
         """Up to ``limit`` runs with a live owner: ``(run id, owner worker, status)``."""
-        ids = [str(v) for v in self.client.zrange(keys.ACTIVE, 0, max(0, limit - 1))]
+        ids = [run_id for run_id, _ in hints.first(self.client, keys.ACTIVE, limit)]
         pipe = self.client.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(keys.run(run_id), ["owner", "status"])

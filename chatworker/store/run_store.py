@@ -16,10 +16,11 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from ..config import lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
-from . import keys
+from ..config import is_cluster, lease_seconds, requeue_seconds, retention_seconds, stream_maxlen
+from . import hints, keys
+from .keys import ACTIVE, DEADLINES, RESUMING, RUNS, WORKERS
 from .records import RunInfo, load_info
-from .scripts import LeaseLost, raise_if_lease_lost, redis_now_ms, registered
+from .scripts import LeaseLost, raise_if_lease_lost, redis_now_ms, registered, run_many
 
 __all__ = ["LeaseLost", "RunStore"]
 
@@ -27,6 +28,8 @@ __all__ = ["LeaseLost", "RunStore"]
 REQUEUE_MAX_MS = 60_000
 #: How long a chat's recorded tool results are kept after the last one was written.
 TOOL_RECORD_SECONDS = 30 * 86_400
+#: The statuses of a run waiting for a worker to start it (the start hint keeps them found).
+STARTING = ("queued", "resuming")
 #: How long an ``Idempotency-Key`` remembers the run it created.
 IDEMPOTENCY_SECONDS = 86_400
 
@@ -42,9 +45,13 @@ def _pairs(fields: Mapping[str, str | int]) -> list[str | int]:
 class RunStore:
     """The run records of one Redis (one per client; cheap to make)."""
 
+    #: How many buckets each global index has (the sweeps walk them all).
+    BUCKETS = keys.BUCKETS
+
     def __init__(self, client: redis.Redis[str]) -> None:
         self.client = client
         self._scripts = registered(client)
+        self._sharded = is_cluster(client)
 
     def _run(self, name: str, run_keys: Sequence[str], args: Sequence[Any]) -> Any:
         script: Script = self._scripts[name]
@@ -59,8 +66,22 @@ class RunStore:
 
     @staticmethod
     def wake_channel(worker_id: str) -> str:
-        """The Pub/Sub channel a worker process hears its runs' notices on."""
+        """The Pub/Sub channel a worker process hears its runs' notices on (a sharded channel
+        on a cluster)."""
         return keys.wake_channel(worker_id)
+
+    def _notify(self, owner: str, notices: Sequence[Any]) -> None:
+        """Publish ``notices`` to the owner's wake channel (``SPUBLISH`` on a cluster). After
+        the script, not in it: the channel hashes to another slot. A notice lost to a crash in
+        between is caught up by the mailbox's periodic re-check."""
+        if not owner:
+            return
+        channel = keys.wake_channel(owner)
+        for notice in notices:
+            if self._sharded:
+                self.client.execute_command("SPUBLISH", channel, str(notice))
+            else:
+                self.client.publish(channel, str(notice))
 
     def now_ms(self) -> int:
         """Redis's clock, the one every deadline and lease expiry is on."""
@@ -71,11 +92,14 @@ class RunStore:
                first_item: str | None) -> None:
         """A new ``queued`` run: its record, first message, the runs index, the chat's latest
         run, and a start deadline (a lost Celery message is noticed and sent again)."""
-        self._run("create",
-                  [keys.run(run_id), keys.inbox(run_id), keys.RESUMING, keys.RUNS,
-                   keys.chat_run(task_id, chat_id)],
-                  [*_pairs(record), first_item or "", run_id, _ms(requeue_seconds()),
-                   int(retention_seconds()) + 86400])
+        requeue_ms = _ms(requeue_seconds())
+        hints.add(self.client, RESUMING, [run_id], requeue_ms)  # before: see store/hints.py
+        created = int(self._run("create", [keys.run(run_id), keys.inbox(run_id)],
+                                [*_pairs(record), first_item or "", requeue_ms]))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(keys.index(RUNS, run_id), {run_id: created})
+        pipe.set(keys.chat_run(task_id, chat_id), run_id, ex=int(retention_seconds()) + 86400)
+        pipe.execute()
 
     def remember_idempotency(self, task_id: str, principal: str, key: str,
                              run_id: str) -> str | None:
@@ -103,23 +127,39 @@ class RunStore:
         ``resume`` with the new input id; ``busy`` with the streaming input (a ``reject``:
         nothing written); ``ended`` with the status; ``full`` with the turn limit; ``missing``.
         """
-        result = self._run("send",
-                           [keys.run(run_id), keys.inbox(run_id), keys.DEADLINES, keys.RESUMING],
-                           [item, keys.wake_channel(""), run_id, _ms(requeue_seconds()), policy,
-                            stop_reason])
+        requeue_ms = _ms(requeue_seconds())
+        # Before the send: if it resumes a suspended run, that run is found even should this
+        # process die before the resume is enqueued. A hint the run already has is kept (a queued
+        # run's), and the one added here is dropped again unless the send resumed the run.
+        hinted = hints.add(self.client, RESUMING, [run_id], requeue_ms, only_new=True)
+        result = self._run("send", [keys.run(run_id), keys.inbox(run_id)],
+                           [item, run_id, requeue_ms, policy, stop_reason])
         values = [str(v) for v in result] + ["", ""]
+        starting = values[0] == "resume" or (values[0] == "ok" and values[4] in STARTING)
+        if hinted and not starting and values[0] != "full":
+            hints.drop(self.client, RESUMING, run_id, hinted)
+        if values[0] == "ok":
+            self._notify(values[3], values[5:-2])
         return values[0], values[1], values[2] or "queue"
 
     def stop(self, run_id: str, reason: str, input_id: str | None) -> str:
         """Record a stop (``ok``, ``queued`` for a message not yet taken, ``idle``, ``missing``)."""
-        return str(self._run("stop", [keys.run(run_id)],
-                             [reason, keys.wake_channel(""), run_id, input_id or ""]))
+        result = [str(v) for v in self._run("stop", [keys.run(run_id)],
+                                            [reason, run_id, input_id or ""])]
+        if result[0] == "ok":
+            self._notify(result[1], result[2:])
+        return result[0]
 
     def cancel(self, run_id: str, reason: str) -> str:
         """``ended-now`` (nobody ran it), ``ok`` (its owner is told), ``ended`` or ``missing``."""
-        return str(self._run("cancel", [*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING],
-                             [reason, stream_maxlen(), keys.wake_channel(""), run_id,
-                              int(retention_seconds())]))
+        result = [str(v) for v in self._run("cancel", keys.run_keys(run_id),
+                                            [reason, stream_maxlen(), run_id,
+                                             int(retention_seconds())])]
+        if result[0] == "ended-now":
+            hints.drop_all(self.client, run_id, (DEADLINES, RESUMING, ACTIVE))
+        elif result[0] == "ok":
+            self._notify(result[1], result[2:])
+        return result[0]
 
     # -- reading ----------------------------------------------------------------------------
     def info(self, run_id: str, *, with_pending: bool = False) -> RunInfo | None:
@@ -153,7 +193,7 @@ class RunStore:
         return str(value) if value else None
 
     def recent_run_ids(self, limit: int) -> list[str]:
-        return [str(v) for v in self.client.zrevrange(keys.RUNS, 0, max(0, limit - 1))]
+        return [run_id for run_id, _ in hints.first(self.client, RUNS, limit, newest=True)]
 
     def exists(self, run_ids: Sequence[str]) -> list[bool]:
         """Whether each run's record still exists, in one round trip."""
@@ -179,9 +219,12 @@ class RunStore:
     # -- owner side: fenced by the lease ---------------------------------------------------
     def claim(self, run_id: str, token: str, owner: str) -> tuple[str, str]:
         """Take the lease of a queued or resuming run: ``("ok", previous status)`` or why not."""
-        result = self._run("claim",
-                           [keys.run(run_id), keys.lease(run_id), keys.RESUMING, keys.ACTIVE],
-                           [token, _ms(lease_seconds()), owner, run_id])
+        lease_ms = _ms(lease_seconds())
+        hints.add(self.client, ACTIVE, [run_id], lease_ms)  # before: an owner that dies is found
+        result = self._run("claim", [keys.run(run_id), keys.lease(run_id)],
+                           [token, lease_ms, owner])
+        if result[0] == "ok":  # no more re-sends of its start (a later one's hint stays)
+            hints.drop(self.client, RESUMING, run_id, int(result[2]) + _ms(requeue_seconds()))
         return str(result[0]), str(result[1]) if len(result) > 1 else ""
 
     def take(self, run_id: str, turn: int, token: str) -> tuple[str, str] | None:
@@ -212,10 +255,18 @@ class RunStore:
 
     def suspend(self, run_id: str, token: str, timeout: float, checkpoint: str) -> int:
         """Save the checkpoint; suspend unless a message waits (1), or not (0); -1: not ours."""
-        return int(self._run("suspend",
-                             [keys.run(run_id), keys.inbox(run_id), keys.DEADLINES,
-                              keys.lease(run_id), keys.ACTIVE, keys.checkpoint(run_id)],
-                             [token, _ms(lease_seconds()), _ms(timeout), run_id, checkpoint]))
+        lease_ms = _ms(lease_seconds())
+        hinted = hints.add(self.client, DEADLINES, [run_id], _ms(timeout))  # before: see hints
+        result = self._run("suspend",
+                           [keys.run(run_id), keys.inbox(run_id), keys.lease(run_id),
+                            keys.checkpoint(run_id)],
+                           [token, lease_ms, _ms(timeout), checkpoint])
+        verdict = int(result[0])
+        if verdict == 1:  # no owner: its lease hint is useless (a later claim's stays)
+            hints.drop(self.client, ACTIVE, run_id, int(result[1]) + lease_ms)
+        else:
+            hints.drop(self.client, DEADLINES, run_id, hinted)
+        return verdict
 
     def marker(self, run_id: str, token: str, *, marker: str, checkpoint: str, input_id: str,
                hook_pending: bool) -> str:
@@ -236,11 +287,17 @@ class RunStore:
                     approval_id: str, result: str) -> str:
         """Record an executed approved call's result (JSON) unless one is recorded already;
         returns the one kept. Fenced: a worker that lost the run records nothing."""
-        return str(self._fenced("tool_record",
-                                [keys.run(run_id), keys.lease(run_id),
-                                 keys.tool_outputs(task_id, chat_id)],
-                                [token, _ms(lease_seconds()), approval_id, result,
-                                 TOOL_RECORD_SECONDS]))
+        # The chat's results are in another slot than the run: the fence is checked first, then
+        # the first write wins (a worker that lost the run in between records the result of a
+        # call it did execute, which still keeps the call from executing twice).
+        self._fenced("fence", [keys.run(run_id), keys.lease(run_id)],
+                     [token, _ms(lease_seconds())])
+        name = keys.tool_outputs(task_id, chat_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hsetnx(name, approval_id, result)
+        pipe.expire(name, TOOL_RECORD_SECONDS)
+        pipe.hget(name, approval_id)
+        return str(pipe.execute()[-1])
 
     def hook_done(self, run_id: str, token: str) -> None:
         """``on_turn_complete`` returned: the answered message leaves the processing list."""
@@ -254,22 +311,28 @@ class RunStore:
 
     def end(self, run_id: str, token: str, status: str, reason: str) -> bool:
         """End the run (``__run_end``, retention set); False when it is not ours to end."""
-        return bool(self._run("end", [*keys.run_keys(run_id), keys.DEADLINES, keys.RESUMING,
-                                      keys.ACTIVE],
-                              [status, reason, stream_maxlen(), token, run_id,
-                               int(retention_seconds())]))
+        ended = bool(self._run("end", keys.run_keys(run_id),
+                               [status, reason, stream_maxlen(), token,
+                                int(retention_seconds())]))
+        if ended:
+            hints.drop_all(self.client, run_id, (DEADLINES, RESUMING, ACTIVE))
+        return ended
 
     def renew(self, worker_id: str, owned: Sequence[tuple[str, str]]) -> set[str]:
         """Beat for the worker and renew the leases of ``(run_id, token)``; the run ids lost."""
-        self.client.zadd(keys.WORKERS, {worker_id: time.time()})
+        self.client.zadd(keys.index(WORKERS, worker_id), {worker_id: time.time()})
         if not owned:
             return set()
-        lost = self._run("renew",
-                         [keys.ACTIVE, *(keys.lease(r) for r, _ in owned),
-                          *(keys.run(r) for r, _ in owned)],
-                         [*(t for _, t in owned), *(r for r, _ in owned), _ms(lease_seconds())])
-        lost_keys = set(lost or [])
-        return {run_id for run_id, _ in owned if keys.lease(run_id) in lost_keys}
+        lease_ms = _ms(lease_seconds())
+        # One script per run (each in its run's slot), all in one pipeline.
+        replies = run_many(self.client, "renew",
+                           [([keys.lease(r), keys.run(r)], [t, lease_ms]) for r, t in owned])
+        for reply in replies:
+            if isinstance(reply, redis.ConnectionError | redis.TimeoutError):
+                raise reply
+        kept = [run_id for (run_id, _), reply in zip(owned, replies, strict=True) if reply == 1]
+        hints.add(self.client, ACTIVE, kept, lease_ms)
+        return {run_id for (run_id, _), reply in zip(owned, replies, strict=True) if reply != 1}
 
     def news(self, owned: Iterable[tuple[str, str]]) -> list[tuple[int, bool, str | None]]:
         """For each ``(run_id, input being answered)``: messages waiting, canceled, and the
@@ -287,55 +350,84 @@ class RunStore:
         return out
 
     # -- sweeps: any worker ------------------------------------------------------------------
-    def due_deadlines(self, now: int, count: int) -> list[str]:
-        """Suspended runs whose turn timeout passed by ``now`` (Redis time)."""
-        return [str(v) for v in self.client.zrangebyscore(keys.DEADLINES, "-inf", now,
-                                                          start=0, num=count)]
+    def due_deadlines(self, now: int, count: int) -> list[tuple[str, int]]:
+        """Suspended runs whose turn timeout passed by ``now`` (Redis time), from every bucket
+        of the deadlines index: ``(run id, hint score)``."""
+        return hints.due(self.client, DEADLINES, now, count)
 
-    def lapsed_leases(self, now: int, count: int) -> list[str]:
+    def lapsed_leases(self, now: int, count: int) -> list[tuple[str, int]]:
         """Owned runs whose lease should have been renewed by ``now``."""
-        return [str(v) for v in self.client.zrangebyscore(keys.ACTIVE, "-inf", now,
-                                                          start=0, num=count)]
+        return hints.due(self.client, ACTIVE, now, count)
 
-    def overdue_starts(self, now: int, count: int) -> list[str]:
+    def overdue_starts(self, now: int, count: int) -> list[tuple[str, int]]:
         """Queued or resuming runs that no worker claimed by their start deadline."""
-        return [str(v) for v in self.client.zrangebyscore(keys.RESUMING, "-inf", now,
-                                                          start=0, num=count)]
+        return hints.due(self.client, RESUMING, now, count)
 
-    def expire(self, run_id: str) -> bool:
-        """End a suspended run whose turn timeout passed, unless a message arrived."""
-        return bool(self._run("expire", [*keys.run_keys(run_id), keys.DEADLINES],
-                              [stream_maxlen(), run_id, int(retention_seconds())]))
+    def _repair(self, index: str, run_id: str, verdict: Any, seen: int | None) -> None:
+        """After a sweep's script: drop the stale hint it saw, or move an early one."""
+        if verdict == "gone":
+            hints.drop(self.client, index, run_id, hints.ANY if seen is None else seen)
+        elif isinstance(verdict, list) and verdict and verdict[0] == "later":
+            hints.move(self.client, index, run_id, int(verdict[1]))
 
-    def recover(self, run_id: str) -> bool:
+    def expire(self, run_id: str, seen: int | None = None) -> bool:
+        """End a suspended run whose turn timeout passed, unless a message arrived (``seen``:
+        the score of the deadlines hint the sweep found)."""
+        verdict = self._run("expire", keys.run_keys(run_id),
+                            [stream_maxlen(), int(retention_seconds())])
+        if verdict == 1:
+            hints.drop_all(self.client, run_id, (DEADLINES,))
+            return True
+        self._repair(DEADLINES, run_id, verdict, seen)
+        return False
+
+    def recover(self, run_id: str, seen: int | None = None) -> bool:
         """For a lapsed lease: re-queue the interrupted message, close the partial with
         ``abort``, mark the run resuming. True when it did (the caller enqueues it)."""
-        return bool(self._run("recover",
-                              [keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
-                               keys.inbox(run_id), keys.output(run_id), keys.ACTIVE,
-                               keys.RESUMING],
-                              [stream_maxlen(), run_id, _ms(requeue_seconds())]))
+        requeue_ms = _ms(requeue_seconds())
+        # Before: a sweeper dying right after recovering leaves the run found by the next one.
+        hinted = hints.add(self.client, RESUMING, [run_id], requeue_ms)
+        verdict = self._run("recover",
+                            [keys.run(run_id), keys.lease(run_id), keys.processing(run_id),
+                             keys.inbox(run_id), keys.output(run_id)],
+                            [stream_maxlen(), requeue_ms])
+        if isinstance(verdict, list) and verdict and verdict[0] == 1:
+            hints.drop(self.client, ACTIVE, run_id, int(verdict[1]))
+            return True
+        hints.drop(self.client, RESUMING, run_id, hinted)
+        self._repair(ACTIVE, run_id, verdict, seen)
+        return False
 
-    def requeue(self, run_id: str) -> bool:
+    def requeue(self, run_id: str, seen: int | None = None) -> bool:
         """True for the one sweeper that should send an overdue run's start message again."""
-        return bool(self._run("requeue", [keys.RESUMING, keys.run(run_id)],
-                              [run_id, _ms(requeue_seconds()), REQUEUE_MAX_MS]))
+        verdict = self._run("requeue", [keys.run(run_id)],
+                            [_ms(requeue_seconds()), REQUEUE_MAX_MS])
+        if isinstance(verdict, list) and verdict and verdict[0] == "send":
+            hints.move(self.client, RESUMING, run_id, int(verdict[1]))
+            return True
+        self._repair(RESUMING, run_id, verdict, seen)
+        return False
 
-    def trim_runs(self, start: int, count: int) -> tuple[int, int]:
-        """Drop runs whose keys expired from a window of the runs index: ``(seen, dropped)``."""
-        ids = [str(v) for v in self.client.zrange(keys.RUNS, start, start + count - 1)]
+    def trim_runs(self, bucket: int, start: int, count: int) -> tuple[int, int]:
+        """Drop runs whose keys expired from a window of bucket ``bucket`` (of
+        :data:`~.keys.BUCKETS`) of the runs index: ``(seen, dropped)``."""
+        key = keys.index_buckets(RUNS)[bucket % keys.BUCKETS]
+        ids = [str(v) for v in self.client.zrange(key, start, start + count - 1)]
         if not ids:
             return 0, 0
         gone = [run_id for run_id, alive in zip(ids, self.exists(ids), strict=True) if not alive]
         if gone:
-            self.client.zrem(keys.RUNS, *gone)
+            self.client.zrem(key, *gone)
         return len(ids), len(gone)
 
     def workers(self) -> list[str]:
         """Ids (``host:pid:nonce``) of the worker processes that have beaten, oldest beat first;
         a dead one stays until forgotten."""
-        return [str(v) for v in self.client.zrange(keys.WORKERS, 0, -1)]
+        return [worker for worker, _ in hints.first(self.client, WORKERS, 2**31)]
 
     def forget_workers(self, before: float) -> None:
         """Drop workers whose last heartbeat is older than ``before`` (a Unix time)."""
-        self.client.zremrangebyscore(keys.WORKERS, "-inf", before)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys.index_buckets(WORKERS):
+            pipe.zremrangebyscore(key, "-inf", before)
+        pipe.execute()

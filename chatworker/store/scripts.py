@@ -6,8 +6,10 @@ clock), appends to an output stream, the lease fence owner writes go through, an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import redis
 from redis.commands.core import Script
@@ -39,7 +41,8 @@ def source(name: str) -> str:
 NAMES = (
     "create", "send", "take", "append", "owner_set", "suspend", "stop", "cancel", "expire",
     "claim", "requeue", "turn_start", "marker", "hook_done", "recover", "renew", "end",
-    "slot_acquire", "slot_release", "call_send", "tool_record", "steer_take", "append_batch",
+    "slot_acquire", "slot_release", "call_send", "fence", "steer_take", "hint", "unhint",
+    "append_batch",
 )
 
 _registered: dict[int, dict[str, Script]] = {}
@@ -53,6 +56,30 @@ def registered(client: redis.Redis[str]) -> dict[str, Script]:
             name: client.register_script(source(name)) for name in NAMES
         }
     return found
+
+
+def run_many(client: redis.Redis[str], name: str,
+             calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    """Script ``name`` once per ``(keys, args)``, in one pipeline (the calls may be in different
+    slots: a cluster client sends each to its node); a script Redis forgot (a restart) is loaded
+    again. Error replies are returned, not raised."""
+    if not calls:
+        return []
+    script = registered(client)[name]
+    pipe = client.pipeline(transaction=False)
+    for run_keys, args in calls:
+        # As a raw command: a cluster pipeline refuses its evalsha() method, not EVALSHA itself.
+        pipe.execute_command("EVALSHA", script.sha,  # type: ignore[attr-defined, no-untyped-call]
+                             len(run_keys), *run_keys, *args)
+    replies = list(pipe.execute(raise_on_error=False))
+    for i, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            run_keys, args = calls[i]
+            try:
+                replies[i] = script(keys=list(run_keys), args=list(args))
+            except redis.ResponseError as exc:
+                replies[i] = exc
+    return replies
 
 
 def redis_now_ms(client: redis.Redis[str]) -> int:

@@ -22,7 +22,7 @@ def acquire(client: redis.Redis[str], name: str, limit: int, run_id: str) -> boo
     got = registered(client)["slot_acquire"](
         keys=[keys.queue_slots(name), keys.queue_waiting(name)], args=[run_id, limit, _lease_ms()]
     )
-    client.hset(keys.QUEUES, name, limit)
+    client.hset(keys.queues(name), name, limit)
     return bool(got)
 
 
@@ -48,7 +48,10 @@ def renew(client: redis.Redis[str], held: list[tuple[str, str]]) -> None:
 def next_after_lapse(client: redis.Redis[str]) -> list[str]:
     """For each queue with a free slot (one freed by a lapse, not a release) and runs in line:
     its first waiting run, at most once every 3 s per queue (the kick is debounced)."""
-    queues = client.hgetall(keys.QUEUES)
+    pipe = client.pipeline(transaction=False)
+    for key in keys.queue_buckets():
+        pipe.hgetall(key)
+    queues = {name: limit for part in pipe.execute() for name, limit in part.items()}
     if not queues:
         return []
     now = redis_now_ms(client)

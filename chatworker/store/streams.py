@@ -170,6 +170,8 @@ def decode_entries(raw: Any) -> list[Entry]:
     """``[(id, {"c": json})...]`` from redis-py → ``[(id, chunk)...]``."""
     out: list[Entry] = []
     for entry_id, fields in raw or []:
+        if isinstance(fields, list):  # left raw by a cluster client's transaction
+            fields = dict(zip(fields[::2], fields[1::2], strict=False))
         body = fields.get("c")
         if body is None:
             continue

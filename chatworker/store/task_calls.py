@@ -9,6 +9,7 @@ TTL the waiting turn keeps renewing, so a call whose turn died closes by itself.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import redis
@@ -40,6 +41,11 @@ class TaskCallChannel:
         self.call_id = call_id
         self.key = keys.task_call(call_id)
         self.output = keys.task_call_output(call_id)
+
+    @classmethod
+    def new(cls, client: redis.Redis[str], run_id: str) -> TaskCallChannel:
+        """A new call of a turn of ``run_id`` (its keys share the run's slot)."""
+        return cls(client, keys.new_call_id(run_id, uuid.uuid4().hex))
 
     # -- the turn's side -----------------------------------------------------------------------
     def open(self, run_id: str, token: str, ttl_seconds: float) -> None:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_multi_turn_accumulates_and_streams_complete_messages(
     engine: redis.Redis, chat_id: str
 ) -> None:
-    """(Also on a RabbitMQ broker: see the ``engine`` fixture.)"""
+    """(Also on a RabbitMQ broker and on a Redis Cluster: see the ``engine`` fixture.)"""
     r = engine
     first = user_message("hello there")
     started = runs.trigger("echo", payload(chat_id, first))
@@ -111,7 +111,7 @@ def test_hook_order_and_fields(worker: object, r: redis.Redis, chat_id: str) -> 
 
 
 def test_stop_mid_turn_then_next_turn(engine: redis.Redis, chat_id: str) -> None:
-    """(Also on a RabbitMQ broker: see the ``engine`` fixture.)"""
+    """(Also on a RabbitMQ broker and on a Redis Cluster: see the ``engine`` fixture.)"""
     r = engine
     started = runs.trigger(
         "echo", payload(chat_id, user_message("slow"), metadata={"words": 200, "delay": 0.05})

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from chatworker import RunEnded, runs
+from chatworker.store import keys
 
 from ..conftest import worker_env
 from ..support import (
@@ -112,7 +113,7 @@ def test_raw_loop_with_preload_stop_and_turns(worker: object, r: redis.Redis, ch
     assert [t["stopped"] for t in seen] == [False, True, False]
     assert [m["role"] for m in seen[2]["ui_messages"]] == ["user", "assistant"] * 3
     # Parked past its warm timeout, the raw run still answers (no message lost).
-    wait_for(lambda: r.hget(f"cw:run:{started.run_id}", "parked") == "1", timeout=5)
+    wait_for(lambda: r.hget(keys.run(started.run_id), "parked") == "1", timeout=5)
     runs.send_message(started.run_id, payload(chat_id, user_message("fourth")))
     assert (
         text_of(read_turn(r, started.run_id, after=turn2[-1][0])).strip() == "raw: fourth (turn 3)"
@@ -140,7 +141,7 @@ def test_concurrency_limit_holds_across_two_workers(redis_url: str) -> None:
             active += 1 if event["event"] == "start" else -1
             most = max(most, active)
         assert most == 2  # the limit was reached, never exceeded
-        wait_for(lambda: r.zcard("cw:queue:tight:slots") == 0)  # every slot was given back
+        wait_for(lambda: r.zcard(keys.queue_slots("tight")) == 0)  # every slot was given back
 
 
 def test_retry_after_a_failure(worker: object, r: redis.Redis, chat_id: str) -> None:

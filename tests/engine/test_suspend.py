@@ -11,7 +11,7 @@ import redis
 
 from chatworker import RunEnded, runs
 
-from ..conftest import worker_env
+from ..conftest import Stack, worker_env
 from ..rabbitmq_support import RabbitMQServer
 from ..support import (
     events,
@@ -84,7 +84,8 @@ def test_turn_timeout_completes_then_continuation(
     assert starts[0]["continuation"] is False
 
 
-def test_runtime_overrides_survive_suspension(worker: object, r: redis.Redis, chat_id: str) -> None:
+def test_runtime_overrides_survive_suspension(stack: Stack, chat_id: str) -> None:
+    r = stack.r  # on one redis-server, then on a Redis Cluster
     started = runs.trigger("overrides", payload(chat_id, user_message("a")))
     turn0 = read_turn(r, started.run_id)
     # The task's static warm timeout is 30 s; the override (0.3 s) suspends it at once.
@@ -99,9 +100,10 @@ def test_runtime_overrides_survive_suspension(worker: object, r: redis.Redis, ch
 
 
 def test_hammer_messages_at_the_moment_of_suspending(
-    worker: object, r: redis.Redis, chat_id: str
+    stack: Stack, chat_id: str
 ) -> None:
     """Warm timeout 0: each turn ends by suspending at once; send exactly then, many times."""
+    r = stack.r  # on one redis-server, then on a Redis Cluster
     started = runs.trigger("instant", payload(chat_id, user_message("m0")))
     cursor = read_turn(r, started.run_id)[-1][0]
     rng = random.Random(7)

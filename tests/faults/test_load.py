@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import redis
 
+from chatworker.store import keys
+
 from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
 from ..support import Worker, user_message
@@ -280,7 +282,7 @@ def test_concurrent_chats_every_message_answered_once_in_order(
     assert any("during" in c.plan.send_mode or "burst" in c.plan.send_mode for c in chats)
     assert worker.proc is not None and worker.proc.poll() is None
     # A busy but live worker is never mistaken for a dead one: no run was recovered.
-    recovered = [c.run_id for c in chats if r.hget(f"cw:run:{c.run_id}", "recoveries")]
+    recovered = [c.run_id for c in chats if r.hget(keys.run(c.run_id), "recoveries")]
     assert not recovered, f"runs recovered while their worker was alive: {recovered[:5]}"
     print(json.dumps({
         "chats": CHATS, "turns": TURNS, "seed": SEED, "seconds": round(took, 1),

@@ -479,7 +479,8 @@ class Soak:
             f"seed {self.cfg.seed}: {len(stuck)} chats stuck, {len(failed)} failed; "
             f"kills (worker, id, runs owned, not picked up): {kills}"
         ]
-        resuming = set(self.r.zrange(keys.RESUMING, 0, -1))
+        resuming = {run for key in keys.index_buckets(keys.RESUMING)
+                    for run in self.r.zrange(key, 0, -1)}
         logs = [(w.name, w.log().splitlines()) for w in self.all_workers]
         for chat in [*stuck, *failed][:10]:
             run = chat.run_id

@@ -15,8 +15,10 @@ from ..conftest import worker_env
 from ..gateway.conftest_helpers import Gunicorn, gateway_env
 from ..rabbitmq_support import RabbitMQServer
 from ..support import (
+    Backend,
     Worker,
     events,
+    isolated,
     isolated_db,
     payload,
     read_turn,
@@ -35,15 +37,16 @@ def completes_for(r: redis.Redis, chat_id: str) -> list[dict]:
 
 
 def test_sigkill_mid_turn_restarts_the_turn_elsewhere(
-    redis_url: str, chat_id: str, broker: RabbitMQServer | None
+    backend: Backend, chat_id: str, broker: RabbitMQServer | None
 ) -> None:
-    """(On both brokers: the turn is recovered from its lease, never redelivered.)"""
-    with isolated_db(redis_url, 6, rabbitmq=broker) as url:
-        r = redis.Redis.from_url(url, decode_responses=True)
+    """(On one redis-server and on a Redis Cluster, on both brokers: the turn is recovered from
+    its lease, never redelivered.)"""
+    with isolated(backend, 6, rabbitmq=broker) as on:
+        r = on.client()
         # Both workers are up before the turn starts (a worker slow to start on a loaded
         # machine must not let the turn finish before the kill); the one streaming is killed.
-        first = Worker(worker_env(url), name="first").start()
-        second = Worker(worker_env(url), name="second").start()
+        first = Worker(worker_env(on.url, **on.env()), name="first").start()
+        second = Worker(worker_env(on.url, **on.env()), name="second").start()
         try:
             started = runs.trigger("echo", payload(chat_id, user_message("hello"),
                                                    metadata={"words": 60, "delay": 0.05}))

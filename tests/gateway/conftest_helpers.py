@@ -25,7 +25,7 @@ from chatworker import config
 from chatworker.gateway.hub import reset_hub
 from chatworker.store.streams import OutputStream
 
-from ..support import ARTIFACTS, ROOT, free_port
+from ..support import ARTIFACTS, ROOT, Backend, free_port
 
 #: The Redis database gateway tests use: no celery worker consumes it, so runs stay queued.
 GATEWAY_DB = 7
@@ -283,3 +283,18 @@ def live_gateway(redis_url: str, worker: object) -> Iterator[Gunicorn]:
     with Gunicorn(gateway_env(redis_url, CHATWORKER_SSE_HEARTBEAT="1"), name="live") as gw:
         yield gw
     assert "Traceback" not in gw.log(), gw.log()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def cluster_gateway(cluster_backend: Backend, cluster_worker: object) -> Iterator[Gunicorn]:
+    """A gunicorn gateway on the Redis Cluster, where the shared cluster worker runs."""
+    env = gateway_env(cluster_backend.url, CHATWORKER_SSE_HEARTBEAT="1", **cluster_backend.env())
+    with Gunicorn(env, name="cluster") as gw:
+        yield gw
+    assert "Traceback" not in gw.log(), gw.log()[-3000:]
+
+
+@pytest.fixture
+def gateway_on(stack: Any, request: pytest.FixtureRequest) -> Gunicorn:
+    """The live gateway of the ``stack`` backend: one redis-server, then a Redis Cluster."""
+    return request.getfixturevalue("cluster_gateway" if stack.backend.cluster else "live_gateway")

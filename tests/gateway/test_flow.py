@@ -12,9 +12,9 @@ from chatworker import tokens
 
 from ..support import user_message
 from .conftest_helpers import Gunicorn as Gateway
-from .conftest_helpers import SSEClient, SSEEvent, call, live_gateway
+from .conftest_helpers import SSEClient, SSEEvent, call, cluster_gateway, gateway_on, live_gateway
 
-__all__ = ["live_gateway"]
+__all__ = ["cluster_gateway", "gateway_on", "live_gateway"]
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,8 @@ def text_of(events: list[SSEEvent]) -> str:
     return "".join(e.json().get("delta", "") for e in events if e.json()["type"] == "text-delta")
 
 
-def test_trigger_stream_send_stream(live_gateway: Gateway, chat_id: str) -> None:
-    gw = live_gateway
+def test_trigger_stream_send_stream(gateway_on: Gateway, chat_id: str) -> None:
+    gw = gateway_on  # on one redis-server, then on a Redis Cluster
     status, started, _ = call(
         gw.url,
         "POST",
@@ -118,8 +118,8 @@ def test_trigger_stream_send_stream(live_gateway: Gateway, chat_id: str) -> None
     assert text_of(turn).strip() == "echo: late (turn 0)"
 
 
-def test_stop_mid_turn_through_the_gateway(live_gateway: Gateway, chat_id: str) -> None:
-    gw = live_gateway
+def test_stop_mid_turn_through_the_gateway(gateway_on: Gateway, chat_id: str) -> None:
+    gw = gateway_on  # on one redis-server, then on a Redis Cluster
     body = payload(chat_id, "slow", metadata={"delay": 0.05, "words": 200})
     status, started, _ = call(
         gw.url, "POST", "/api/chat/tasks/echo/runs", body, token=trigger_token()

@@ -21,14 +21,41 @@ from chatworker.store.entry_ids import RawEntry as Entry
 from chatworker.store.entry_ids import parse_id, previous_id
 from chatworker.store.streams import OutputStream
 
-from ..support import RedisServer
-from .conftest_helpers import gateway_db, gateway_redis
+from ..support import Backend, RedisServer, pointed_at_backend
+from .conftest_helpers import gateway_db
 
-__all__ = ["gateway_db", "gateway_redis"]
+__all__ = ["gateway_db"]
+
+
+@pytest.fixture(params=["server", "cluster"])
+def gateway_redis(request: pytest.FixtureRequest, gateway_db: str) -> Iterator[redis.Redis]:
+    """The streams the hub reads: on one redis-server, then on a Redis Cluster (where the hub
+    reads with one pipelined round per node instead of one blocking XREAD)."""
+    if request.param == "server":
+        yield redis.Redis.from_url(gateway_db, decode_responses=True)
+        return
+    cluster: Backend = request.getfixturevalue("cluster_backend")
+    with pointed_at_backend(cluster):
+        client = cluster.client()
+        yield client
+        client.close()
 
 
 @pytest.fixture
-def hub(gateway_db: str) -> Iterator[Hub]:
+def hub(gateway_redis: redis.Redis) -> Iterator[Hub]:
+    h = Hub()
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def server_redis(gateway_db: str) -> redis.Redis:
+    """One redis-server only (what these tests check has no cluster counterpart)."""
+    return redis.Redis.from_url(gateway_db, decode_responses=True)
+
+
+@pytest.fixture
+def server_hub(server_redis: redis.Redis) -> Iterator[Hub]:
     h = Hub()
     yield h
     h.stop()
@@ -171,11 +198,13 @@ def test_a_new_stream_wakes_the_reader(gateway_db: str, gateway_redis: redis.Red
         hub.stop()
 
 
-def test_idle_stream_longer_than_the_socket_timeout(hub: Hub, gateway_redis: redis.Redis) -> None:
+def test_idle_stream_longer_than_the_socket_timeout(server_hub: Hub,
+                                                    server_redis: redis.Redis) -> None:
+    hub = server_hub  # a cluster's reads do not block: no socket timeout to outlast
     run_id = new_run()
     with hub.subscribe(run_id) as sub:
         assert sub.next_batch(0.1) == []
-        timer = threading.Timer(6.5, add, args=(gateway_redis, run_id, 1))
+        timer = threading.Timer(6.5, add, args=(server_redis, run_id, 1))
         timer.start()
         batch: list[Entry] = []
         deadline = time.monotonic() + 10
@@ -186,8 +215,10 @@ def test_idle_stream_longer_than_the_socket_timeout(hub: Hub, gateway_redis: red
 
 
 def test_a_thousand_subscriptions_use_a_handful_of_connections(
-    hub: Hub, gateway_redis: redis.Redis
+    server_hub: Hub, server_redis: redis.Redis
 ) -> None:
+    hub, gateway_redis = server_hub, server_redis  # connections counted on one server
+
     def connections() -> int:
         return len(gateway_redis.client_list())
 

@@ -31,8 +31,8 @@ def owned(store: RunStore, run_id: str = "run_a", worker: str = WORKER) -> str:
 def test_a_new_run_is_indexed_and_has_a_start_deadline(store: RunStore,
                                                        client: redis.Redis) -> None:
     run_id = new_run(store)
-    assert client.zscore(keys.RUNS, run_id) is not None
-    due = client.zscore(keys.RESUMING, run_id)
+    assert client.zscore(keys.index(keys.RUNS, run_id), run_id) is not None
+    due = client.zscore(keys.index(keys.RESUMING, run_id), run_id)
     assert due is not None and due > store.now_ms()
     assert client.lrange(keys.inbox(run_id), 0, -1) == ["i0 {}"]
     assert store.chat_run("t", "c") == run_id
@@ -132,17 +132,55 @@ def test_an_overdue_start_is_sent_again_by_one_sweeper_then_backs_off(
     store: RunStore, client: redis.Redis
 ) -> None:
     run_id = new_run(store)
-    client.zadd(keys.RESUMING, {run_id: 0})  # its start message was lost long ago
+    client.hset(keys.run(run_id), "start_due", 0)  # its start message was lost long ago
+    hint = keys.index(keys.RESUMING, run_id)
+    client.zadd(hint, {run_id: 0})
+    assert store.overdue_starts(store.now_ms(), 10) == [(run_id, 0)]
     first, second = RunStore(client), RunStore(client)  # two workers sweeping at once
-    assert [first.requeue(run_id), second.requeue(run_id)].count(True) == 1
-    due = client.zscore(keys.RESUMING, run_id)
+    assert [first.requeue(run_id, 0), second.requeue(run_id, 0)].count(True) == 1
+    due = client.zscore(hint, run_id)
     assert due is not None and due > store.now_ms()
     owned(store, run_id)
-    assert client.zscore(keys.RESUMING, run_id) is None  # claimed: no more re-sends
+    assert client.zscore(hint, run_id) is None  # claimed: no more re-sends
 
 
 def test_the_runs_index_forgets_expired_runs(store: RunStore, client: redis.Redis) -> None:
     kept, gone = new_run(store, "run_k"), new_run(store, "run_g")
     client.delete(keys.run(gone))
-    assert store.trim_runs(0, 100) == (2, 1)
-    assert client.zrange(keys.RUNS, 0, -1) == [kept]
+    walked = [store.trim_runs(bucket, 0, 100) for bucket in range(keys.BUCKETS)]
+    assert (sum(s for s, _ in walked), sum(d for _, d in walked)) == (2, 1)
+    assert [m for key in keys.index_buckets(keys.RUNS) for m in client.zrange(key, 0, -1)] == [
+        kept]
+
+
+def test_renewing_keeps_the_leases_still_owned_and_names_the_lost_ones(
+    store: RunStore, client: redis.Redis
+) -> None:
+    kept, lost = new_run(store, "run_kept"), new_run(store, "run_lost")
+    kept_token, lost_token = owned(store, kept), owned(store, lost)
+    store.take(kept, 0, kept_token)
+    store.take(lost, 0, lost_token)
+    client.pexpire(keys.lease(kept), 50)  # about to lapse: the renewal extends it
+    client.delete(keys.lease(lost))
+    assert store.recover(lost)  # another worker's sweep handed it on
+    assert store.renew(WORKER, [(kept, kept_token), (lost, lost_token)]) == {lost}
+    assert client.pttl(keys.lease(kept)) > 1000
+    assert client.zscore(keys.index(keys.ACTIVE, kept), kept) is not None
+
+
+def test_only_a_run_waiting_to_start_has_a_start_hint(store: RunStore, client: redis.Redis) -> None:
+    run_id = new_run(store)
+    hint = keys.index(keys.RESUMING, run_id)
+    queued_at = client.zscore(hint, run_id)
+    assert store.send(run_id, "{}")[0] == "ok"  # still queued: its hint stays as it was
+    assert client.zscore(hint, run_id) == queued_at
+    token = owned(store, run_id)
+    assert client.zscore(hint, run_id) is None  # claimed
+    store.take(run_id, 0, token)
+    assert store.send(run_id, "{}")[0] == "ok"  # a live run: no start hint left behind
+    assert client.zscore(hint, run_id) is None
+    store.take(run_id, 1, token)
+    store.take(run_id, 2, token)  # the inbox is empty again
+    assert store.suspend(run_id, token, 60, "{}") == 1
+    assert store.send(run_id, "{}")[0] == "resume"  # found by the sweep should its start be lost
+    assert client.zscore(hint, run_id) is not None

@@ -1,12 +1,10 @@
--- KEYS: run, inbox, resuming, runs, chat ; ARGV: record field/value pairs..., then
--- initial item or '', run_id, requeue_ms, chat_ttl_s
--- A new run: its record, its first message, the runs index and the chat's latest run, and a
--- start deadline (so a lost Celery message is noticed and sent again).
+-- KEYS: run, inbox ; ARGV: record field/value pairs..., then initial item or '', requeue_ms
+-- A new run: its record, its first message, and its start deadline (`start_due`: a lost Celery
+-- message is noticed and sent again). The runs index, the chat's latest run and the start hint
+-- are written by the caller (other slots).
 local n = #ARGV
 local now = now_ms()
-redis.call('HSET', KEYS[1], 'created_at', now, 'updated_at', now, unpack(ARGV, 1, n - 4))
-if ARGV[n - 3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[n - 3]) end
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[n - 1]), ARGV[n - 2])
-redis.call('ZADD', KEYS[4], now, ARGV[n - 2])
-redis.call('SET', KEYS[5], ARGV[n - 2], 'EX', ARGV[n])
+redis.call('HSET', KEYS[1], 'created_at', now, 'updated_at', now,
+  'start_due', now + tonumber(ARGV[n]), unpack(ARGV, 1, n - 2))
+if ARGV[n - 1] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[n - 1]) end
 return now

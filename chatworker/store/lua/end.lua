@@ -1,5 +1,5 @@
--- KEYS: run, inbox, processing, output, checkpoint, lease, deadlines, resuming, active
--- ARGV: status, reason, maxlen, token, run_id, retention_s
+-- KEYS: run, inbox, processing, output, checkpoint, lease
+-- ARGV: status, reason, maxlen, token, retention_s
 -- A worker that lost the run (its lease is another's, or recovery handed the run on) must not
 -- end it: only the lease holder, or the owner whose lease merely lapsed, may.
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -15,10 +15,7 @@ end
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'is_streaming', '0',
   'owner', '', 'ended_at', now, 'updated_at', now)
-redis.call('ZREM', KEYS[7], ARGV[5])
-redis.call('ZREM', KEYS[8], ARGV[5])
-redis.call('ZREM', KEYS[9], ARGV[5])
 redis.call('DEL', KEYS[6])
 local id = xadd(KEYS[4], ARGV[3], cjson.encode({type='__run_end', status=ARGV[1], reason=ARGV[2]}))
-retain(ARGV[6], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+retain(ARGV[5], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return id
