@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from . import keys
-from .scripts import registered, run_many
+from .scripts import registered, run_in_order, run_many
 
 #: The score bound of a drop that takes the hint whatever its score.
 ANY = 2**53
@@ -50,6 +50,19 @@ def add(client: redis.Redis[str], index: str, run_ids: Iterable[str], delay_ms: 
         if int(reply[1]) or not only_new:
             score = int(reply[0])
     return score
+
+
+def add_then(client: redis.Redis[str], index: str, run_id: str, delay_ms: int,
+             call: tuple[str, Sequence[str], Sequence[Any]]) -> tuple[int, Any]:
+    """:func:`add` (``only_new``) of one run's hint, then the script ``call``, in one pipeline
+    on one server (which runs them in this order); returns the hint's score (0: it existed)
+    and the script's reply (raised if an error)."""
+    hint = ("hint", [keys.index(index, run_id)], [delay_ms, "1", run_id])
+    hinted, reply = run_in_order(client, [hint, call])
+    for result in (hinted, reply):
+        if isinstance(result, Exception):
+            raise result
+    return (int(hinted[0]) if int(hinted[1]) else 0), reply
 
 
 def move(client: redis.Redis[str], index: str, run_id: str, score: int) -> None:

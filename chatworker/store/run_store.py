@@ -131,15 +131,20 @@ class RunStore:
         # Before the send: if it resumes a suspended run, that run is found even should this
         # process die before the resume is enqueued. A hint the run already has is kept (a queued
         # run's), and the one added here is dropped again unless the send resumed the run.
-        hinted = hints.add(self.client, RESUMING, [run_id], requeue_ms, only_new=True)
-        result = self._run("send", [keys.run(run_id), keys.inbox(run_id)],
-                           [item, run_id, requeue_ms, policy, stop_reason])
+        send_keys = [keys.run(run_id), keys.inbox(run_id)]
+        send_args = [item, run_id, requeue_ms, policy, stop_reason]
+        if self._sharded:
+            hinted = hints.add(self.client, RESUMING, [run_id], requeue_ms, only_new=True)
+            result = self._run("send", send_keys, send_args)
+        else:  # one server runs a pipeline in order: the hint still goes first, one round trip
+            hinted, result = hints.add_then(self.client, RESUMING, run_id, requeue_ms,
+                                            ("send", send_keys, send_args))
         values = [str(v) for v in result] + ["", ""]
         starting = values[0] == "resume" or (values[0] == "ok" and values[4] in STARTING)
+        if values[0] == "ok":  # the owner first: it is waiting for this message
+            self._notify(values[3], values[5:-2])
         if hinted and not starting and values[0] != "full":
             hints.drop(self.client, RESUMING, run_id, hinted)
-        if values[0] == "ok":
-            self._notify(values[3], values[5:-2])
         return values[0], values[1], values[2] or "queue"
 
     def stop(self, run_id: str, reason: str, input_id: str | None) -> str:

@@ -30,8 +30,9 @@ def writer(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> stream_write
 def test_the_chunks_of_many_runs_share_script_calls_and_each_stays_in_order(
     store: RunStore, client: redis.Redis, writer: stream_writer.Writer
 ) -> None:
-    if is_cluster(client):
-        pytest.skip("on a cluster a script takes one run's keys: appends of runs are not merged")
+    # On a cluster a script takes one run's keys, so runs' appends are not merged there: only
+    # the order (and nothing lost) is checked; on one server, the sharing too.
+    merged = not is_cluster(client)
     runs = [new_run(store, f"run_{i}") for i in range(20)]
     outs = [streams.OutputStream(client, r, token=owned(store, r)) for r in runs]
     ids: dict[int, list[str]] = {}
@@ -42,14 +43,16 @@ def test_the_chunks_of_many_runs_share_script_calls_and_each_stays_in_order(
         ids[n] = [outs[n].write({"type": "text-delta", "id": "t", "delta": f"{n}:{k}"})
                   for k in range(10)]
 
-    before_eval, before_xadd = _calls(client, "evalsha"), _calls(client, "xadd")
+    before_eval = _calls(client, "evalsha") if merged else 0
+    before_xadd = _calls(client, "xadd") if merged else 0
     threads = [threading.Thread(target=stream, args=(n,)) for n in range(len(outs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert _calls(client, "xadd") - before_xadd == 200
-    assert _calls(client, "evalsha") - before_eval < 100  # batched: far fewer calls than chunks
+    if merged:
+        assert _calls(client, "xadd") - before_xadd == 200
+        assert _calls(client, "evalsha") - before_eval < 100  # batched: far fewer calls than chunks
     for n, run_id in enumerate(runs):
         entries = streams.read(client, run_id)
         assert [e[1]["delta"] for e in entries] == [f"{n}:{k}" for k in range(10)]
