@@ -42,6 +42,10 @@ def _pairs(fields: Mapping[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
+#: Runs renewed per script call on one server (a bound on how long one call holds Redis).
+RENEW_BATCH = 500
+
+
 class RunStore:
     """The run records of one Redis (one per client; cheap to make)."""
 
@@ -329,9 +333,17 @@ class RunStore:
         if not owned:
             return set()
         lease_ms = _ms(lease_seconds())
-        # One script per run (each in its run's slot), all in one pipeline.
-        replies = run_many(self.client, "renew",
-                           [([keys.lease(r), keys.run(r)], [t, lease_ms]) for r, t in owned])
+        if self._sharded:
+            # One script per run (each in its run's slot), all in one pipeline.
+            replies = run_many(self.client, "renew",
+                               [([keys.lease(r), keys.run(r)], [t, lease_ms]) for r, t in owned])
+        else:  # one server: a few script calls for all of them
+            replies = []
+            for batch in (owned[i:i + RENEW_BATCH] for i in range(0, len(owned), RENEW_BATCH)):
+                run_keys = [k for r, _ in batch for k in (keys.lease(r), keys.run(r))]
+                [reply] = run_many(self.client, "renew_all",
+                                   [(run_keys, [lease_ms, *(t for _, t in batch)])])
+                replies += reply if isinstance(reply, list) else [reply] * len(batch)
         for reply in replies:
             if isinstance(reply, redis.ConnectionError | redis.TimeoutError):
                 raise reply

@@ -42,7 +42,7 @@ NAMES = (
     "create", "send", "take", "append", "owner_set", "suspend", "stop", "cancel", "expire",
     "claim", "requeue", "turn_start", "marker", "hook_done", "recover", "renew", "end",
     "slot_acquire", "slot_release", "call_send", "fence", "steer_take", "hint", "unhint",
-    "append_batch",
+    "append_batch", "renew_all",
 )
 
 _registered: dict[int, dict[str, Script]] = {}

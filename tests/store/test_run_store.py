@@ -184,3 +184,19 @@ def test_only_a_run_waiting_to_start_has_a_start_hint(store: RunStore, client: r
     assert store.suspend(run_id, token, 60, "{}") == 1
     assert store.send(run_id, "{}")[0] == "resume"  # found by the sweep should its start be lost
     assert client.zscore(hint, run_id) is not None
+
+
+@pytest.mark.parametrize("client", ["server"], indirect=True)
+def test_one_server_renews_many_leases_in_one_script_call(
+    store: RunStore, client: redis.Redis
+) -> None:
+    """A worker beat with many warm runs is a few script calls on one server, not one per run
+    (a cluster renews run by run, each in its slot: the test above covers both)."""
+    runs = [new_run(store, f"run_{i}") for i in range(50)]
+    owned_runs = [(r, owned(store, r)) for r in runs]
+    calls = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    assert store.renew(WORKER, owned_runs) == set()
+    # one renew_all call, then the active-index hints (one call per bucket touched)
+    made = int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls
+    assert made <= 1 + len({keys.index(keys.ACTIVE, r) for r in runs})
+    assert all(client.pttl(keys.lease(r)) > 1000 for r in runs)
