@@ -139,7 +139,7 @@ def test_a_framework_agent_answers_a_new_chat_and_keeps_it(
     send(page, "What time is it in Europe/Paris?")
     expect(page.locator("[data-testid=message][data-role=assistant]")).to_have_count(2)
     expect(assistant_text(page).last).to_contain_text("Europe/Paris")
-    later = wait_run_idle(demo, chat_id)
+    later = wait_run_idle(demo, chat_id, until=lambda s: len(s.get("messages") or []) >= 4)
     assert later["taskId"] == task
     assert [m["role"] for m in later["messages"]] == ["user", "assistant"] * 2
     follow_up = asked(model, "Europe/Paris")
