@@ -63,30 +63,16 @@ def run_many(client: redis.Redis[str], name: str,
     """Script ``name`` once per ``(keys, args)``, in one pipeline (the calls may be in different
     slots: a cluster client sends each to its node); a script Redis forgot (a restart) is loaded
     again. Error replies are returned, not raised."""
-    if not calls:
-        return []
-    script = registered(client)[name]
-    pipe = client.pipeline(transaction=False)
-    for run_keys, args in calls:
-        # As a raw command: a cluster pipeline refuses its evalsha() method, not EVALSHA itself.
-        pipe.execute_command("EVALSHA", script.sha,  # type: ignore[attr-defined, no-untyped-call]
-                             len(run_keys), *run_keys, *args)
-    replies = list(pipe.execute(raise_on_error=False))
-    for i, reply in enumerate(replies):
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            run_keys, args = calls[i]
-            try:
-                replies[i] = script(keys=list(run_keys), args=list(args))
-            except redis.ResponseError as exc:
-                replies[i] = exc
-    return replies
+    return run_in_order(client, [(name, run_keys, args) for run_keys, args in calls])
 
 
 def run_in_order(client: redis.Redis[str],
                  calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
-    """Scripts ``(name, keys, args)``, in one pipeline, run in this order by one server (not a
-    cluster, whose pipeline spreads calls over nodes). A script Redis forgot is loaded again;
-    error replies are returned, not raised."""
+    """Scripts ``(name, keys, args)``, in one pipeline: one server runs them in this order (a
+    cluster's pipeline spreads them over nodes, in no order across nodes). A script Redis forgot
+    is loaded again; error replies are returned, not raised."""
+    if not calls:
+        return []
     pipe = client.pipeline(transaction=False)
     scripts = registered(client)
     for name, run_keys, args in calls:
